@@ -1,0 +1,1 @@
+"""The self-hosted WebSocket layer: ASGI application, consumer and per-process hub."""

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.event_list, name="event_list"),
+    path("events.json", views.event_list_json, name="event_list_json"),
+    path("events/<int:pk>/", views.event_detail, name="event"),
+    path("events/<int:pk>/comments.json", views.comments_json, name="comments_json"),
+]

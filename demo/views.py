@@ -1,0 +1,46 @@
+"""Ordinary Django views: none of them publishes by hand; register() in models.py does."""
+
+from django.db.models import Count
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET
+
+from .forms import CommentForm, EventForm
+from .models import Event
+
+
+def _events():
+    return Event.objects.annotate(comment_count=Count("comments"))
+
+
+def event_list(request):
+    form = EventForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        event = form.save()
+        return redirect(event)
+    return render(request, "demo/event_list.html", {"events": _events(), "form": form})
+
+
+@require_GET
+def event_list_json(request):
+    events = [
+        {"id": e.pk, "title": e.title, "url": e.get_absolute_url(), "comments": e.comment_count}
+        for e in _events()
+    ]
+    return JsonResponse({"events": events})
+
+
+def event_detail(request, pk):
+    event = get_object_or_404(Event, pk=pk)
+    form = CommentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.instance.event = event
+        form.save()
+        return redirect(event)
+    return render(request, "demo/event_detail.html", {"event": event, "form": form})
+
+
+@require_GET
+def comments_json(request, pk):
+    event = get_object_or_404(Event, pk=pk)
+    return JsonResponse({"comments": [c.as_json() for c in event.comments.all()]})

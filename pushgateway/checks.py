@@ -1,0 +1,48 @@
+"""System checks: a misconfigured PUSHGATEWAY setting is reported at startup."""
+
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+from .backends import DEFAULT_BACKEND, load_backend_class
+from .backends.base import BaseBackend
+
+KEYS = {"BACKEND", "OPTIONS"}
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs=None, **kwargs):
+    config = getattr(settings, "PUSHGATEWAY", {})
+    if not isinstance(config, dict):
+        return [Error("PUSHGATEWAY must be a dict.", id="pushgateway.E001")]
+    unknown = sorted(set(config) - KEYS)
+    if unknown:
+        return [
+            Error(
+                f"PUSHGATEWAY has unknown keys {unknown}.",
+                hint=f"Valid keys: {sorted(KEYS)}.",
+                id="pushgateway.E001",
+            )
+        ]
+    path = config.get("BACKEND", DEFAULT_BACKEND)
+    try:
+        backend = load_backend_class(path)
+    except ImportError as exc:
+        return [
+            Error(
+                f"PUSHGATEWAY['BACKEND'] {path!r} cannot be imported: {exc}",
+                hint="Use a dotted path such as 'pushgateway.backends.channels.ChannelsBackend'.",
+                id="pushgateway.E002",
+            )
+        ]
+    if not (isinstance(backend, type) and issubclass(backend, BaseBackend)):
+        return [
+            Error(
+                f"PUSHGATEWAY['BACKEND'] {path!r} is not a pushgateway backend class.",
+                hint="A backend subclasses pushgateway.backends.base.BaseBackend.",
+                id="pushgateway.E003",
+            )
+        ]
+    options = config.get("OPTIONS", {})
+    if not isinstance(options, dict):
+        return [Error("PUSHGATEWAY['OPTIONS'] must be a dict.", id="pushgateway.E004")]
+    return backend.check(options)

@@ -1,0 +1,13 @@
+from django.core.exceptions import ImproperlyConfigured
+
+
+class InvalidChannelName(ValueError):
+    """A channel name that is not 1-100 characters of [A-Za-z0-9._-]."""
+
+
+class AlreadyRegistered(ImproperlyConfigured):
+    """The model is registered with pushgateway already."""
+
+
+class NotRegistered(ImproperlyConfigured):
+    """The model is not registered with pushgateway."""

@@ -1,0 +1,33 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from pushgateway import InvalidChannelName, publish
+from pushgateway.backends import get_backend
+
+
+class Command(BaseCommand):
+    help = "Publish one hint on a channel, e.g. to test a page: pushgateway_publish comments-7"
+
+    def add_arguments(self, parser):
+        parser.add_argument("channel")
+        parser.add_argument("--data", default=None, help="the hint, as JSON")
+        parser.add_argument(
+            "--timeout", type=float, default=10.0, help="seconds to wait for delivery"
+        )
+
+    def handle(self, channel, data, timeout, **options):
+        try:
+            hint = None if data is None else json.loads(data)
+        except ValueError as exc:
+            raise CommandError(f"--data is not valid JSON: {exc}") from exc
+        try:
+            publish(channel, hint)
+        except InvalidChannelName as exc:
+            raise CommandError(str(exc)) from exc
+        backend = get_backend()
+        if not backend.flush(timeout):
+            raise CommandError(f"not delivered within {timeout:g}s; is the push service up?")
+        if backend.stats["failed"] or backend.stats["dropped"]:
+            raise CommandError("delivery failed; see the log above")
+        self.stdout.write(f"published to {channel}")

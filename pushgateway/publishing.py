@@ -1,0 +1,82 @@
+"""publish() and apublish(): one hint on one channel, deferred to commit inside a transaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, transaction
+
+from .backends import get_backend
+from .message import Message, validate_channel
+
+logger = logging.getLogger("pushgateway")
+
+
+def _key(channel: str, data: Any) -> tuple[str, str]:
+    return channel, json.dumps(data, sort_keys=True, default=str)
+
+
+class _Pending:
+    """An on_commit callback that sends one hint; equal hints share a key."""
+
+    def __init__(self, channel: str, data: Any) -> None:
+        self.channel = channel
+        self.data = data
+        self.key = _key(channel, data)
+
+    def __call__(self) -> None:
+        _send(Message(self.channel, self.data))
+
+
+def _send(message: Message) -> None:
+    try:
+        get_backend().send_messages([message])
+    except Exception:
+        # Publishing never hurts the caller: a broken backend costs one refresh, not a 500.
+        logger.exception("pushgateway: could not publish to %r", message.channel)
+
+
+def _pending_hints(connection) -> dict:
+    """Hints already waiting for this transaction's commit, by key.
+
+    Django replaces `connection.run_on_commit` whenever callbacks are dropped (rollback of
+    the transaction or of a savepoint) or run (commit), so an index built for one list
+    object stays exact for as long as that list is the current one.
+    """
+    hooks = connection.run_on_commit
+    cached = getattr(connection, "_pushgateway_pending", None)
+    if cached is None or cached[0] is not hooks:
+        index = {func.key: func for _, func, _ in hooks if isinstance(func, _Pending)}
+        cached = connection._pushgateway_pending = (hooks, index)
+    return cached[1]
+
+
+def publish(channel: str, data: Any = None, *, using: str | None = None) -> None:
+    """Publish one hint on `channel`.
+
+    Inside ``transaction.atomic()`` the hint waits for the commit (and is dropped on
+    rollback); identical hints in one transaction are sent once. Raises
+    InvalidChannelName for a bad name; never raises because delivery fails.
+    """
+    validate_channel(channel)
+    connection = transaction.get_connection(using or DEFAULT_DB_ALIAS)
+    if not connection.in_atomic_block:
+        _send(Message(channel, data))
+        return
+    pending = _pending_hints(connection)
+    hint = _Pending(channel, data)
+    if hint.key not in pending:
+        pending[hint.key] = hint
+        transaction.on_commit(hint, using=using, robust=True)
+
+
+async def apublish(channel: str, data: Any = None) -> None:
+    """Publish one hint from async code, at once (async code runs outside transactions)."""
+    validate_channel(channel)
+    message = Message(channel, data)
+    try:
+        await get_backend().asend_messages([message])
+    except Exception:
+        logger.exception("pushgateway: could not publish to %r", channel)

@@ -1,0 +1,149 @@
+"""Delivery off the request path: a bounded queue drained by one daemon thread.
+
+Network backends hand their messages to a BackgroundSender, so a save never waits on a
+push service. Memory is bounded (a full queue drops and counts), time is bounded (each
+attempt is the backend's to time out; retries back off), and what is given up is counted
+and logged. Pending messages are flushed for a few seconds at interpreter exit, so a
+management command or script that publishes and exits still delivers.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from .message import Message
+
+logger = logging.getLogger("pushgateway")
+
+
+def backoff_delays(retries: int, factor: float) -> list[float]:
+    """Sleeps before each retry, urllib3-style: 0, 2*factor, 4*factor, ..."""
+    return [0.0 if n == 0 else factor * 2**n for n in range(retries)]
+
+
+class BackgroundSender:
+    def __init__(
+        self,
+        deliver: Callable[[list[Message]], None],
+        *,
+        name: str,
+        max_queue: int = 10_000,
+        max_batch: int = 100,
+        retries: int = 3,
+        backoff_factor: float = 0.3,
+        exit_timeout: float = 5.0,
+        on_thread_start: Callable[[], None] | None = None,
+    ) -> None:
+        self.deliver = deliver
+        self.name = name
+        self.max_batch = max_batch
+        self.delays = backoff_delays(retries, backoff_factor)
+        self.stats: Counter[str] = Counter()
+        self._queue: queue.Queue[Message | None] = queue.Queue(max_queue)
+        self._on_thread_start = on_thread_start
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        atexit.register(self.flush, exit_timeout)
+
+    def submit(self, messages: Sequence[Message]) -> None:
+        """Queue messages for delivery; never blocks. A full queue drops and counts."""
+        self._ensure_thread()
+        for message in messages:
+            try:
+                self._queue.put_nowait(message)
+                self.stats["queued"] += 1
+            except queue.Full:
+                self.stats["dropped"] += 1
+                logger.error(
+                    "pushgateway %s: queue full (%d), dropped hint for %r (%d dropped so far)",
+                    self.name,
+                    self._queue.maxsize,
+                    message.channel,
+                    self.stats["dropped"],
+                )
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything queued is delivered or given up; False on timeout."""
+        q = self._queue
+        with q.all_tasks_done:
+            return q.all_tasks_done.wait_for(lambda: q.unfinished_tasks == 0, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.flush(timeout)
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+        atexit.unregister(self.flush)
+
+    def _ensure_thread(self) -> None:
+        # After a fork only the forking thread survives: start a fresh one in the child.
+        if self._thread is not None and self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name=f"pushgateway-{self.name}", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        if self._on_thread_start:
+            self._on_thread_start()
+        while True:
+            first = self._queue.get()
+            if first is None:
+                self._queue.task_done()
+                return
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._queue.put(None)  # seen after this batch
+                    self._queue.task_done()
+                    break
+                batch.append(item)
+            try:
+                self._deliver_with_retries(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    def _deliver_with_retries(self, batch: list[Message]) -> None:
+        for attempt in range(len(self.delays) + 1):
+            try:
+                self.deliver(batch)
+            except Exception as exc:
+                if attempt == len(self.delays):
+                    self.stats["failed"] += len(batch)
+                    logger.error(
+                        "pushgateway %s: gave up on %d hint(s) after %d attempts: %s",
+                        self.name,
+                        len(batch),
+                        attempt + 1,
+                        exc,
+                    )
+                    return
+                delay = self.delays[attempt]
+                self.stats["retries"] += 1
+                logger.warning(
+                    "pushgateway %s: delivery failed (%s); retry %d in %.1fs",
+                    self.name,
+                    exc,
+                    attempt + 1,
+                    delay,
+                )
+                time.sleep(delay)
+            else:
+                self.stats["sent"] += len(batch)
+                return

@@ -1,0 +1,1 @@
+"""Settings of this repository's project (the demo and the tests); not part of the wheel."""

@@ -1,0 +1,99 @@
+"""Shared settings. The environment chooses the channel layer and the push backend:
+
+REDIS_URL            set: channels_redis pub/sub layer on that Redis; unset: in-memory layer
+PUSHGATEWAY_BACKEND  "channels" (default) or "fanout" (reads GRIP_URL, or FANOUT_REALM and
+                     FANOUT_KEY)
+"""
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-not-secret")
+DEBUG = False
+ALLOWED_HOSTS: list[str] = []
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "pushgateway",
+    "channels_app",
+    "demo",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "demo.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {"context_processors": ["django.template.context_processors.request"]},
+    }
+]
+ASGI_APPLICATION = "channels_app.asgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"),
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# In this repository the browser module lives in static/js/; the wheel ships it inside the
+# pushgateway app, at the same URL path (pushgateway/pushgateway.js).
+STATICFILES_DIRS = [("pushgateway", BASE_DIR / "static" / "js")]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"pushgateway": {"handlers": ["console"], "level": "INFO"}},
+}
+
+
+def channel_layers(redis_url: str | None) -> dict:
+    if not redis_url:
+        # The hub reads this layer as fast as messages come; a roomy capacity keeps a burst
+        # from being dropped silently (the in-memory layer drops past capacity).
+        return {
+            "default": {
+                "BACKEND": "channels.layers.InMemoryChannelLayer",
+                "CONFIG": {"capacity": 10_000},
+            }
+        }
+    return {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {
+                # redis-py 8 defaults (socket_timeout=5, max_connections=100) break a
+                # long-lived subscriber; see docs/deployment.md.
+                "hosts": [{"address": redis_url, "socket_timeout": None, "max_connections": 1000}],
+            },
+        }
+    }
+
+
+def pushgateway_settings(backend: str) -> dict:
+    if backend == "channels":
+        return {"BACKEND": "pushgateway.backends.channels.ChannelsBackend", "OPTIONS": {}}
+    raise ImproperlyConfigured(f"PUSHGATEWAY_BACKEND={backend!r} is not supported; use 'channels'")
+
+
+CHANNEL_LAYERS = channel_layers(os.environ.get("REDIS_URL"))
+PUSHGATEWAY = pushgateway_settings(os.environ.get("PUSHGATEWAY_BACKEND", "channels"))

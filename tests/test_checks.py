@@ -1,0 +1,69 @@
+"""System checks report each kind of misconfiguration with its id."""
+
+import pytest
+from django.core.checks import run_checks
+
+from pushgateway.checks import check_settings
+
+
+def ids(settings_value, settings):
+    settings.PUSHGATEWAY = settings_value
+    return [(m.id, m.msg) for m in check_settings() if m.is_serious()]
+
+
+def test_default_settings_pass(settings):
+    settings.PUSHGATEWAY = {}
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}
+    }
+    assert check_settings() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "check_id", "text"),
+    [
+        ("channels", "pushgateway.E001", "must be a dict"),
+        ({"BACKEND": "x", "OPTION": {}}, "pushgateway.E001", "unknown keys ['OPTION']"),
+        (
+            {"BACKEND": "pushgateway.backends.nope.Backend"},
+            "pushgateway.E002",
+            "cannot be imported",
+        ),
+        ({"BACKEND": "pushgateway.publish"}, "pushgateway.E003", "not a pushgateway backend"),
+        ({"OPTIONS": []}, "pushgateway.E004", "OPTIONS'] must be a dict"),
+        (
+            {"OPTIONS": {"LAYERS": "x"}},
+            "pushgateway.E004",
+            "Unknown PUSHGATEWAY OPTIONS ['LAYERS']",
+        ),
+        ({"OPTIONS": {"LAYER": "other"}}, "pushgateway.E005", "channel layer 'other'"),
+    ],
+)
+def test_misconfiguration_is_reported(settings, value, check_id, text):
+    [(found_id, message)] = ids(value, settings)
+    assert found_id == check_id
+    assert text in message
+
+
+def test_missing_channel_layers(settings):
+    settings.PUSHGATEWAY = {}
+    del settings.CHANNEL_LAYERS
+    [message] = check_settings()
+    assert message.id == "pushgateway.E005"
+    assert "CHANNEL_LAYERS does not define it" in message.msg
+
+
+def test_in_memory_layer_warns_about_other_processes(settings):
+    settings.PUSHGATEWAY = {}
+    settings.SILENCED_SYSTEM_CHECKS = []
+    messages = [m for m in run_checks() if m.id.startswith("pushgateway")]
+    assert [m.id for m in messages] == ["pushgateway.W001"]
+    assert "other processes" in messages[0].msg
+
+
+def test_options_of_other_backends(settings):
+    settings.PUSHGATEWAY = {
+        "BACKEND": "pushgateway.backends.console.ConsoleBackend",
+        "OPTIONS": {"stream": None},
+    }
+    assert check_settings() == []

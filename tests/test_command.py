@@ -1,0 +1,21 @@
+import pytest
+from django.core.management import CommandError, call_command
+
+
+def test_publishes_with_json_data(outbox, capsys):
+    call_command("pushgateway_publish", "comments-7", "--data", '{"pk": "3"}')
+    assert [(m.channel, m.data) for m in outbox] == [("comments-7", {"pk": "3"})]
+    assert "published to comments-7" in capsys.readouterr().out
+
+
+def test_publishes_without_data(outbox):
+    call_command("pushgateway_publish", "events")
+    assert [(m.channel, m.data) for m in outbox] == [("events", None)]
+
+
+def test_bad_json_and_bad_channel_are_clear_errors(outbox):
+    with pytest.raises(CommandError, match="--data is not valid JSON"):
+        call_command("pushgateway_publish", "events", "--data", "{nope")
+    with pytest.raises(CommandError, match="invalid channel name 'no spaces'"):
+        call_command("pushgateway_publish", "no spaces")
+    assert outbox == []

@@ -1,0 +1,152 @@
+"""The consumer and hub in-process (Channels' test communicator, in-memory layer)."""
+
+import asyncio
+import json
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+import pushgateway
+from channels_app.asgi import application
+from channels_app.hub import get_hub
+from pushgateway import protocol
+
+ORIGIN = [(b"origin", b"http://127.0.0.1")]
+
+
+async def connect(headers=ORIGIN):
+    socket = WebsocketCommunicator(application, "/ws/pushgateway/", headers=headers)
+    connected, _ = await socket.connect()
+    assert connected
+    return socket
+
+
+async def send(socket, frame):
+    await socket.send_to(text_data=frame if isinstance(frame, str) else json.dumps(frame))
+    return json.loads(await socket.receive_from(timeout=2))
+
+
+async def test_subscribed_socket_receives_published_hint():
+    socket = await connect()
+    assert await send(socket, {"type": "subscribe", "channel": "comments-7"}) == {
+        "type": "subscribed",
+        "channel": "comments-7",
+    }
+    await pushgateway.apublish("comments-7", {"model": "demo.comment", "pk": "1"})
+    frame = json.loads(await socket.receive_from(timeout=2))
+    assert frame["type"] == "message" and frame["channel"] == "comments-7"
+    assert frame["data"] == {"model": "demo.comment", "pk": "1"}
+    await socket.disconnect()
+
+
+async def test_hub_joins_each_channel_once_per_process_and_leaves_with_the_last_socket():
+    layer = get_channel_layer()
+    group = protocol.group_name("shared")
+    sockets = [await connect() for _ in range(3)]
+    for socket in sockets:
+        await send(socket, {"type": "subscribe", "channel": "shared"})
+    assert len(layer.groups[group]) == 1  # one membership for three sockets
+
+    await pushgateway.apublish("shared", {"n": 1})
+    received = [json.loads(await s.receive_from(timeout=2)) for s in sockets]
+    assert {r["id"] for r in received} == {received[0]["id"]}
+
+    await send(sockets[0], {"type": "unsubscribe", "channel": "shared"})
+    await sockets[1].disconnect()
+    assert len(layer.groups[group]) == 1
+    await pushgateway.apublish("shared", {"n": 2})
+    assert json.loads(await sockets[2].receive_from(timeout=2))["data"] == {"n": 2}
+    assert await sockets[0].receive_nothing(timeout=0.2)
+
+    await sockets[2].disconnect()
+    await asyncio.sleep(0.05)
+    assert group not in layer.groups
+    assert get_hub().sockets == {}
+    await sockets[0].disconnect()
+
+
+async def test_other_channels_are_not_delivered():
+    socket = await connect()
+    await send(socket, {"type": "subscribe", "channel": "mine"})
+    await pushgateway.apublish("theirs", 1)
+    assert await socket.receive_nothing(timeout=0.2)
+    await socket.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{", protocol.INVALID_JSON),
+        ('"subscribe"', protocol.INVALID_FRAME),
+        ({"type": "publish", "channel": "x"}, protocol.UNKNOWN_TYPE),
+        ({"type": "subscribe", "channel": "../etc"}, protocol.INVALID_CHANNEL),
+        ({"type": "subscribe", "channel": "a", "pad": "x" * 8000}, protocol.FRAME_TOO_LARGE),
+        ({"type": "subscribe", "channel": "private-x"}, protocol.FORBIDDEN),
+    ],
+)
+async def test_bad_frames_get_errors_and_the_socket_keeps_working(frame, code):
+    socket = await connect()
+    error = await send(socket, frame)
+    assert error["type"] == "error" and error["code"] == code
+    assert await send(socket, {"type": "subscribe", "channel": "ok"}) == {
+        "type": "subscribed",
+        "channel": "ok",
+    }
+    await pushgateway.apublish("ok", 1)
+    assert json.loads(await socket.receive_from(timeout=2))["type"] == "message"
+    await socket.disconnect()
+
+
+async def test_binary_frame_is_an_error():
+    socket = await connect()
+    await socket.send_to(bytes_data=b"\x01")
+    assert json.loads(await socket.receive_from(timeout=2))["code"] == protocol.BINARY_FRAME
+    await socket.disconnect()
+
+
+async def test_persistent_misbehaviour_closes_with_1008():
+    socket = await connect()
+    for _ in range(protocol.MAX_ERRORS + 1):
+        await socket.send_to(text_data="garbage")
+        await socket.receive_from(timeout=2)
+    assert await socket.receive_output(timeout=2) == {"type": "websocket.close", "code": 1008}
+
+
+async def test_private_channel_with_signed_token():
+    socket = await connect()
+    token = pushgateway.make_token("private-user-1")
+    frame = {"type": "subscribe", "channel": "private-user-1", "token": token}
+    assert (await send(socket, frame))["type"] == "subscribed"
+    wrong = {"type": "subscribe", "channel": "private-user-2", "token": token}
+    assert (await send(socket, wrong))["code"] == protocol.FORBIDDEN
+    await socket.disconnect()
+
+
+async def test_foreign_origin_is_refused():
+    socket = WebsocketCommunicator(
+        application, "/ws/pushgateway/", headers=[(b"origin", b"http://evil.example")]
+    )
+    connected, _ = await socket.connect()
+    assert not connected
+
+
+async def test_layer_failure_on_subscribe_is_reported_and_socket_survives(monkeypatch):
+    layer = get_channel_layer()
+    real_group_add = layer.group_add
+
+    async def failing_group_add(group, channel):
+        raise ConnectionError("redis down")
+
+    socket = await connect()
+    monkeypatch.setattr(layer, "group_add", failing_group_add)
+    error = await send(socket, {"type": "subscribe", "channel": "x"})
+    assert error == {
+        "type": "error",
+        "code": "unavailable",
+        "message": "subscribe failed; try again later",
+        "channel": "x",
+    }
+    monkeypatch.setattr(layer, "group_add", real_group_add)
+    assert (await send(socket, {"type": "subscribe", "channel": "x"}))["type"] == "subscribed"
+    await socket.disconnect()

@@ -1,0 +1,125 @@
+"""register(): hints from post_save/post_delete, on the object's and extra channels."""
+
+import pytest
+from django.core import serializers
+from django.db import transaction
+
+import pushgateway
+from demo.models import Comment, Event
+from pushgateway.registry import is_registered
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def sent(outbox):
+    return [(m.channel, m.data) for m in outbox]
+
+
+def test_demo_comment_hints_go_to_object_event_and_list_channels(outbox):
+    event = Event.objects.create(title="Party")
+    outbox.clear()
+    comment = Comment.objects.create(event=event, author="a", body="b")
+    hint = {"model": "demo.comment", "pk": str(comment.pk), "action": "created"}
+    assert sent(outbox) == [
+        (f"demo.comment.{comment.pk}", hint),
+        (f"comments-{event.pk}", hint),
+        ("events", hint),
+    ]
+
+
+def test_update_and_delete_actions(outbox):
+    event = Event.objects.create(title="Party")
+    event.title = "Renamed"
+    event.save()
+    pk = event.pk
+    event.delete()
+    assert [(m.channel, m.data["action"]) for m in outbox] == [
+        (f"demo.event.{pk}", "created"),
+        ("events", "created"),
+        (f"demo.event.{pk}", "updated"),
+        ("events", "updated"),
+        (f"demo.event.{pk}", "deleted"),
+        ("events", "deleted"),
+    ]
+    assert outbox[-1].data == {"model": "demo.event", "pk": str(pk), "action": "deleted"}
+
+
+def test_saves_in_a_transaction_are_published_after_commit_and_coalesced(outbox):
+    event = Event.objects.create(title="Party")
+    outbox.clear()
+    with transaction.atomic():
+        event.title = "One"
+        event.save()
+        event.title = "Two"
+        event.save()
+        assert outbox == []
+    assert len(outbox) == 2  # object channel and "events", once each
+
+
+def test_rolled_back_saves_publish_nothing(outbox):
+    with pytest.raises(ValueError), transaction.atomic():
+        Event.objects.create(title="Never")
+        raise ValueError
+    assert outbox == []
+
+
+def test_fixture_loading_publishes_nothing(outbox):
+    data = '[{"model": "demo.event", "pk": 99, "fields": {"title": "F", "created": "2026-01-01T00:00:00Z"}}]'
+    for obj in serializers.deserialize("json", data):
+        obj.save()  # raw=True, as loaddata does
+    assert Event.objects.filter(pk=99).exists()
+    assert outbox == []
+
+
+@pytest.fixture
+def bare_event_model():
+    """demo.Event with its registration removed for the test, then restored."""
+    pushgateway.unregister(Event)
+    yield Event
+    if is_registered(Event):
+        pushgateway.unregister(Event)
+    pushgateway.register(Event, channels=lambda event: ["events"])
+
+
+def test_register_as_plain_decorator_uses_object_channel_only(outbox, bare_event_model):
+    assert pushgateway.register(bare_event_model) is bare_event_model
+    event = Event.objects.create(title="x")
+    assert sent(outbox) == [
+        (
+            f"demo.event.{event.pk}",
+            {"model": "demo.event", "pk": str(event.pk), "action": "created"},
+        )
+    ]
+
+
+def test_register_with_arguments_and_actions_filter(outbox, bare_event_model):
+    decorator = pushgateway.register(channels=lambda e: f"feed-{e.pk}", actions=["deleted"])
+    decorator(bare_event_model)
+    event = Event.objects.create(title="x")
+    event.save()
+    assert outbox == []
+    pk = event.pk
+    event.delete()
+    assert [m.channel for m in outbox] == [f"demo.event.{pk}", f"feed-{pk}"]
+
+
+def test_unregistered_models_publish_nothing(outbox, bare_event_model):
+    Event.objects.create(title="x")
+    assert outbox == []
+
+
+def test_registering_twice_or_unknown_actions_is_an_error(bare_event_model):
+    pushgateway.register(bare_event_model)
+    with pytest.raises(pushgateway.AlreadyRegistered, match="demo.Event"):
+        pushgateway.register(bare_event_model)
+    pushgateway.unregister(bare_event_model)
+    with pytest.raises(ValueError, match="unknown actions"):
+        pushgateway.register(bare_event_model, actions=["saved"])
+    with pytest.raises(pushgateway.NotRegistered):
+        pushgateway.unregister(bare_event_model)
+
+
+def test_invalid_extra_channel_names_are_reported(outbox, bare_event_model):
+    pushgateway.register(bare_event_model, channels=lambda e: ["not valid"])
+    with pytest.raises(pushgateway.InvalidChannelName):
+        Event.objects.create(title="x")

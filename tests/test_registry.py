@@ -1,5 +1,7 @@
 """register(): hints from post_save/post_delete, on the object's and extra channels."""
 
+import json
+
 import pytest
 from django.core import serializers
 from django.db import transaction
@@ -64,7 +66,8 @@ def test_rolled_back_saves_publish_nothing(outbox):
 
 
 def test_fixture_loading_publishes_nothing(outbox):
-    data = '[{"model": "demo.event", "pk": 99, "fields": {"title": "F", "created": "2026-01-01T00:00:00Z"}}]'
+    fields = {"title": "F", "created": "2026-01-01T00:00:00Z"}
+    data = json.dumps([{"model": "demo.event", "pk": 99, "fields": fields}])
     for obj in serializers.deserialize("json", data):
         obj.save()  # raw=True, as loaddata does
     assert Event.objects.filter(pk=99).exists()

@@ -13,3 +13,78 @@ def outbox():
         pushgateway.outbox.clear()
         yield pushgateway.outbox
         pushgateway.outbox.clear()
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def database(tmp_path_factory):
+    from tests.servers import migrated_database
+
+    return migrated_database(tmp_path_factory.mktemp("db") / "db.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def redis(log_dir):
+    """A Redis of the suite's own (not the machine's), shared by tests that do not break it."""
+    from tests.servers import RedisServer
+
+    server = RedisServer(log_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(log_dir):
+    """A Redis for one test, which it may stop and start."""
+    from tests.servers import RedisServer
+
+    server = RedisServer(log_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_daphne(log_dir, database):
+    """Start daphne processes of this project; all are stopped after the test."""
+    from tests.servers import Daphne
+
+    started = []
+
+    def start(redis_url=None):
+        server = Daphne(log_dir, database, redis_url)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """The system Chromium, driven by Playwright (it cannot download its own here)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.servers import require
+
+    executable = require("chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

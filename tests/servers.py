@@ -1,0 +1,162 @@
+"""Real processes for tests: Redis and daphne on free loopback ports, stopped afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from websockets.sync.client import ClientConnection, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require(program: str) -> str:
+    """The path of `program`; a missing service is a failure, never a skip."""
+    path = shutil.which(program)
+    if path is None:
+        raise RuntimeError(f"{program} is not installed; run ./dev setup")
+    return path
+
+
+class Process:
+    """A child process whose output goes to a log file that failures can show."""
+
+    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict | None = None):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+        self.proc = subprocess.Popen(
+            args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_port(self, port: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not listen on {port} in {timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+class RedisServer:
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: Process | None = None
+        self.start()
+
+    def start(self) -> None:
+        args = [require("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no"]
+        self.process = Process(f"redis-{self.port}", args, self.log_dir)
+        self.process.wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+            self.process = None
+
+
+def project_env(**extra: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PUSHGATEWAY_BACKEND")}
+    env["DJANGO_SETTINGS_MODULE"] = "settings.dev"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({k: v for k, v in extra.items() if v is not None})
+    return env
+
+
+def migrated_database(path: Path) -> Path:
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=project_env(SQLITE_PATH=str(path)),
+        check=True,
+    )
+    return path
+
+
+class Daphne:
+    """The project under daphne (settings.dev), with or without Redis."""
+
+    def __init__(self, log_dir: Path, database: Path, redis_url: str | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws/pushgateway/"
+        env = project_env(SQLITE_PATH=str(database), REDIS_URL=redis_url)
+        args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        self.process = Process(
+            f"daphne-{self.port}", [*args, "channels_app.asgi:application"], log_dir, env
+        )
+        self.process.wait_for_port(self.port)
+
+    def connect(self) -> ClientConnection:
+        return connect(self.ws_url, origin=self.url, open_timeout=5)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def recv_json(ws: ClientConnection, timeout: float = 5) -> dict:
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def subscribe(ws: ClientConnection, channel: str) -> None:
+    ws.send(json.dumps({"type": "subscribe", "channel": channel}))
+    assert recv_json(ws) == {"type": "subscribed", "channel": channel}
+
+
+def run_python(
+    code: str, redis_url: str | None, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run `code` after django.setup() in a separate process of this project."""
+    script = "import django; django.setup()\n" + code
+    return subprocess.run(
+        [PYTHON, "-c", script],
+        cwd=ROOT,
+        env=project_env(REDIS_URL=redis_url, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def manage(*args: str, redis_url: str | None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env=project_env(REDIS_URL=redis_url),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

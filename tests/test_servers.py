@@ -1,0 +1,90 @@
+"""Integration: real daphne processes and a real Redis, publishes from other processes."""
+
+import json
+import time
+
+import pytest
+
+from tests.servers import manage, recv_json, run_python, subscribe
+
+pytestmark = pytest.mark.servers
+
+
+def test_publish_from_a_separate_process_reaches_a_socket(redis, start_daphne):
+    daphne = start_daphne(redis.url)
+    with daphne.connect() as ws:
+        subscribe(ws, "comments-7")
+        # The script exits right after publish(): the hint is flushed at interpreter exit.
+        result = run_python(
+            "import pushgateway; pushgateway.publish('comments-7', {'pk': '42'})", redis.url
+        )
+        assert result.returncode == 0, result.stderr
+        frame = recv_json(ws)
+    assert frame["type"] == "message" and frame["channel"] == "comments-7"
+    assert frame["data"] == {"pk": "42"} and frame["id"]
+
+
+def test_management_command_publishes(redis, start_daphne):
+    daphne = start_daphne(redis.url)
+    with daphne.connect() as ws:
+        subscribe(ws, "events")
+        result = manage("pushgateway_publish", "events", "--data", '{"x": 1}', redis_url=redis.url)
+        assert result.returncode == 0, result.stderr
+        assert "published to events" in result.stdout
+        assert recv_json(ws)["data"] == {"x": 1}
+
+
+def test_two_daphne_processes_on_one_redis_both_deliver_one_publish(redis, start_daphne):
+    first, second = start_daphne(redis.url), start_daphne(redis.url)
+    with first.connect() as a, second.connect() as b:
+        subscribe(a, "shared")
+        subscribe(b, "shared")
+        result = run_python("import pushgateway; pushgateway.publish('shared', 1)", redis.url)
+        assert result.returncode == 0, result.stderr
+        frame_a, frame_b = recv_json(a), recv_json(b)
+    assert frame_a == frame_b
+    assert frame_a["data"] == 1
+
+
+def test_saving_a_registered_model_in_another_process_is_pushed(redis, start_daphne, database):
+    daphne = start_daphne(redis.url)
+    with daphne.connect() as ws:
+        subscribe(ws, "events")
+        code = (
+            "from demo.models import Event; print(Event.objects.create(title='From a worker').pk)"
+        )
+        result = run_python(code, redis.url, env={"SQLITE_PATH": str(database)})
+        assert result.returncode == 0, result.stderr
+        frame = recv_json(ws)
+    pk = result.stdout.strip()
+    assert frame["data"] == {"model": "demo.event", "pk": pk, "action": "created"}
+
+
+def test_publishing_while_redis_is_down_fails_fast_and_recovers(own_redis, start_daphne):
+    daphne = start_daphne(own_redis.url)
+    with daphne.connect() as ws:
+        subscribe(ws, "c")
+        own_redis.stop()
+
+        started = time.monotonic()
+        result = manage("pushgateway_publish", "c", "--timeout", "10", redis_url=own_redis.url)
+        elapsed = time.monotonic() - started
+        assert result.returncode == 1
+        assert "gave up on 1 hint(s) after 4 attempts" in result.stderr
+        assert "delivery failed" in result.stderr
+        assert elapsed < 15  # bounded: three retries with backoff, not a hang
+
+        # The server kept its socket; once Redis is back, hints flow again.
+        own_redis.start()
+        ws.send(json.dumps({"type": "ping"}))
+        assert recv_json(ws) == {"type": "pong"}
+        deadline = time.monotonic() + 20
+        while True:
+            result = manage("pushgateway_publish", "c", "--data", "2", redis_url=own_redis.url)
+            assert result.returncode == 0, result.stderr
+            try:
+                frame = recv_json(ws, timeout=1)
+                break
+            except TimeoutError:
+                assert time.monotonic() < deadline, daphne.process.log()
+    assert frame["data"] == 2

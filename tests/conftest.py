@@ -76,7 +76,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope: while Playwright's sync API runs, the main thread has a running event loop,
+# which async tests of other modules cannot share.
+@pytest.fixture(scope="module")
 def browser():
     """The system Chromium, driven by Playwright (it cannot download its own here)."""
     from playwright.sync_api import sync_playwright

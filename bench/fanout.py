@@ -1,0 +1,332 @@
+"""Fan-out benchmark: pushgateway's per-process hub against the bare Channels design.
+
+Both run under the same daphne with the same Redis pub/sub channel layer, one after the
+other on a freshly started server per scenario. WebSocket clients are spread over several
+processes (bench/wsclient.py, a few microseconds per frame); a publisher process sends hints
+carrying a timestamp, through pushgateway.publish() for the hub and layer.group_send() for
+the baseline. Latency is publish timestamp to receipt by the client. A delivery counts as
+lost when it has not arrived GRACE seconds after the last publish.
+
+    .venv/bin/python -m bench.fanout                   # every scenario
+    .venv/bin/python -m bench.fanout --only 100x20     # one; --seconds changes the length
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import Process, RedisServer, free_port  # noqa: E402
+
+GRACE = 5.0
+TARGETS = {
+    "pushgateway hub": "channels_app.asgi:application",
+    "bare Channels": "bench.baseline:application",
+}
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    sockets: int
+    channels: int = 1
+    rate: float = 0  # hints published per second, over all channels
+    count: int = 0  # or: this many hints, all at once (a broadcast)
+    memory_only: bool = False
+
+
+SCENARIOS = [
+    Scenario("100x20", "100 sockets x 20 msg/s, one channel", 100, rate=20),
+    Scenario("200x50", "200 sockets x 50 msg/s, one channel", 200, rate=50),
+    Scenario("1000x20", "1000 sockets x 20 msg/s, one channel", 1000, rate=20),
+    Scenario("1000ch", "1000 sockets on 1000 channels, 2000 hints/s", 1000, 1000, rate=2000),
+    Scenario(
+        "memory", "server memory per idle subscribed socket, 2000 sockets", 2000, memory_only=True
+    ),
+    Scenario("10k", "10,000 sockets on one daphne process, one broadcast", 10_000, count=1),
+]
+
+
+# ---------------------------------------------------------------- client worker process
+
+
+async def run_clients(port: int, first: int, sockets: int, channels: int) -> None:
+    from bench.wsclient import connect
+
+    latencies: list[float] = []
+    receipts = [math.inf, 0.0]
+    subscribed = 0
+
+    def on_text(payload: bytes) -> None:
+        nonlocal subscribed
+        if payload.startswith(b'{"type":"message"'):
+            now = time.time()
+            latencies.append(now - json.loads(payload)["data"]["t"])
+            receipts[0] = min(receipts[0], now)
+            receipts[1] = now
+        elif payload.startswith(b'{"type":"subscribed"'):
+            subscribed += 1
+
+    gate = asyncio.Semaphore(50)  # daphne's listen backlog is 50
+
+    async def open_one(i: int):
+        async with gate:
+            client = await connect("127.0.0.1", port, "/ws/pushgateway/", on_text)
+        client.send_json({"type": "subscribe", "channel": f"bench-{i % channels}"})
+        return client
+
+    clients = await asyncio.gather(*(open_one(i) for i in range(first, first + sockets)))
+    while subscribed < sockets:
+        await asyncio.sleep(0.05)
+    print(json.dumps({"ready": sockets}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    closed = sum(1 for c in clients if c.closed.done())
+    print(json.dumps({"latencies": latencies, "receipts": receipts, "closed": closed}), flush=True)
+
+
+# ---------------------------------------------------------------- publisher process
+
+
+def publish_hub(channels: int, rate: float, count: int) -> None:
+    import django
+
+    django.setup()
+    import pushgateway
+    from pushgateway.backends import get_backend
+
+    def send(i: int) -> None:
+        pushgateway.publish(f"bench-{i % channels}", {"t": time.time(), "s": i})
+
+    pushgateway.publish("bench-warmup")  # connects to Redis before the clock starts
+    get_backend().flush(10)
+    paced(send, rate, count)
+    get_backend().flush(30)
+
+
+def publish_baseline(channels: int, rate: float, count: int) -> None:
+    import django
+
+    django.setup()
+    from channels.layers import get_channel_layer
+
+    from bench.baseline import EVENT_TYPE
+    from pushgateway import protocol
+
+    layer = get_channel_layer()
+    loop = asyncio.new_event_loop()
+
+    def send(i: int) -> None:
+        channel = f"bench-{i % channels}"
+        text = protocol.message_frame(channel, str(i), {"t": time.time(), "s": i})
+        event = {"type": EVENT_TYPE, "text": text}
+        loop.run_until_complete(layer.group_send(protocol.group_name(channel), event))
+
+    warmup = {"type": EVENT_TYPE, "text": "{}"}
+    loop.run_until_complete(layer.group_send(protocol.group_name("bench-warmup"), warmup))
+    paced(send, rate, count)
+
+
+def paced(send, rate: float, count: int) -> None:
+    start = time.time()
+    for i in range(count):
+        if rate:
+            delay = start + i / rate - time.time()
+            if delay > 0:
+                time.sleep(delay)
+        send(i)
+    print(json.dumps({"sent": count, "start": start, "end": time.time()}), flush=True)
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def child(*args: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.fanout", *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_json(proc: subprocess.Popen, timeout: float = 300) -> dict:
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"benchmark child {proc.args} exited with {proc.wait(timeout)}")
+    return json.loads(line)
+
+
+def run_target(scenario: Scenario, app: str, env: dict, seconds: float, log_dir: Path) -> dict:
+    port = free_port()
+    daphne = Process(
+        f"daphne-{scenario.name}-{port}",
+        [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), app],
+        log_dir,
+        env,
+    )
+    workers_n = max(1, min(4, math.ceil(scenario.sockets / 250)))
+    try:
+        daphne.wait_for_port(port)
+        # One socket first: imports, the hub and the layer connection are not per-socket.
+        warm = child("clients", str(port), "0", "1", str(scenario.channels), env=env)
+        read_json(warm)
+        time.sleep(0.5)
+        rss_before = rss_kib(daphne.proc.pid)
+        share = math.ceil(scenario.sockets / workers_n)
+        workers = [
+            child(
+                "clients",
+                str(port),
+                str(i * share),
+                str(min(share, scenario.sockets - i * share)),
+                str(scenario.channels),
+                env=env,
+            )
+            for i in range(workers_n)
+        ]
+        for worker in workers:
+            read_json(worker)
+        time.sleep(1.0)
+        rss_after = rss_kib(daphne.proc.pid)
+        result = {"kib_per_socket": (rss_after - rss_before) / scenario.sockets}
+        expected = 0
+        if not scenario.memory_only:
+            count = scenario.count or int(scenario.rate * seconds)
+            kind = "publish-hub" if app.startswith("channels_app") else "publish-baseline"
+            publisher = child(kind, str(scenario.channels), str(scenario.rate), str(count), env=env)
+            sent = read_json(publisher)
+            publisher.wait(60)
+            time.sleep(GRACE)
+            expected = count * scenario.sockets // scenario.channels
+            result.update(sent)
+        latencies, first, last, closed = [], math.inf, 0.0, 0
+        for worker in [*workers, warm]:
+            worker.stdin.write("stop\n")
+            worker.stdin.flush()
+            report = read_json(worker)
+            if worker is not warm:
+                latencies += report["latencies"]
+                closed += report["closed"]
+                first, last = min(first, report["receipts"][0]), max(last, report["receipts"][1])
+            worker.wait(30)
+        result.update(latencies=latencies, expected=expected, last=last, closed=closed)
+        return result
+    finally:
+        daphne.stop()
+
+
+def summarize(result: dict) -> dict:
+    lat = sorted(x * 1000 for x in result["latencies"])
+    n = len(lat)
+    pick = (lambda q: lat[min(n - 1, int(q * n))]) if n else (lambda q: math.nan)
+    span = (result["last"] - result["start"]) if n else math.nan
+    return {
+        "p50": pick(0.50),
+        "p99": pick(0.99),
+        "max": lat[-1] if n else math.nan,
+        "rate": n / span if n and span > 0 else math.nan,
+        "loss": 1 - n / result["expected"] if result["expected"] else math.nan,
+        "kib": result["kib_per_socket"],
+        "mean": statistics.fmean(lat) if n else math.nan,
+    }
+
+
+def bar(value: float, top: float, width: int = 24) -> str:
+    if not (value > 0 and top > 0) or math.isnan(value):
+        return ""
+    return "#" * max(1, round(width * value / top))
+
+
+def print_table(scenario: Scenario, rows: dict[str, dict]) -> None:
+    print(f"\n== {scenario.title} ==")
+    if scenario.memory_only:
+        top = max(r["kib"] for r in rows.values())
+        print(f"{'':18}{'KiB/socket':>12}")
+        for name, r in rows.items():
+            print(f"{name:18}{r['kib']:12.1f}  {bar(r['kib'], top)}")
+        return
+    top_rate = max(r["rate"] for r in rows.values() if not math.isnan(r["rate"]))
+    top_p99 = max(r["p99"] for r in rows.values() if not math.isnan(r["p99"]))
+    print(
+        f"{'':18}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'deliv/s':>10}{'loss':>8}"
+        f"  {'delivered/s':24}  p99"
+    )
+    for name, r in rows.items():
+        print(
+            f"{name:18}{r['p50']:9.1f}{r['p99']:9.1f}{r['max']:9.1f}{r['rate']:10,.0f}"
+            f"{r['loss']:8.2%}  {bar(r['rate'], top_rate):24}  {bar(r['p99'], top_p99)}"
+        )
+
+
+def main() -> None:
+    commands = {"clients", "publish-hub", "publish-baseline"}
+    if len(sys.argv) > 1 and sys.argv[1] in commands:
+        kind, *args = sys.argv[1:]
+        if kind == "clients":
+            port, first, sockets, channels = map(int, args)
+            asyncio.run(run_clients(port, first, sockets, channels))
+        else:
+            channels, rate, count = int(args[0]), float(args[1]), int(args[2])
+            (publish_hub if kind == "publish-hub" else publish_baseline)(channels, rate, count)
+        return
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", choices=[s.name for s in SCENARIOS])
+    parser.add_argument("--seconds", type=float, default=10.0, help="publishing time per run")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    options = parser.parse_args()
+
+    log_dir = Path(tempfile.mkdtemp(prefix="pushgateway-bench-"))
+    redis = RedisServer(log_dir)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "settings.dev",
+        "REDIS_URL": redis.url,
+        "SQLITE_PATH": str(log_dir / "db.sqlite3"),
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("PUSHGATEWAY_BACKEND", None)
+    command = "python -m bench.fanout " + " ".join(sys.argv[1:])
+    print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores; logs in {log_dir}")
+    print(f"# reproduce: {command.strip()}")
+    everything = {}
+    try:
+        for scenario in SCENARIOS:
+            if options.only and scenario.name not in options.only:
+                continue
+            rows = {}
+            for name, app in TARGETS.items():
+                rows[name] = summarize(run_target(scenario, app, env, options.seconds, log_dir))
+            print_table(scenario, rows)
+            everything[scenario.name] = rows
+    finally:
+        redis.stop()
+    if options.json:
+        options.json.write_text(json.dumps(everything, indent=1))
+
+
+if __name__ == "__main__":
+    main()

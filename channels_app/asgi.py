@@ -1,8 +1,9 @@
 """ASGI application: Django over HTTP and the pushgateway WebSocket on one port.
 
 Serve with ``daphne channels_app.asgi:application`` (set DJANGO_SETTINGS_MODULE). With
-DEBUG on, static files are served too, as ``runserver`` does. Your own project composes the
-same pieces in its asgi.py: see docs/installation.md.
+DEBUG on, static files are served too, as ``runserver`` does. Your own project can compose
+``channels_app.routing.websocket_urlpatterns`` with Channels' routers instead: see
+docs/deployment.md.
 """
 
 from django.conf import settings
@@ -10,17 +11,25 @@ from django.core.asgi import get_asgi_application
 
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from .routing import websocket_urlpatterns  # noqa: E402
+from .routing import WEBSOCKET_PATH, pushgateway_socket  # noqa: E402
 
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
 
-application = ProtocolTypeRouter(
-    {
-        "http": http_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
-    }
-)
+
+def application(scope, receive, send):
+    """Route by scope, returning the chosen application's coroutine.
+
+    Unlike Channels' routers this keeps no coroutine of its own alive while a socket is
+    open; with thousands of idle sockets that is memory worth having.
+    """
+    if scope["type"] != "websocket":
+        return http_app(scope, receive, send)
+    if scope["path"] == WEBSOCKET_PATH:
+        return pushgateway_socket(scope, receive, send)
+    return WebsocketDenier()(scope, receive, send)
+
+
+application._asgi_single_callable = True

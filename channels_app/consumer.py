@@ -1,52 +1,127 @@
-"""The WebSocket consumer: ASGI events in, protocol Session in the middle, hub out."""
+"""The WebSocket consumer: ASGI events in, protocol Session in the middle, hub out.
+
+A plain ASGI application rather than a Channels generic consumer: it needs no per-socket
+channel-layer channel (the hub subscribes for the process), no dispatch task per socket and
+no thread hop per frame (Channels' dispatch runs `aclose_old_connections` in a thread before
+every handler), and every idle socket costs server memory, so it keeps only what it uses.
+"""
 
 from __future__ import annotations
 
-from channels.generic.websocket import AsyncWebsocketConsumer
+import logging
+from urllib.parse import urlparse
+
+from channels.security.websocket import AllowedHostsOriginValidator
 
 from pushgateway.protocol import Reply, Session
 from pushgateway.tokens import check_token
 
 from .hub import get_hub
 
+logger = logging.getLogger("pushgateway.consumer")
 
-class PushGatewayConsumer(AsyncWebsocketConsumer):
-    # The hub joins channel-layer groups for the whole process; a per-socket layer
-    # channel would only cost memory (and a Redis subscription with the pub/sub layer).
-    channel_layer_alias = None
+# A socket whose unsent output passes this is not keeping up (a stalled or very slow client):
+# it is closed rather than left to grow the server's memory. About 1,500 hints.
+MAX_PENDING_BYTES = 256 * 1024
+CLOSE_TOO_SLOW = 4008
 
-    async def connect(self) -> None:
-        self.session = Session(authorize=check_token)
-        self.hub = get_hub()
-        await self.accept()
 
-    async def disconnect(self, code: int) -> None:
-        session = getattr(self, "session", None)
-        if session is not None:
-            for channel in session.close_all():
-                await self.hub.unsubscribe(channel, self)
+def origin_allowed(scope) -> bool:
+    """Whether the Origin header matches ALLOWED_HOSTS, as Channels' AllowedHostsOriginValidator
+    decides (which refuses a missing Origin); checked here, not in a wrapping application, so
+    no extra coroutine stays alive for the life of every socket."""
+    origin = next((value for name, value in scope["headers"] if name == b"origin"), None)
+    try:
+        parsed = urlparse(origin.decode("latin1")) if origin is not None else None
+    except ValueError:
+        return False
+    return AllowedHostsOriginValidator(None).valid_origin(parsed)
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None):
-        if text_data is not None:
-            reply = self.session.receive_text(text_data)
-        else:
-            reply = self.session.receive_bytes(bytes_data or b"")
-        await self.carry_out(reply)
+
+def daphne_transport(send):
+    """The Twisted transport behind daphne's `send`, or None under another server."""
+    # daphne hands every application functools.partial(server.handle_reply, protocol).
+    args = getattr(send, "args", None)
+    return getattr(args[0], "transport", None) if args else None
+
+
+def pending_bytes(transport) -> int:
+    """Bytes a Twisted TCP transport holds that the kernel has not taken yet."""
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+
+
+class PushGatewayConsumer:
+    """One WebSocket connection speaking the pushgateway wire protocol."""
+
+    __slots__ = ("send", "session", "hub", "transport", "closing")
+
+    @classmethod
+    def as_asgi(cls):
+        """The ASGI application for URLRouter or a dispatcher of your own."""
+
+        # A plain function returning the coroutine: one coroutine frame per socket, not two.
+        def app(scope, receive, send):
+            return cls()(scope, receive, send)
+
+        app._asgi_single_callable = True
+        app.consumer_class = cls
+        return app
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.send = send
+        self.session = None
+        self.closing = False
+        try:
+            while True:
+                event = await receive()
+                kind = event["type"]
+                if kind == "websocket.receive":
+                    text = event.get("text")
+                    if text is not None:
+                        await self.carry_out(self.session.receive_text(text))
+                    else:
+                        await self.carry_out(self.session.receive_bytes(event.get("bytes")))
+                elif kind == "websocket.connect":
+                    if not origin_allowed(scope):
+                        await send({"type": "websocket.close"})  # daphne answers 403
+                        return
+                    self.session = Session(authorize=check_token)
+                    self.hub = get_hub()
+                    self.transport = daphne_transport(send)
+                    await send({"type": "websocket.accept"})
+                elif kind == "websocket.disconnect":
+                    return
+        finally:
+            if self.session is not None:
+                for channel in self.session.close_all():
+                    await self.hub.unsubscribe(channel, self)
 
     async def carry_out(self, reply: Reply) -> None:
-        frames = list(reply.frames)
+        frames = reply.frames
         for channel in reply.subscribe:
             try:
                 await self.hub.subscribe(channel, self)
             except Exception:
+                logger.exception("pushgateway: joining %r failed", channel)
                 frames = [self.session.subscribe_failed(channel)]
         for channel in reply.unsubscribe:
             await self.hub.unsubscribe(channel, self)
         for frame in frames:
-            await self.send(text_data=frame)
+            await self.send({"type": "websocket.send", "text": frame})
         if reply.close is not None:
-            await self.close(code=reply.close)
+            await self.close(reply.close)
+
+    async def close(self, code: int) -> None:
+        if not self.closing:
+            self.closing = True
+            await self.send({"type": "websocket.close", "code": code})
 
     async def send_frame(self, text: str) -> None:
         """Called by the hub for each message on a subscribed channel."""
-        await self.base_send({"type": "websocket.send", "text": text})
+        if self.closing:
+            return
+        if self.transport is not None and pending_bytes(self.transport) > MAX_PENDING_BYTES:
+            logger.warning("pushgateway: closing a socket that stopped reading (%d)", CLOSE_TOO_SLOW)
+            await self.close(CLOSE_TOO_SLOW)
+            return
+        await self.send({"type": "websocket.send", "text": text})

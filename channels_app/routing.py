@@ -4,6 +4,10 @@ from django.urls import path
 
 from .consumer import PushGatewayConsumer
 
+WEBSOCKET_PATH = "/ws/pushgateway/"
+
+pushgateway_socket = PushGatewayConsumer.as_asgi()
+
 websocket_urlpatterns = [
-    path("ws/pushgateway/", PushGatewayConsumer.as_asgi()),
+    path(WEBSOCKET_PATH.lstrip("/"), pushgateway_socket),
 ]

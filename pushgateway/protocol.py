@@ -121,6 +121,8 @@ class Session:
     the transport calls :meth:`subscribe_failed` to undo the bookkeeping.
     """
 
+    __slots__ = ("authorize", "subscriptions", "max_subscriptions", "errors")
+
     def __init__(
         self,
         authorize: Authorizer = _deny_all,

@@ -39,15 +39,16 @@ class BackgroundSender:
         retries: int = 3,
         backoff_factor: float = 0.3,
         exit_timeout: float = 5.0,
-        on_thread_start: Callable[[], None] | None = None,
+        linger: float = 0.002,
     ) -> None:
         self.deliver = deliver
         self.name = name
         self.max_batch = max_batch
         self.delays = backoff_delays(retries, backoff_factor)
+        self.linger = linger
+        self._last_delivery = -1.0
         self.stats: Counter[str] = Counter()
         self._queue: queue.Queue[Message | None] = queue.Queue(max_queue)
-        self._on_thread_start = on_thread_start
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._lock = threading.Lock()
@@ -95,13 +96,16 @@ class BackgroundSender:
                 self._thread.start()
 
     def _run(self) -> None:
-        if self._on_thread_start:
-            self._on_thread_start()
         while True:
             first = self._queue.get()
             if first is None:
                 self._queue.task_done()
                 return
+            # Under load (the last delivery was moments ago) wait a little, so one round
+            # trip carries many hints: each costs the publishing process CPU, and with it
+            # the GIL its requests wait for. A lone hint goes out at once.
+            if time.monotonic() - self._last_delivery < 2 * self.linger:
+                time.sleep(self.linger)
             batch = [first]
             while len(batch) < self.max_batch:
                 try:
@@ -116,6 +120,7 @@ class BackgroundSender:
             try:
                 self._deliver_with_retries(batch)
             finally:
+                self._last_delivery = time.monotonic()
                 for _ in batch:
                     self._queue.task_done()
 

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from channels.security.websocket import AllowedHostsOriginValidator
 
-from pushgateway.protocol import Reply, Session
+from pushgateway.protocol import CLOSE_TOO_SLOW, Reply, Session
 from pushgateway.tokens import check_token
 
 from .hub import get_hub
@@ -23,7 +23,6 @@ logger = logging.getLogger("pushgateway.consumer")
 # A socket whose unsent output passes this is not keeping up (a stalled or very slow client):
 # it is closed rather than left to grow the server's memory. About 1,500 hints.
 MAX_PENDING_BYTES = 256 * 1024
-CLOSE_TOO_SLOW = 4008
 
 
 def origin_allowed(scope) -> bool:

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -7,4 +7,5 @@ urlpatterns = [
     path("events.json", views.event_list_json, name="event_list_json"),
     path("events/<int:pk>/", views.event_detail, name="event"),
     path("events/<int:pk>/comments.json", views.comments_json, name="comments_json"),
+    path("", include("channels_app.urls")),  # behind Pushpin/Fanout (PUSHGATEWAY_BACKEND=fanout)
 ]

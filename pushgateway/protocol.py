@@ -33,6 +33,8 @@ MAX_ERRORS = 20
 
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TOO_BIG = 1009
+# The client does not read what it is sent (the transport decides when; see channels_app).
+CLOSE_TOO_SLOW = 4008
 
 # Error codes (the `code` of an error frame); documented in docs/protocol.md.
 INVALID_JSON = "invalid_json"

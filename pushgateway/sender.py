@@ -23,6 +23,10 @@ from .message import Message
 logger = logging.getLogger("pushgateway")
 
 
+class PermanentDeliveryError(Exception):
+    """Raised by a deliver function for a failure that retrying cannot fix (e.g. HTTP 403)."""
+
+
 def backoff_delays(retries: int, factor: float) -> list[float]:
     """Sleeps before each retry, urllib3-style: 0, 2*factor, 4*factor, ..."""
     return [0.0 if n == 0 else factor * 2**n for n in range(retries)]
@@ -128,6 +132,10 @@ class BackgroundSender:
         for attempt in range(len(self.delays) + 1):
             try:
                 self.deliver(batch)
+            except PermanentDeliveryError as exc:
+                self.stats["failed"] += len(batch)
+                logger.error("pushgateway %s: dropped %d hint(s): %s", self.name, len(batch), exc)
+                return
             except Exception as exc:
                 if attempt == len(self.delays):
                     self.stats["failed"] += len(batch)

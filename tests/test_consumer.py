@@ -150,3 +150,24 @@ async def test_layer_failure_on_subscribe_is_reported_and_socket_survives(monkey
     monkeypatch.setattr(layer, "group_add", real_group_add)
     assert (await send(socket, {"type": "subscribe", "channel": "x"}))["type"] == "subscribed"
     await socket.disconnect()
+
+
+async def test_other_websocket_paths_are_refused():
+    socket = WebsocketCommunicator(application, "/ws/other/", headers=ORIGIN)
+    connected, _ = await socket.connect()
+    assert not connected
+
+
+async def test_routing_composes_with_channels_routers():
+    """What docs/deployment.md tells users to put in their own asgi.py."""
+    from channels.routing import ProtocolTypeRouter, URLRouter
+
+    from channels_app.routing import websocket_urlpatterns
+
+    app = ProtocolTypeRouter({"websocket": URLRouter(websocket_urlpatterns)})
+    socket = WebsocketCommunicator(app, "/ws/pushgateway/", headers=ORIGIN)
+    assert (await socket.connect())[0]
+    assert (await send(socket, {"type": "subscribe", "channel": "c"}))["type"] == "subscribed"
+    await pushgateway.apublish("c", 1)
+    assert json.loads(await socket.receive_from(timeout=2))["data"] == 1
+    await socket.disconnect()

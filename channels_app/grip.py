@@ -111,6 +111,7 @@ def websocket_over_http(request: HttpRequest) -> HttpResponse:
 
 
 def reply_events(reply: Reply) -> list[tuple[str, bytes | None]]:
+    # Controls first: the subscription is in place before the client reads "subscribed".
     events = [control("subscribe", channel) for channel in reply.subscribe]
     events += [control("unsubscribe", channel) for channel in reply.unsubscribe]
     events += [("TEXT", b"m:" + frame.encode()) for frame in reply.frames]

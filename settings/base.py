@@ -89,11 +89,33 @@ def channel_layers(redis_url: str | None) -> dict:
     }
 
 
-def pushgateway_settings(backend: str) -> dict:
+def pushgateway_settings(env) -> dict:
+    backend = env.get("PUSHGATEWAY_BACKEND", "channels")
     if backend == "channels":
         return {"BACKEND": "pushgateway.backends.channels.ChannelsBackend", "OPTIONS": {}}
-    raise ImproperlyConfigured(f"PUSHGATEWAY_BACKEND={backend!r} is not supported; use 'channels'")
+    if backend != "fanout":
+        raise ImproperlyConfigured(
+            f"PUSHGATEWAY_BACKEND={backend!r} is not supported; use 'channels' or 'fanout'"
+        )
+    fanout = "pushgateway.backends.fanout.FanoutBackend"
+    if env.get("GRIP_URL"):
+        return {"BACKEND": fanout, "OPTIONS": {"GRIP_URL": env["GRIP_URL"]}}
+    if env.get("FANOUT_REALM") and env.get("FANOUT_KEY"):
+        options = {"REALM": env["FANOUT_REALM"], "REALM_KEY": env["FANOUT_KEY"]}
+        # Where the realm API and the Faye client live, for local stand-ins.
+        for name, option in [
+            ("FANOUT_REALM_URL", "REALM_URL"),
+            ("FANOUT_FAYE_URL", "FAYE_URL"),
+            ("FANOUT_FAYE_INTEGRITY", "FAYE_INTEGRITY"),
+        ]:
+            if env.get(name):
+                options[option] = env[name]
+        return {"BACKEND": fanout, "OPTIONS": options}
+    raise ImproperlyConfigured(
+        "PUSHGATEWAY_BACKEND=fanout needs GRIP_URL (Fastly Fanout or Pushpin), "
+        "or FANOUT_REALM and FANOUT_KEY (legacy Fanout.io)"
+    )
 
 
 CHANNEL_LAYERS = channel_layers(os.environ.get("REDIS_URL"))
-PUSHGATEWAY = pushgateway_settings(os.environ.get("PUSHGATEWAY_BACKEND", "channels"))
+PUSHGATEWAY = pushgateway_settings(os.environ)

@@ -48,14 +48,34 @@ def own_redis(log_dir):
 
 
 @pytest.fixture
+def pushpin_in_front(log_dir, start_daphne):
+    """Start daphne with the Fanout backend publishing to a real Pushpin in front of it."""
+    from tests.servers import Pushpin
+
+    started = []
+
+    def start(**env):
+        pushpin = Pushpin(log_dir)
+        origin = start_daphne(PUSHGATEWAY_BACKEND="fanout", GRIP_URL=pushpin.grip_url, **env)
+        pushpin.start(origin.port)
+        pushpin.origin = origin
+        started.append(pushpin)
+        return pushpin
+
+    yield start
+    for pushpin in started:
+        pushpin.stop()
+
+
+@pytest.fixture
 def start_daphne(log_dir, database):
     """Start daphne processes of this project; all are stopped after the test."""
     from tests.servers import Daphne
 
     started = []
 
-    def start(redis_url=None):
-        server = Daphne(log_dir, database, redis_url)
+    def start(redis_url=None, **env):
+        server = Daphne(log_dir, database, redis_url, **env)
         started.append(server)
         return server
 

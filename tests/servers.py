@@ -109,11 +109,13 @@ def migrated_database(path: Path) -> Path:
 class Daphne:
     """The project under daphne (settings.dev), with or without Redis."""
 
-    def __init__(self, log_dir: Path, database: Path, redis_url: str | None = None):
+    def __init__(
+        self, log_dir: Path, database: Path, redis_url: str | None = None, **env_extra: str
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws/pushgateway/"
-        env = project_env(SQLITE_PATH=str(database), REDIS_URL=redis_url)
+        env = project_env(SQLITE_PATH=str(database), REDIS_URL=redis_url, **env_extra)
         args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
         self.process = Process(
             f"daphne-{self.port}", [*args, "channels_app.asgi:application"], log_dir, env
@@ -160,3 +162,67 @@ def manage(*args: str, redis_url: str | None, timeout: float = 60) -> subprocess
         text=True,
         timeout=timeout,
     )
+
+
+class Pushpin:
+    """A real Pushpin in front of an origin, configured as docs/PARTS.md found it works.
+
+    Ports are chosen at construction, so the origin can be given GRIP_URL before Pushpin
+    starts; `start(origin_port)` then routes every request to that origin, WebSockets as
+    WebSocket-over-HTTP.
+    """
+
+    SIG_KEY = "pushgateway-test-sig-key"
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.publish_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.grip_url = f"http://127.0.0.1:{self.publish_port}?key={self.SIG_KEY}&verify-iss=pushpin"
+        self.process: Process | None = None
+        self.extra_args: list[str] = []
+
+    def start(self, origin_port: int) -> None:
+        root = self.log_dir / f"pushpin-{self.port}"
+        (root / "run").mkdir(parents=True)
+        (root / "log").mkdir()
+        config = root / "pushpin.conf"
+        config.write_text(
+            f"""[global]
+include={{libdir}}/internal.conf
+rundir={root}/run
+ipc_prefix=pp{self.port}-
+[runner]
+services=condure,zurl,pushpin-proxy,pushpin-handler
+http_port=127.0.0.1:{self.port}
+logdir={root}/log
+[proxy]
+zurl_out_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in
+zurl_out_stream_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in-stream
+zurl_in_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-out
+sig_key={self.SIG_KEY}
+sig_iss=pushpin
+updates_check=off
+[handler]
+push_in_spec=tcp://127.0.0.1:{free_port()}
+push_in_sub_specs=tcp://127.0.0.1:{free_port()}
+command_spec=tcp://127.0.0.1:{free_port()}
+push_in_http_addr=127.0.0.1
+push_in_http_port={self.publish_port}
+"""
+        )
+        args = [require("pushpin"), "--config", str(config), "--merge-output", *self.extra_args]
+        args += ["--route", f"* 127.0.0.1:{origin_port},over_http"]
+        self.process = Process(f"pushpin-{self.port}", args, self.log_dir)
+        self.process.wait_for_port(self.port)
+        self.process.wait_for_port(self.publish_port)
+
+    def connect(self) -> ClientConnection:
+        return connect(
+            f"ws://127.0.0.1:{self.port}/ws/pushgateway/", origin=self.url, open_timeout=10
+        )
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()

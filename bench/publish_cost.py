@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import contextlib
+
 from tests.servers import RedisServer, migrated_database  # noqa: E402
 
 ROUNDS = 20
@@ -83,10 +85,8 @@ def blackhole() -> tuple[int, threading.Event]:
     def accept() -> None:
         server.settimeout(0.2)
         while not stop.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 held.append(server.accept()[0])
-            except TimeoutError:
-                pass
 
     threading.Thread(target=accept, daemon=True).start()
     return server.getsockname()[1], stop
@@ -122,7 +122,9 @@ def main() -> None:
     port, stop = blackhole()
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores")
     print("# reproduce: python -m bench.publish_cost")
-    print(f"# median of {ROUNDS * SAVES_PER_ROUND} saves each, one transaction per save, SQLite file")
+    print(
+        f"# median of {ROUNDS * SAVES_PER_ROUND} saves each, one transaction per save, SQLite file"
+    )
     try:
         rows = {
             "Redis up": run("up", migrated_database(work / "up.sqlite3"), redis.url),

@@ -20,6 +20,8 @@ from pushgateway.backends.fanout import grip_config
 from pushgateway.protocol import Reply, Session
 from pushgateway.tokens import check_token
 
+from .consumer import origin_allowed
+
 CONTENT_TYPE = "application/websocket-events"
 
 
@@ -94,6 +96,8 @@ def websocket_over_http(request: HttpRequest) -> HttpResponse:
     out: list[tuple[str, bytes | None]] = []
     for kind, content in events:
         if kind == "OPEN":
+            if not origin_allowed(request.headers.get("Origin")):
+                return HttpResponseForbidden("origin not allowed\n")
             out.append(("OPEN", None))
         elif kind == "TEXT":
             out += reply_events(session.receive_text(content.decode("utf-8", "replace")))
@@ -118,4 +122,3 @@ def reply_events(reply: Reply) -> list[tuple[str, bytes | None]]:
     if reply.close is not None:
         events.append(("CLOSE", reply.close.to_bytes(2, "big")))
     return events
-

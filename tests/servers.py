@@ -179,7 +179,9 @@ class Pushpin:
         self.port = free_port()
         self.publish_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.grip_url = f"http://127.0.0.1:{self.publish_port}?key={self.SIG_KEY}&verify-iss=pushpin"
+        self.grip_url = (
+            f"http://127.0.0.1:{self.publish_port}?key={self.SIG_KEY}&verify-iss=pushpin"
+        )
         self.process: Process | None = None
         self.extra_args: list[str] = []
 

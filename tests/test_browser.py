@@ -8,10 +8,13 @@ from playwright.sync_api import expect
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
 
 
-@pytest.fixture(params=["in-memory layer", "redis layer"])
+@pytest.fixture(params=["in-memory layer", "redis layer", "fanout via pushpin"])
 def server(request, start_daphne):
+    """The demo as a browser reaches it: daphne itself, or a real Pushpin in front of it."""
     if request.param == "redis layer":
         return start_daphne(request.getfixturevalue("redis").url)
+    if request.param == "fanout via pushpin":
+        return request.getfixturevalue("pushpin_in_front")()
     return start_daphne()
 
 

@@ -46,7 +46,10 @@ def ws_item(message) -> dict:
     from gripcontrol import WebSocketMessageFormat
     from pubcontrol import Item
 
-    return {"channel": message.channel, **Item(WebSocketMessageFormat(message.frame)).export()}
+    return {
+        "channel": message.channel,
+        **Item(WebSocketMessageFormat(message.frame)).export(formats_field=True),
+    }
 
 
 def json_object_item(message) -> dict:
@@ -54,7 +57,7 @@ def json_object_item(message) -> dict:
     from pubcontrol import Item
 
     frame = {"type": "message", "channel": message.channel, "id": message.id, "data": message.data}
-    return {"channel": message.channel, **Item(JsonObjectFormat(frame)).export()}
+    return {"channel": message.channel, **Item(JsonObjectFormat(frame)).export(formats_field=True)}
 
 
 class FanoutBackend(BaseBackend):
@@ -190,7 +193,5 @@ class FanoutBackend(BaseBackend):
             try:
                 realm_key(key)
             except (binascii.Error, ValueError):
-                errors.append(
-                    Error("REALM_KEY is not valid base64.", id="pushgateway.E007")
-                )
+                errors.append(Error("REALM_KEY is not valid base64.", id="pushgateway.E007"))
         return errors

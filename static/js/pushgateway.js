@@ -56,6 +56,8 @@
     const stateListeners = new Set();
     const channels = new Map(); // name -> {subscriptions: Set, live: bool}
     const seenIds = [];
+    let fayeClient = null; // legacy Fanout.io realm mode (transport "faye")
+    let fayeLoading = null;
 
     function setState(next) {
       if (next === state) return;
@@ -93,6 +95,7 @@
       reconnectTimer = null;
       if (channels.size === 0) return setState("idle");
       setState("connecting");
+      if (config.transport === "faye") return connectFaye();
       let ws;
       try {
         const WebSocketImpl = env.WebSocket();
@@ -139,6 +142,8 @@
       if (reconnectTimer !== null) env.clearTimeout(reconnectTimer);
       reconnectTimer = null;
       stopPing();
+      if (fayeClient) fayeClient.disconnect();
+      fayeClient = null;
       const ws = socket;
       socket = null;
       if (ws) ws.close(1000);
@@ -163,6 +168,7 @@
     }
 
     function subscribeFrame(name, entry) {
+      if (config.transport === "faye") return fayeSubscribe(name, entry);
       const frame = {type: "subscribe", channel: name};
       for (const sub of entry.subscriptions) if (sub.token) frame.token = sub.token;
       send(frame);
@@ -175,6 +181,10 @@
       } catch (error) {
         return console.warn("PushGateway: ignored a frame that is not JSON", text);
       }
+      handleFrame(frame);
+    }
+
+    function handleFrame(frame) {
       const entry = channels.get(frame.channel);
       if (frame.type === "pong") {
         schedulePing();
@@ -200,6 +210,73 @@
           }, config.pollDown);
         }
       }
+    }
+
+    // Legacy Fanout.io realm mode: the Faye/Bayeux client Fanout serves, loaded on first
+    // subscribe with Subresource Integrity; its messages are our `message` frames.
+    function loadFaye() {
+      if (globalThis.Faye) return Promise.resolve(globalThis.Faye);
+      if (!fayeLoading) {
+        fayeLoading = new Promise((resolve, reject) => {
+          const script = document.createElement("script");
+          script.src = config.fayeScript;
+          script.integrity = config.fayeIntegrity;
+          script.crossOrigin = "anonymous";
+          script.onload = () => resolve(globalThis.Faye);
+          script.onerror = () => {
+            script.remove();
+            fayeLoading = null;
+            reject(new Error("could not load " + config.fayeScript));
+          };
+          document.head.appendChild(script);
+        });
+      }
+      return fayeLoading;
+    }
+
+    function connectFaye() {
+      loadFaye().then(
+        (Faye) => {
+          if (channels.size === 0) return setState("idle");
+          if (fayeClient === null) {
+            fayeClient = new Faye.Client(config.fayeUrl, {transportMode: "fallback"});
+            fayeClient.on("transport:down", () => {
+              for (const entry of channels.values()) {
+                for (const sub of entry.subscriptions) sub.missedPush = true;
+              }
+              setState("waiting");
+            });
+            fayeClient.on("transport:up", () => {
+              setState("connected");
+              // Faye renews its subscriptions itself; treat them as confirmed again.
+              for (const [name, entry] of channels) {
+                if (entry.fayeReady) handleFrame({type: "subscribed", channel: name});
+              }
+            });
+          }
+          for (const [name, entry] of channels) subscribeFrame(name, entry);
+        },
+        (error) => {
+          console.error("PushGateway:", error.message);
+          scheduleReconnect();
+        }
+      );
+    }
+
+    function fayeSubscribe(name, entry) {
+      if (fayeClient === null || entry.faye) return;
+      entry.faye = fayeClient.subscribe("/" + name, handleFrame);
+      entry.faye.then(
+        () => {
+          entry.fayeReady = true;
+          setState("connected");
+          handleFrame({type: "subscribed", channel: name});
+        },
+        (error) => {
+          entry.faye = null;
+          handleFrame({type: "error", code: "unavailable", message: String(error), channel: name});
+        }
+      );
     }
 
     function Subscription(channel, callback, opts) {
@@ -283,6 +360,7 @@
         entry.subscriptions.delete(sub);
         if (entry.subscriptions.size === 0 && channels.get(channel) === entry) {
           channels.delete(channel);
+          if (entry.faye) entry.faye.cancel();
           send({type: "unsubscribe", channel: channel});
           if (channels.size === 0) disconnect();
         }

@@ -324,3 +324,55 @@ test("relative urls follow the page's scheme and host", () => {
     delete globalThis.location;
   }
 });
+
+test("legacy realm mode speaks Faye: fallback transport, '/' + channel, resync after transport:up", async () => {
+  const made = [];
+  class FakeFayeClient {
+    constructor(url, options) {
+      this.url = url;
+      this.options = options;
+      this.handlers = {};
+      this.subscriptions = {};
+      made.push(this);
+    }
+    on(event, handler) {
+      this.handlers[event] = handler;
+    }
+    subscribe(path, callback) {
+      this.subscriptions[path] = callback;
+      const promise = Promise.resolve();
+      promise.cancel = () => delete this.subscriptions[path];
+      return promise;
+    }
+    disconnect() {}
+  }
+  globalThis.Faye = {Client: FakeFayeClient};
+  try {
+    const pg = createClient({transport: "faye", fayeUrl: "https://realm.example/bayeux", throttle: 0});
+    const cb = recorder();
+    const unsubscribe = pg.subscribe("comments-1", cb);
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+    const [faye] = made;
+    assert.equal(faye.url, "https://realm.example/bayeux");
+    assert.deepEqual(faye.options, {transportMode: "fallback"});
+    assert.deepEqual(Object.keys(faye.subscriptions), ["/comments-1"]);
+    assert.equal(pg.state, "connected");
+
+    faye.subscriptions["/comments-1"]({type: "message", channel: "comments-1", id: "9", data: {pk: "1"}});
+    assert.deepEqual(cb.calls, [{channel: "comments-1", reason: "message", data: {pk: "1"}, count: 1}]);
+
+    faye.handlers["transport:down"]();
+    assert.equal(pg.state, "waiting");
+    faye.handlers["transport:up"]();
+    mock.timers.tick(1);
+    assert.equal(pg.state, "connected");
+    assert.deepEqual(cb.reasons(), ["message", "resync"]);
+
+    unsubscribe();
+    assert.deepEqual(Object.keys(faye.subscriptions), []);
+    assert.equal(FakeSocket.all.length, 0); // no WebSocket in this mode
+  } finally {
+    delete globalThis.Faye;
+  }
+});

@@ -1,0 +1,62 @@
+"""A local HTTP server standing in for the hosted Fanout publish API, faults included."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeFanout:
+    """Records each POST (time, path, headers, JSON body) and answers as told.
+
+    `mode`: "ok" (200), "fail" (answer `fail_status` for the next `failures` requests,
+    then 200), or "hang" (never answer until stop()).
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.mode = "ok"
+        self.fail_status = 500
+        self.failures = 0
+        self.released = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fake.requests.append(
+                    {
+                        "at": time.monotonic(),
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "json": json.loads(body),
+                    }
+                )
+                if fake.mode == "hang":
+                    fake.released.wait(30)
+                    return
+                if fake.mode == "fail" and fake.failures > 0:
+                    fake.failures -= 1
+                    self.send_response(fake.fail_status)
+                    self.end_headers()
+                    self.wfile.write(b"service trouble")
+                    return
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"Published\n")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.released.set()
+        self.server.shutdown()
+        self.server.server_close()

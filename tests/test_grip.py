@@ -1,0 +1,148 @@
+"""The WebSocket-over-HTTP endpoint: events in, the same protocol out, Grip-Sig required."""
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import jwt
+import pytest
+
+import pushgateway
+from channels_app.grip import encode_events, parse_events
+
+KEY = "grip-test-key-that-is-long-enough-for-hs256"
+GRIP = {
+    "BACKEND": "pushgateway.backends.fanout.FanoutBackend",
+    "OPTIONS": {"GRIP_URL": f"http://127.0.0.1:1?key={KEY}&verify-iss=pushpin"},
+}
+
+
+def sig(key=KEY, iss="pushpin", exp=60):
+    return jwt.encode({"iss": iss, "exp": int(time.time()) + exp}, key, algorithm="HS256")
+
+
+@pytest.fixture
+def post(client, settings):
+    settings.PUSHGATEWAY = GRIP
+
+    def post(events, headers=None, grip_sig=None):
+        headers = {"Grip-Sig": grip_sig or sig(), "Origin": "http://testserver", **(headers or {})}
+        response = client.post(
+            "/ws/pushgateway/",
+            encode_events(events),
+            content_type="application/websocket-events",
+            headers=headers,
+        )
+        return response
+
+    return post
+
+
+def text(frame):
+    return ("TEXT", json.dumps(frame).encode())
+
+
+def test_events_round_trip():
+    events = [("OPEN", None), ("TEXT", b"hello\r\nworld"), ("CLOSE", b"\x03\xe8")]
+    assert parse_events(encode_events(events)) == events
+
+
+def test_open_is_accepted_with_the_grip_extension(post):
+    response = post([("OPEN", None)])
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/websocket-events"
+    assert response["Sec-WebSocket-Extensions"] == "grip"
+    assert parse_events(response.content) == [("OPEN", None)]
+
+
+def test_open_from_a_foreign_origin_is_refused(post):
+    assert post([("OPEN", None)], headers={"Origin": "http://evil.example"}).status_code == 403
+
+
+def test_subscribe_becomes_a_grip_control_message_and_a_prefixed_reply(post):
+    response = post([text({"type": "subscribe", "channel": "comments-7"})])
+    events = parse_events(response.content)
+    assert events[0][1].startswith(b"c:")
+    assert json.loads(events[0][1][2:]) == {"type": "subscribe", "channel": "comments-7"}
+    assert events[1] == ("TEXT", b'm:{"type":"subscribed","channel":"comments-7"}')
+    assert response["Set-Meta-Subs"] == "comments-7"
+
+
+def test_subscriptions_travel_in_meta_headers(post):
+    response = post([text({"type": "unsubscribe", "channel": "b"})], headers={"Meta-Subs": "a,b"})
+    events = parse_events(response.content)
+    assert json.loads(events[0][1][2:]) == {"type": "unsubscribe", "channel": "b"}
+    assert response["Set-Meta-Subs"] == "a"
+
+
+def test_bad_frames_get_the_same_error_frames_and_misbehaviour_closes(post):
+    response = post([("TEXT", b"not json")])
+    [(kind, content)] = parse_events(response.content)
+    assert kind == "TEXT" and json.loads(content[2:])["code"] == "invalid_json"
+    assert response["Set-Meta-Errors"] == "1"
+    response = post([("TEXT", b"again")], headers={"Meta-Errors": "20"})
+    assert parse_events(response.content)[-1] == ("CLOSE", (1008).to_bytes(2, "big"))
+
+
+def test_private_channels_use_signed_tokens(post):
+    token = pushgateway.make_token("private-7")
+    ok = post([text({"type": "subscribe", "channel": "private-7", "token": token})])
+    assert parse_events(ok.content)[0][1].startswith(b"c:")
+    denied = post([text({"type": "subscribe", "channel": "private-8", "token": token})])
+    assert json.loads(parse_events(denied.content)[0][1][2:])["code"] == "forbidden"
+
+
+def test_ping_close_and_malformed_bodies(post, client):
+    response = post([("PING", b"x"), ("CLOSE", b"\x03\xe8")])
+    assert parse_events(response.content) == [("PONG", b"x"), ("CLOSE", b"\x03\xe8")]
+    bad = client.post(
+        "/ws/pushgateway/",
+        b"TEXT 99\r\nshort\r\n",
+        content_type="application/websocket-events",
+        headers={"Grip-Sig": sig()},
+    )
+    assert bad.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "grip_sig",
+    [
+        sig(key="forged-key-that-is-long-enough-for-hs256"),
+        sig(iss="someone"),
+        sig(exp=-10),
+        "x.y.z",
+    ],
+)
+def test_invalid_grip_sig_is_refused(post, grip_sig):
+    response = post([("OPEN", None)], grip_sig=grip_sig)
+    assert response.status_code == 403
+
+
+def test_forged_or_missing_grip_sig_sent_straight_to_daphne_gets_403(start_daphne):
+    daphne = start_daphne(PUSHGATEWAY_BACKEND="fanout", GRIP_URL=GRIP["OPTIONS"]["GRIP_URL"])
+    body = encode_events([("OPEN", None)])
+    for headers in ({}, {"Grip-Sig": sig(key="forged-key-that-is-long-enough-for-hs256")}):
+        request = urllib.request.Request(
+            daphne.url + "/ws/pushgateway/",
+            data=body,
+            headers={
+                "Content-Type": "application/websocket-events",
+                "Origin": daphne.url,
+                **headers,
+            },
+        )
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=5)
+        assert caught.value.code == 403
+    request = urllib.request.Request(
+        daphne.url + "/ws/pushgateway/",
+        data=body,
+        headers={
+            "Content-Type": "application/websocket-events",
+            "Grip-Sig": sig(),
+            "Origin": daphne.url,
+        },
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.read() == b"OPEN\r\n"  # the same endpoint works with a valid one

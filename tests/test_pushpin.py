@@ -1,0 +1,47 @@
+"""The Fanout path through a real Pushpin in front of a real daphne."""
+
+import json
+
+import pytest
+
+from tests.servers import recv_json, run_python, subscribe
+
+pytestmark = pytest.mark.servers
+
+
+def test_socket_through_pushpin_receives_a_fanout_publish(pushpin_in_front):
+    pushpin = pushpin_in_front()
+    with pushpin.connect() as ws:
+        subscribe(ws, "comments-7")
+        ws.send(json.dumps({"type": "ping"}))
+        assert recv_json(ws) == {"type": "pong"}
+        env = {"PUSHGATEWAY_BACKEND": "fanout", "GRIP_URL": pushpin.grip_url}
+        code = "import pushgateway; pushgateway.publish('comments-7', {'pk': '9'})"
+        result = run_python(code, None, env=env)
+        assert result.returncode == 0, result.stderr
+        frame = recv_json(ws)
+    assert frame["type"] == "message" and frame["channel"] == "comments-7"
+    assert frame["data"] == {"pk": "9"}
+
+
+def test_bad_frames_through_pushpin_get_the_same_errors(pushpin_in_front):
+    pushpin = pushpin_in_front()
+    with pushpin.connect() as ws:
+        ws.send("not json")
+        assert recv_json(ws)["code"] == "invalid_json"
+        ws.send(json.dumps({"type": "subscribe", "channel": "no spaces"}))
+        assert recv_json(ws)["code"] == "invalid_channel"
+        subscribe(ws, "still-works")
+
+
+def test_unsubscribed_channels_are_not_delivered(pushpin_in_front):
+    pushpin = pushpin_in_front()
+    with pushpin.connect() as ws:
+        subscribe(ws, "a")
+        subscribe(ws, "b")
+        ws.send(json.dumps({"type": "unsubscribe", "channel": "a"}))
+        assert recv_json(ws) == {"type": "unsubscribed", "channel": "a"}
+        env = {"PUSHGATEWAY_BACKEND": "fanout", "GRIP_URL": pushpin.grip_url}
+        code = "import pushgateway; pushgateway.publish('a', 1); pushgateway.publish('b', 2)"
+        assert run_python(code, None, env=env).returncode == 0
+        assert recv_json(ws)["channel"] == "b"

@@ -10,6 +10,7 @@ save path never waits on the network: hints queue and are dropped when the queue
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -23,8 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-import contextlib
 
 from tests.servers import RedisServer, migrated_database  # noqa: E402
 

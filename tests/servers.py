@@ -13,6 +13,8 @@ from pathlib import Path
 
 from websockets.sync.client import ClientConnection, connect
 
+from demo import pushpin
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -165,11 +167,10 @@ def manage(*args: str, redis_url: str | None, timeout: float = 60) -> subprocess
 
 
 class Pushpin:
-    """A real Pushpin in front of an origin, configured as docs/PARTS.md found it works.
+    """A real Pushpin in front of an origin (configured by demo/pushpin.py).
 
     Ports are chosen at construction, so the origin can be given GRIP_URL before Pushpin
-    starts; `start(origin_port)` then routes every request to that origin, WebSockets as
-    WebSocket-over-HTTP.
+    starts; `start(origin_port)` then routes every request to that origin.
     """
 
     SIG_KEY = "pushgateway-test-sig-key"
@@ -179,44 +180,15 @@ class Pushpin:
         self.port = free_port()
         self.publish_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.grip_url = (
-            f"http://127.0.0.1:{self.publish_port}?key={self.SIG_KEY}&verify-iss=pushpin"
-        )
+        self.grip_url = pushpin.grip_url(self.publish_port, self.SIG_KEY)
         self.process: Process | None = None
-        self.extra_args: list[str] = []
 
     def start(self, origin_port: int) -> None:
         root = self.log_dir / f"pushpin-{self.port}"
-        (root / "run").mkdir(parents=True)
-        (root / "log").mkdir()
-        config = root / "pushpin.conf"
-        config.write_text(
-            f"""[global]
-include={{libdir}}/internal.conf
-rundir={root}/run
-ipc_prefix=pp{self.port}-
-[runner]
-services=condure,zurl,pushpin-proxy,pushpin-handler
-http_port=127.0.0.1:{self.port}
-logdir={root}/log
-[proxy]
-zurl_out_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in
-zurl_out_stream_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-in-stream
-zurl_in_specs=ipc://{{rundir}}/{{ipc_prefix}}zurl-out
-sig_key={self.SIG_KEY}
-sig_iss=pushpin
-updates_check=off
-[handler]
-push_in_spec=tcp://127.0.0.1:{free_port()}
-push_in_sub_specs=tcp://127.0.0.1:{free_port()}
-command_spec=tcp://127.0.0.1:{free_port()}
-push_in_http_addr=127.0.0.1
-push_in_http_port={self.publish_port}
-"""
+        config = pushpin.write_config(root, self.port, self.publish_port, self.SIG_KEY)
+        self.process = Process(
+            f"pushpin-{self.port}", pushpin.command(config, origin_port), self.log_dir
         )
-        args = [require("pushpin"), "--config", str(config), "--merge-output", *self.extra_args]
-        args += ["--route", f"* 127.0.0.1:{origin_port},over_http"]
-        self.process = Process(f"pushpin-{self.port}", args, self.log_dir)
         self.process.wait_for_port(self.port)
         self.process.wait_for_port(self.publish_port)
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from websockets.sync.client import ClientConnection, connect
@@ -191,6 +192,21 @@ class Pushpin:
         )
         self.process.wait_for_port(self.port)
         self.process.wait_for_port(self.publish_port)
+        self.wait_until_proxying()
+
+    def wait_until_proxying(self, timeout: float = 20) -> None:
+        """Listening is not ready: wait until a request makes it through to the origin."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/events.json", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Pushpin does not reach its origin:\n{self.process.log()}")
+            time.sleep(0.1)
 
     def connect(self) -> ClientConnection:
         return connect(

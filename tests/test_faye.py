@@ -59,14 +59,19 @@ def faye_cdn():
     server.shutdown()
 
 
-def test_faye_client_loads_on_first_subscribe_with_integrity(browser, start_daphne, faye_cdn):
-    daphne = start_daphne(
+def realm_daphne(start_daphne, faye_cdn, integrity):
+    """The demo in legacy realm mode, its Faye client served by the stand-in CDN."""
+    return start_daphne(
         PUSHGATEWAY_BACKEND="fanout",
         FANOUT_REALM="myrealm",
         FANOUT_KEY=base64.b64encode(b"k" * 32).decode(),
         FANOUT_FAYE_URL=faye_cdn.url + "/bayeux",
-        FANOUT_FAYE_INTEGRITY=INTEGRITY,
+        FANOUT_FAYE_INTEGRITY=integrity,
     )
+
+
+def test_faye_client_loads_on_first_subscribe_with_integrity(browser, start_daphne, faye_cdn):
+    daphne = realm_daphne(start_daphne, faye_cdn, INTEGRITY)
     html = urllib.request.urlopen(daphne.url + "/").read().decode()
     config = re.search(r'<script id="pushgateway-config"[^>]*>(.*?)</script>', html).group(1)
     assert json.loads(config)["transport"] == "faye"
@@ -115,13 +120,7 @@ def test_faye_client_loads_on_first_subscribe_with_integrity(browser, start_daph
 
 def test_a_tampered_faye_client_is_refused_by_the_browser(browser, start_daphne, faye_cdn):
     wrong = "sha384-" + base64.b64encode(hashlib.sha384(b"other").digest()).decode()
-    daphne = start_daphne(
-        PUSHGATEWAY_BACKEND="fanout",
-        FANOUT_REALM="myrealm",
-        FANOUT_KEY=base64.b64encode(b"k" * 32).decode(),
-        FANOUT_FAYE_URL=faye_cdn.url + "/bayeux",
-        FANOUT_FAYE_INTEGRITY=wrong,
-    )
+    daphne = realm_daphne(start_daphne, faye_cdn, wrong)
     page = browser.new_page()
     page.goto(daphne.url + "/")  # the event list subscribes to "events" at once
     expect(page.locator("#push-state")).to_have_attribute("data-state", "waiting")

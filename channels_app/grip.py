@@ -92,7 +92,8 @@ def websocket_over_http(request: HttpRequest) -> HttpResponse:
 
     subscriptions = {c for c in request.headers.get("Meta-Subs", "").split(",") if c}
     session = Session(authorize=check_token, subscriptions=subscriptions)
-    session.errors = int(request.headers.get("Meta-Errors", "0") or 0)
+    errors = request.headers.get("Meta-Errors", "")
+    session.errors = int(errors) if errors.isdigit() else 0
     out: list[tuple[str, bytes | None]] = []
     for kind, content in events:
         if kind == "OPEN":

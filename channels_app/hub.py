@@ -34,7 +34,7 @@ class Hub:
         self.sockets: dict[str, set[Socket]] = {}
         self.joined: set[str] = set()
         self.channel_name: str | None = None
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, users
         self._receiver: asyncio.Task | None = None
         self._renewer: asyncio.Task | None = None
 
@@ -50,7 +50,7 @@ class Hub:
 
     async def unsubscribe(self, channel: str, socket: Socket) -> None:
         self._forget(channel, socket)
-        if channel not in self.sockets and channel in self.joined:
+        if channel not in self.sockets:  # a join may still be in flight: sync either way
             await self._sync_membership(channel)
 
     def _forget(self, channel: str, socket: Socket) -> None:
@@ -64,18 +64,24 @@ class Hub:
         # Joins and leaves of one channel run one at a time, and each makes the layer
         # match the local sockets as they are when it runs, so a subscribe racing an
         # unsubscribe always ends in the right state.
-        lock = self._locks.setdefault(channel, asyncio.Lock())
-        async with lock:
-            want, have = channel in self.sockets, channel in self.joined
-            if want and not have:
-                await self._ensure_receiver()
-                await self.layer.group_add(group_name(channel), self.channel_name)
-                self.joined.add(channel)
-            elif have and not want:
-                self.joined.discard(channel)
-                await self.layer.group_discard(group_name(channel), self.channel_name)
-        if not lock.locked() and channel not in self.sockets:
-            self._locks.pop(channel, None)
+        lock, users = self._locks.get(channel) or (asyncio.Lock(), 0)
+        self._locks[channel] = (lock, users + 1)
+        try:
+            async with lock:
+                want, have = channel in self.sockets, channel in self.joined
+                if want and not have:
+                    await self._ensure_receiver()
+                    await self.layer.group_add(group_name(channel), self.channel_name)
+                    self.joined.add(channel)
+                elif have and not want:
+                    self.joined.discard(channel)
+                    await self.layer.group_discard(group_name(channel), self.channel_name)
+        finally:
+            lock, users = self._locks[channel]
+            if users == 1:
+                del self._locks[channel]
+            else:
+                self._locks[channel] = (lock, users - 1)
 
     async def _ensure_receiver(self) -> None:
         if self.channel_name is None:

@@ -15,7 +15,11 @@ logger = logging.getLogger("pushgateway")
 
 
 def _key(channel: str, data: Any) -> tuple[str, str]:
-    return channel, json.dumps(data, sort_keys=True, default=str)
+    """The de-duplication key of a hint; checks that the hint can be sent at all."""
+    try:
+        return channel, json.dumps(data, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"hint data for {channel!r} must be JSON-serialisable: {exc}") from None
 
 
 class _Pending:
@@ -58,15 +62,16 @@ def publish(channel: str, data: Any = None, *, using: str | None = None) -> None
 
     Inside ``transaction.atomic()`` the hint waits for the commit (and is dropped on
     rollback); identical hints in one transaction are sent once. Raises
-    InvalidChannelName for a bad name; never raises because delivery fails.
+    InvalidChannelName for a bad name and TypeError for data JSON cannot carry; never
+    raises because delivery fails.
     """
     validate_channel(channel)
+    hint = _Pending(channel, data)
     connection = transaction.get_connection(using or DEFAULT_DB_ALIAS)
     if not connection.in_atomic_block:
         _send(Message(channel, data))
         return
     pending = _pending_hints(connection)
-    hint = _Pending(channel, data)
     if hint.key not in pending:
         pending[hint.key] = hint
         transaction.on_commit(hint, using=using, robust=True)
@@ -75,6 +80,7 @@ def publish(channel: str, data: Any = None, *, using: str | None = None) -> None
 async def apublish(channel: str, data: Any = None) -> None:
     """Publish one hint from async code, at once (async code runs outside transactions)."""
     validate_channel(channel)
+    _key(channel, data)
     message = Message(channel, data)
     try:
         await get_backend().asend_messages([message])

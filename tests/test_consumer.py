@@ -171,3 +171,30 @@ async def test_routing_composes_with_channels_routers():
     await pushgateway.apublish("c", 1)
     assert json.loads(await socket.receive_from(timeout=2))["data"] == 1
     await socket.disconnect()
+
+
+async def test_hub_membership_ends_right_when_joins_and_leaves_race():
+    from channels.layers import InMemoryChannelLayer
+
+    from channels_app.hub import Hub
+
+    class SlowLayer(InMemoryChannelLayer):
+        async def group_add(self, group, channel):
+            await asyncio.sleep(0.02)  # a join still in flight while others come and go
+            await super().group_add(group, channel)
+
+    hub = Hub(SlowLayer())
+    a, b = object(), object()
+    group = protocol.group_name("race")
+    # a joins, leaves while its join is in flight; b joins meanwhile; then b leaves too.
+    await asyncio.gather(
+        hub.subscribe("race", a), hub.unsubscribe("race", a), hub.subscribe("race", b)
+    )
+    assert hub.joined == {"race"} and hub.sockets == {"race": {b}}
+    assert len(hub.layer.groups[group]) == 1
+    await asyncio.gather(
+        hub.unsubscribe("race", b), hub.subscribe("race", a), hub.unsubscribe("race", a)
+    )
+    assert hub.joined == set() and hub.sockets == {}
+    assert group not in hub.layer.groups
+    assert hub._locks == {}

@@ -90,6 +90,14 @@ def test_invalid_channel_names_raise_with_the_rule(outbox, name):
     assert outbox == []
 
 
+def test_data_json_cannot_carry_is_a_clear_error(outbox):
+    with pytest.raises(TypeError, match="hint data for 'c' must be JSON-serialisable"):
+        publish("c", {"when": object()})
+    with pytest.raises(TypeError, match="JSON-serialisable"), transaction.atomic():
+        publish("c", {1, 2})
+    assert outbox == []
+
+
 def test_valid_names_at_the_limits(outbox):
     publish("x" * 100)
     publish("A.b_c-9")

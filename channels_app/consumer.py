@@ -44,7 +44,9 @@ def daphne_transport(send):
     """The Twisted transport behind daphne's `send`, or None under another server."""
     # daphne hands every application functools.partial(server.handle_reply, protocol).
     args = getattr(send, "args", None)
-    return getattr(args[0], "transport", None) if args else None
+    transport = getattr(args[0], "transport", None) if args else None
+    has_buffer = all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen"))
+    return transport if has_buffer else None
 
 
 def pending_bytes(transport) -> int:
@@ -98,7 +100,10 @@ class PushGatewayConsumer:
         finally:
             if self.session is not None:
                 for channel in self.session.close_all():
-                    await self.hub.unsubscribe(channel, self)
+                    try:
+                        await self.hub.unsubscribe(channel, self)
+                    except Exception:  # the layer is down; the hub forgot the socket anyway
+                        logger.exception("pushgateway: leaving %r failed", channel)
 
     async def carry_out(self, reply: Reply) -> None:
         frames = reply.frames

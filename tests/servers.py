@@ -156,11 +156,13 @@ def run_python(
     )
 
 
-def manage(*args: str, redis_url: str | None, timeout: float = 60) -> subprocess.CompletedProcess:
+def manage(
+    *args: str, redis_url: str | None, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [PYTHON, "manage.py", *args],
         cwd=ROOT,
-        env=project_env(REDIS_URL=redis_url),
+        env=project_env(REDIS_URL=redis_url, **(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,

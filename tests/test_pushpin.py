@@ -1,10 +1,11 @@
 """The Fanout path through a real Pushpin in front of a real daphne."""
 
 import json
+import urllib.request
 
 import pytest
 
-from tests.servers import recv_json, run_python, subscribe
+from tests.servers import manage, recv_json, run_python, subscribe
 
 pytestmark = pytest.mark.servers
 
@@ -45,3 +46,24 @@ def test_unsubscribed_channels_are_not_delivered(pushpin_in_front):
         code = "import pushgateway; pushgateway.publish('a', 1); pushgateway.publish('b', 2)"
         assert run_python(code, None, env=env).returncode == 0
         assert recv_json(ws)["channel"] == "b"
+
+
+def test_pushpin_down_fails_publishing_clearly_and_recovers(pushpin_in_front):
+    pushpin = pushpin_in_front()
+    env = {"PUSHGATEWAY_BACKEND": "fanout", "GRIP_URL": pushpin.grip_url}
+    pushpin.stop()
+    result = manage("pushgateway_publish", "c", redis_url=None, env=env)
+    assert result.returncode == 1
+    assert "gave up on 1 hint(s) after 4 attempts" in result.stderr
+    assert "Connection refused" in result.stderr
+    # Django itself is unaffected, and once Pushpin is back the path works again.
+    with urllib.request.urlopen(pushpin.origin.url + "/events.json", timeout=5) as response:
+        assert response.status == 200
+    pushpin.start(pushpin.origin.port)
+    with pushpin.connect() as ws:
+        subscribe(ws, "c")
+        assert (
+            manage("pushgateway_publish", "c", "--data", "3", redis_url=None, env=env).returncode
+            == 0
+        )
+        assert recv_json(ws)["data"] == 3

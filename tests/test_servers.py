@@ -74,6 +74,13 @@ def test_publishing_while_redis_is_down_fails_fast_and_recovers(own_redis, start
         assert "delivery failed" in result.stderr
         assert elapsed < 15  # bounded: three retries with backoff, not a hang
 
+        # A page subscribing meanwhile is told the channel is unavailable, not left hanging.
+        with daphne.connect() as late:
+            late.send(json.dumps({"type": "subscribe", "channel": "late"}))
+            error = recv_json(late, timeout=15)
+        assert error["type"] == "error" and error["code"] == "unavailable"
+        assert error["channel"] == "late"
+
         # The server kept its socket; once Redis is back, hints flow again.
         own_redis.start()
         ws.send(json.dumps({"type": "ping"}))

@@ -75,6 +75,8 @@ class PushGatewayConsumer:
         self.send = send
         self.session = None
         self.closing = False
+        origin = scope_origin(scope)
+        scope = None  # nothing else is needed from it; an idle socket should not keep it
         try:
             while True:
                 event = await receive()
@@ -88,7 +90,7 @@ class PushGatewayConsumer:
                 elif kind == "websocket.connect":
                     # Checked here, not by a wrapping application, so that no extra
                     # coroutine stays alive for the life of every socket.
-                    if not origin_allowed(scope_origin(scope)):
+                    if not origin_allowed(origin):
                         await send({"type": "websocket.close"})  # daphne answers 403
                         return
                     self.session = Session(authorize=check_token)

@@ -67,6 +67,8 @@ class BackgroundSender:
                 self.stats["queued"] += 1
             except queue.Full:
                 self.stats["dropped"] += 1
+                if self.stats["dropped"] % 1000 != 1:  # a flood logs a line per 1000, not each
+                    continue
                 logger.error(
                     "pushgateway %s: queue full (%d), dropped hint for %r (%d dropped so far)",
                     self.name,

@@ -51,6 +51,16 @@ function recorder() {
   return callback;
 }
 
+// A client with one subscription, connected and confirmed by the server.
+function subscribed(channel, options, subscribeOptions) {
+  const pg = client(options);
+  const cb = recorder();
+  pg.subscribe(channel, cb, subscribeOptions);
+  latest().open();
+  latest().confirmAll();
+  return {pg, cb};
+}
+
 beforeEach(() => {
   FakeSocket.all = [];
   mock.timers.enable({apis: ["setTimeout"]});
@@ -104,21 +114,14 @@ test("a message reaches every subscriber of its channel only", () => {
 });
 
 test("the same message id is delivered once", () => {
-  const pg = client({throttle: 0});
-  const cb = recorder();
-  pg.subscribe("a", cb);
-  latest().open();
+  const {cb} = subscribed("a", {throttle: 0});
   for (let i = 0; i < 2; i++) latest().deliver({type: "message", channel: "a", id: "x", data: 1});
   mock.timers.tick(1);
   assert.equal(cb.calls.length, 1);
 });
 
 test("throttle fires on the leading and trailing edge with the latest hint and a count", () => {
-  const pg = client();
-  const cb = recorder();
-  pg.subscribe("a", cb);
-  latest().open();
-  latest().confirmAll();
+  const {cb} = subscribed("a");
   for (let i = 1; i <= 4; i++) latest().deliver({type: "message", channel: "a", id: String(i), data: i});
   assert.deepEqual(cb.calls, [{channel: "a", reason: "message", data: 1, count: 1}]);
   mock.timers.tick(499);
@@ -132,10 +135,7 @@ test("throttle fires on the leading and trailing edge with the latest hint and a
 });
 
 test("per-subscription throttle option", () => {
-  const pg = client();
-  const cb = recorder();
-  pg.subscribe("a", cb, {throttle: 2000});
-  latest().open();
+  const {cb} = subscribed("a", {}, {throttle: 2000});
   latest().deliver({type: "message", channel: "a", id: "1", data: 1});
   latest().deliver({type: "message", channel: "a", id: "2", data: 2});
   mock.timers.tick(1999);

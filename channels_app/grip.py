@@ -23,6 +23,9 @@ from pushgateway.tokens import check_token
 from .consumer import origin_allowed
 
 CONTENT_TYPE = "application/websocket-events"
+# Pushpin's default connection_subscription_max: past it the proxy ignores a subscribe, so
+# the client is told here instead (too_many_subscriptions) of waiting for hints that never come.
+MAX_SUBSCRIPTIONS = 20
 
 
 def parse_events(body: bytes) -> list[tuple[str, bytes | None]]:
@@ -91,7 +94,9 @@ def websocket_over_http(request: HttpRequest) -> HttpResponse:
         return HttpResponseBadRequest("malformed websocket-events body\n")
 
     subscriptions = {c for c in request.headers.get("Meta-Subs", "").split(",") if c}
-    session = Session(authorize=check_token, subscriptions=subscriptions)
+    session = Session(
+        authorize=check_token, subscriptions=subscriptions, max_subscriptions=MAX_SUBSCRIPTIONS
+    )
     errors = request.headers.get("Meta-Errors", "")
     session.errors = int(errors) if errors.isdigit() else 0
     out: list[tuple[str, bytes | None]] = []

@@ -146,3 +146,12 @@ def test_forged_or_missing_grip_sig_sent_straight_to_daphne_gets_403(start_daphn
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.read() == b"OPEN\r\n"  # the same endpoint works with a valid one
+
+
+def test_subscriptions_are_capped_at_pushpins_limit(post):
+    subs = ",".join(f"c{i}" for i in range(20))
+    response = post(
+        [text({"type": "subscribe", "channel": "one-more"})], headers={"Meta-Subs": subs}
+    )
+    [(kind, content)] = parse_events(response.content)
+    assert json.loads(content[2:])["code"] == "too_many_subscriptions"

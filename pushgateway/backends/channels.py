@@ -46,7 +46,7 @@ class RedisPubSubPublisher:
     """channels_redis' RedisPubSubChannelLayer, published to as its group_send does.
 
     The same Redis channel names and serialisation, but a synchronous client and one
-    pipelined round trip per batch: about a third of the CPU of the async layer. That CPU
+    pipelined round trip per batch: less than half the CPU of the async layer. That CPU
     is spent on the sender thread while the request thread waits for the GIL, so it is
     what a save pays for publishing. Used only for configurations it understands.
     """

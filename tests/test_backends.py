@@ -11,7 +11,12 @@ from channels.layers import get_channel_layer
 import pushgateway
 from pushgateway import protocol
 from pushgateway.backends import get_backend
-from pushgateway.backends.channels import EVENT_TYPE, ChannelsBackend
+from pushgateway.backends.channels import (
+    EVENT_TYPE,
+    ChannelsBackend,
+    LayerPublisher,
+    RedisPubSubPublisher,
+)
 from pushgateway.backends.console import ConsoleBackend
 from pushgateway.backends.dummy import DummyBackend
 from pushgateway.message import Message
@@ -133,3 +138,28 @@ def test_flush_times_out_while_delivery_hangs():
     release.set()
     assert sender.flush(5)
     sender.close()
+
+
+@pytest.mark.parametrize(
+    ("layer", "publisher"),
+    [
+        ("channels_redis.pubsub.RedisPubSubChannelLayer", RedisPubSubPublisher),
+        ("channels_redis.core.RedisChannelLayer", LayerPublisher),
+    ],
+)
+async def test_channels_backend_reaches_real_redis_layers(settings, redis, layer, publisher):
+    """What the hub of another process receives, through each channels_redis layer."""
+    hosts = [{"address": redis.url, "socket_timeout": None}]
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": layer, "CONFIG": {"hosts": hosts}}}
+    receiver = get_channel_layer()
+    hub_channel = await receiver.new_channel()
+    await receiver.group_add(protocol.group_name("comments-7"), hub_channel)
+
+    backend = get_backend()
+    assert type(backend.publisher) is publisher
+    message = Message("comments-7", {"pk": "1"})
+    backend.send_messages([message])
+    event = await asyncio.wait_for(receiver.receive(hub_channel), 5)
+    assert event == {"type": EVENT_TYPE, "channel": "comments-7", "frame": message.frame}
+    assert backend.flush(5) and backend.stats["sent"] == 1
+    await receiver.group_discard(protocol.group_name("comments-7"), hub_channel)

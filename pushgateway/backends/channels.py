@@ -68,8 +68,11 @@ class RedisPubSubPublisher:
 
     @staticmethod
     def supports(layer, config: dict) -> bool:
-        from channels_redis.pubsub import RedisPubSubChannelLayer
-        from channels_redis.utils import decode_hosts
+        try:
+            from channels_redis.pubsub import RedisPubSubChannelLayer
+            from channels_redis.utils import decode_hosts
+        except ImportError:  # another layer, without channels_redis installed
+            return False
 
         if type(layer) is not RedisPubSubChannelLayer:
             return False

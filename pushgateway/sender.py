@@ -44,12 +44,14 @@ class BackgroundSender:
         backoff_factor: float = 0.3,
         exit_timeout: float = 5.0,
         linger: float = 0.002,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.deliver = deliver
         self.name = name
         self.max_batch = max_batch
         self.delays = backoff_delays(retries, backoff_factor)
         self.linger = linger
+        self.on_exit = on_exit  # called by the thread itself when close() stops it
         self._last_delivery = -1.0
         self.stats: Counter[str] = Counter()
         self._queue: queue.Queue[Message | None] = queue.Queue(max_queue)
@@ -106,6 +108,8 @@ class BackgroundSender:
             first = self._queue.get()
             if first is None:
                 self._queue.task_done()
+                if self.on_exit:
+                    self.on_exit()
                 return
             # Under load (the last delivery was moments ago) wait a little, so one round
             # trip carries many hints: each costs the publishing process CPU, and with it

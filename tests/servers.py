@@ -26,6 +26,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
 def require(program: str) -> str:
     """The path of `program`; a missing service is a failure, never a skip."""
     path = shutil.which(program)
@@ -216,5 +224,11 @@ class Pushpin:
         )
 
     def stop(self) -> None:
+        """Stop Pushpin and wait until its services have let go of their ports."""
         if self.process:
             self.process.stop()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(
+                listening(port) for port in (self.port, self.publish_port)
+            ):
+                time.sleep(0.05)

@@ -147,19 +147,24 @@ def test_flush_times_out_while_delivery_hangs():
         ("channels_redis.core.RedisChannelLayer", LayerPublisher),
     ],
 )
-async def test_channels_backend_reaches_real_redis_layers(settings, redis, layer, publisher):
+def test_channels_backend_reaches_real_redis_layers(settings, redis, layer, publisher):
     """What the hub of another process receives, through each channels_redis layer."""
     hosts = [{"address": redis.url, "socket_timeout": None}]
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": layer, "CONFIG": {"hosts": hosts}}}
-    receiver = get_channel_layer()
-    hub_channel = await receiver.new_channel()
-    await receiver.group_add(protocol.group_name("comments-7"), hub_channel)
-
     backend = get_backend()
     assert type(backend.publisher) is publisher
     message = Message("comments-7", {"pk": "1"})
-    backend.send_messages([message])
-    event = await asyncio.wait_for(receiver.receive(hub_channel), 5)
+
+    async def receive_one():
+        # In a loop of its own, closed at the end (channels_redis cleans up on close).
+        receiver = get_channel_layer()
+        hub_channel = await receiver.new_channel()
+        await receiver.group_add(protocol.group_name("comments-7"), hub_channel)
+        backend.send_messages([message])
+        event = await asyncio.wait_for(receiver.receive(hub_channel), 5)
+        await receiver.group_discard(protocol.group_name("comments-7"), hub_channel)
+        return event
+
+    event = asyncio.run(receive_one())
     assert event == {"type": EVENT_TYPE, "channel": "comments-7", "frame": message.frame}
     assert backend.flush(5) and backend.stats["sent"] == 1
-    await receiver.group_discard(protocol.group_name("comments-7"), hub_channel)

@@ -41,6 +41,12 @@ class LayerPublisher:
             self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.group_send_all(messages))
 
+    def close(self) -> None:
+        # On the sender thread: channels_redis closes its connections when the loop closes.
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
+
 
 class RedisPubSubPublisher:
     """channels_redis' RedisPubSubChannelLayer, published to as its group_send does.
@@ -91,6 +97,10 @@ class RedisPubSubPublisher:
         for pipe in pipes.values():
             pipe.execute()
 
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
 
 class ChannelsBackend(BaseBackend):
     """Send hints as channel-layer group messages.
@@ -129,6 +139,7 @@ class ChannelsBackend(BaseBackend):
             max_queue=QUEUE_SIZE,
             retries=RETRIES,
             backoff_factor=BACKOFF_FACTOR,
+            on_exit=self.publisher.close,
         )
         self.stats = self.sender.stats
 

@@ -126,3 +126,14 @@ def test_invalid_extra_channel_names_are_reported(outbox, bare_event_model):
     pushgateway.register(bare_event_model, channels=lambda e: ["not valid"])
     with pytest.raises(pushgateway.InvalidChannelName):
         Event.objects.create(title="x")
+
+
+def test_capture_hints_helper():
+    from pushgateway.testing import capture_hints
+
+    with capture_hints() as hints:
+        event = Event.objects.create(title="captured")
+    assert [(h.channel, h.data["action"]) for h in hints] == [
+        (f"demo.event.{event.pk}", "created"),
+        ("events", "created"),
+    ]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from django.db.models import Model
 from django.db.models.signals import post_delete, post_save
 
-from .exceptions import AlreadyRegistered, NotRegistered
+from .exceptions import AlreadyRegistered, InvalidChannelName, NotRegistered
 from .publishing import publish
+
+logger = logging.getLogger("pushgateway")
 
 ACTIONS = ("created", "updated", "deleted")
 
@@ -39,7 +42,11 @@ class Registration:
             return
         hint = {"model": instance._meta.label_lower, "pk": str(instance.pk), "action": action}
         for channel in self.channels_for(instance):
-            publish(channel, hint, using=using)
+            try:
+                publish(channel, hint, using=using)
+            except InvalidChannelName as exc:
+                # A pk or a channels() result that makes no valid name must not fail the save.
+                logger.error("pushgateway: no hint for %s %s: %s", hint["model"], hint["pk"], exc)
 
 
 _registry: dict[type[Model], Registration] = {}

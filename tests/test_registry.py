@@ -122,10 +122,14 @@ def test_registering_twice_or_unknown_actions_is_an_error(bare_event_model):
         pushgateway.unregister(bare_event_model)
 
 
-def test_invalid_extra_channel_names_are_reported(outbox, bare_event_model):
-    pushgateway.register(bare_event_model, channels=lambda e: ["not valid"])
-    with pytest.raises(pushgateway.InvalidChannelName):
-        Event.objects.create(title="x")
+def test_invalid_channel_names_are_logged_and_do_not_fail_the_save(
+    outbox, bare_event_model, caplog
+):
+    pushgateway.register(bare_event_model, channels=lambda e: ["not valid", "events"])
+    event = Event.objects.create(title="x")
+    assert Event.objects.filter(pk=event.pk).exists()
+    assert [m.channel for m in outbox] == [f"demo.event.{event.pk}", "events"]
+    assert f"no hint for demo.event {event.pk}: invalid channel name 'not valid'" in caplog.text
 
 
 def test_capture_hints_helper():

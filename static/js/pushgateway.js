@@ -367,6 +367,23 @@
       };
     }
 
+    // Back online, or the tab shown again: do not sit out the rest of a long backoff.
+    function wake() {
+      if (state !== "waiting") return;
+      if (reconnectTimer !== null) env.clearTimeout(reconnectTimer);
+      connect();
+    }
+    const win = config.window || (typeof window !== "undefined" ? window : null);
+    if (win && win.addEventListener) {
+      win.addEventListener("online", wake);
+      const doc = win.document;
+      if (doc && doc.addEventListener) {
+        doc.addEventListener("visibilitychange", () => {
+          if (doc.visibilityState === "visible") wake();
+        });
+      }
+    }
+
     function onStateChange(listener) {
       stateListeners.add(listener);
       return () => stateListeners.delete(listener);

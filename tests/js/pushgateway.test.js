@@ -376,3 +376,17 @@ test("legacy realm mode speaks Faye: fallback transport, '/' + channel, resync a
     delete globalThis.Faye;
   }
 });
+
+test("coming back online reconnects at once instead of waiting out the backoff", () => {
+  const win = new EventTarget();
+  const pg = client({window: win, backoffInitial: 30000, backoffMax: 30000});
+  pg.subscribe("a", () => {});
+  latest().drop();
+  assert.equal(pg.state, "waiting");
+  const before = FakeSocket.all.length;
+  win.dispatchEvent(new Event("online"));
+  assert.equal(FakeSocket.all.length, before + 1);
+  assert.equal(pg.state, "connecting");
+  mock.timers.tick(30000); // the cancelled backoff timer does not open a second socket
+  assert.equal(FakeSocket.all.length, before + 1);
+});

@@ -68,16 +68,14 @@ async def run_clients(port: int, first: int, sockets: int, channels: int) -> Non
     from bench.wsclient import connect
 
     latencies: list[float] = []
-    receipts = [math.inf, 0.0]
+    last_receipt = 0.0
     subscribed = 0
 
     def on_text(payload: bytes) -> None:
-        nonlocal subscribed
+        nonlocal subscribed, last_receipt
         if payload.startswith(b'{"type":"message"'):
-            now = time.time()
-            latencies.append(now - json.loads(payload)["data"]["t"])
-            receipts[0] = min(receipts[0], now)
-            receipts[1] = now
+            last_receipt = time.time()
+            latencies.append(last_receipt - json.loads(payload)["data"]["t"])
         elif payload.startswith(b'{"type":"subscribed"'):
             subscribed += 1
 
@@ -94,8 +92,9 @@ async def run_clients(port: int, first: int, sockets: int, channels: int) -> Non
         await asyncio.sleep(0.05)
     print(json.dumps({"ready": sockets}), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    closed = sum(1 for c in clients if c.closed.done())
-    print(json.dumps({"latencies": latencies, "receipts": receipts, "closed": closed}), flush=True)
+    print(json.dumps({"latencies": latencies, "last": last_receipt}), flush=True)
+    for client in clients:
+        client.transport.close()
 
 
 # ---------------------------------------------------------------- publisher process
@@ -222,17 +221,16 @@ def run_target(scenario: Scenario, app: str, env: dict, seconds: float, log_dir:
             time.sleep(GRACE)
             expected = count * scenario.sockets // scenario.channels
             result.update(sent)
-        latencies, first, last, closed = [], math.inf, 0.0, 0
+        latencies, last = [], 0.0
         for worker in [*workers, warm]:
             worker.stdin.write("stop\n")
             worker.stdin.flush()
             report = read_json(worker)
             if worker is not warm:
                 latencies += report["latencies"]
-                closed += report["closed"]
-                first, last = min(first, report["receipts"][0]), max(last, report["receipts"][1])
+                last = max(last, report["last"])
             worker.wait(30)
-        result.update(latencies=latencies, expected=expected, last=last, closed=closed)
+        result.update(latencies=latencies, expected=expected, last=last)
         return result
     finally:
         daphne.stop()

@@ -88,6 +88,7 @@ class Hub:
             self.channel_name = await self.layer.new_channel("pushgateway.hub.")
         if self._receiver is None or self._receiver.done():
             self._receiver = asyncio.create_task(self._receive_forever())
+        if self._renewer is None or self._renewer.done():
             self._renewer = asyncio.create_task(self._renew_forever())
 
     async def _renew_forever(self) -> None:

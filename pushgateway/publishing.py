@@ -69,7 +69,7 @@ def publish(channel: str, data: Any = None, *, using: str | None = None) -> None
     hint = _Pending(channel, data)
     connection = transaction.get_connection(using or DEFAULT_DB_ALIAS)
     if not connection.in_atomic_block:
-        _send(Message(channel, data))
+        hint()
         return
     pending = _pending_hints(connection)
     if hint.key not in pending:

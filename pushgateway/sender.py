@@ -104,13 +104,12 @@ class BackgroundSender:
                 self._thread.start()
 
     def _run(self) -> None:
-        while True:
+        stopping = False
+        while not stopping:
             first = self._queue.get()
             if first is None:
                 self._queue.task_done()
-                if self.on_exit:
-                    self.on_exit()
-                return
+                break
             # Under load (the last delivery was moments ago) wait a little, so one round
             # trip carries many hints: each costs the publishing process CPU, and with it
             # the GIL its requests wait for. A lone hint goes out at once.
@@ -122,9 +121,9 @@ class BackgroundSender:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is None:
-                    self._queue.put(None)  # seen after this batch
+                if item is None:  # close(): deliver what came before it, then stop
                     self._queue.task_done()
+                    stopping = True
                     break
                 batch.append(item)
             try:
@@ -133,6 +132,8 @@ class BackgroundSender:
                 self._last_delivery = time.monotonic()
                 for _ in batch:
                     self._queue.task_done()
+        if self.on_exit:
+            self.on_exit()
 
     def _deliver_with_retries(self, batch: list[Message]) -> None:
         for attempt in range(len(self.delays) + 1):

@@ -59,8 +59,9 @@ class RedisPubSubPublisher:
 
     def __init__(self, layer, config: dict, timeout: float) -> None:
         import redis
-        from channels_redis.utils import decode_hosts
+        from channels_redis.utils import _consistent_hash, decode_hosts
 
+        self.shard_of = _consistent_hash  # the layer's own choice of host for a name
         self.layer = layer
         self.prefix = config.get("prefix", "asgi")
         self.clients = []
@@ -85,12 +86,10 @@ class RedisPubSubPublisher:
         return all("master_name" not in host for host in decode_hosts(config.get("hosts")))
 
     def publish(self, messages) -> None:
-        from channels_redis.utils import _consistent_hash
-
         pipes = {}
         for message in messages:
             name = f"{self.prefix}__group__{protocol.group_name(message.channel)}"
-            index = _consistent_hash(name, len(self.clients))
+            index = self.shard_of(name, len(self.clients))
             if index not in pipes:
                 pipes[index] = self.clients[index].pipeline(transaction=False)
             pipes[index].publish(name, self.layer.serialize(layer_event(message)))
@@ -147,7 +146,7 @@ class ChannelsBackend(BaseBackend):
         if not self.in_process:
             self.sender.submit(messages)
             return
-        send_all = LayerPublisher(self.layer).group_send_all
+        send_all = self.publisher.group_send_all  # a LayerPublisher: in-memory is not Redis
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

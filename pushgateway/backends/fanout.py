@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import time
 import urllib.error
@@ -31,8 +32,10 @@ FAYE_SCRIPT = "/static/faye-browser-1.1.2-fanout1-min.js"
 FAYE_INTEGRITY = "sha384-/9uLm3UDnP3tBHstjgZiqLa7fopVRjYmFinSBjz+FPS/ibb2C4aowhIttvYIGGt9"
 
 
+@functools.lru_cache(maxsize=16)
 def grip_config(grip_url: str) -> dict[str, Any]:
-    """The parts of a GRIP_URL (django-grip's format), parsed by gripcontrol."""
+    """The parts of a GRIP_URL (django-grip's format), parsed by gripcontrol (and cached:
+    the WebSocket-over-HTTP view verifies every request with it). Do not mutate."""
     from gripcontrol import parse_grip_uri
 
     return parse_grip_uri(grip_url)

@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from channels.security.websocket import AllowedHostsOriginValidator
 
-from pushgateway.protocol import CLOSE_TOO_SLOW, Reply, Session
+from pushgateway.protocol import CLOSE_TOO_SLOW, Reply, Session, subscribed_frame
 from pushgateway.tokens import check_token
 
 from .hub import get_hub
@@ -90,35 +90,41 @@ class PushGatewayConsumer:
                 elif kind == "websocket.connect":
                     # Checked here, not by a wrapping application, so that no extra
                     # coroutine stays alive for the life of every socket.
-                    if not origin_allowed(origin):
+                    self.hub = get_hub()
+                    if self.hub is None:
+                        # The backend publishes elsewhere (Fanout): a socket here would
+                        # look connected and never receive. Refuse it; pages poll.
+                        logger.warning(
+                            "pushgateway: refused a WebSocket: the backend does not publish "
+                            "to this server (pages connect through the Fanout proxy)"
+                        )
+                    if self.hub is None or not origin_allowed(origin):
                         await send({"type": "websocket.close"})  # daphne answers 403
                         return
                     self.session = Session(authorize=check_token)
-                    self.hub = get_hub()
                     self.transport = daphne_transport(send)
                     await send({"type": "websocket.accept"})
                 elif kind == "websocket.disconnect":
                     return
         finally:
             if self.session is not None:
-                for channel in self.session.close_all():
-                    try:
-                        await self.hub.unsubscribe(channel, self)
-                    except Exception:  # the layer is down; the hub forgot the socket anyway
-                        logger.exception("pushgateway: leaving %r failed", channel)
+                self.hub.drop(self, self.session.close_all())
 
     async def carry_out(self, reply: Reply) -> None:
-        frames = reply.frames
-        for channel in reply.subscribe:
-            try:
-                await self.hub.subscribe(channel, self)
-            except Exception:
-                logger.exception("pushgateway: joining %r failed", channel)
-                frames = [self.session.subscribe_failed(channel)]
-        for channel in reply.unsubscribe:
-            await self.hub.unsubscribe(channel, self)
-        for frame in frames:
-            await self.send({"type": "websocket.send", "text": frame})
+        for subscribe in reply.subscribe:
+            channel = subscribe.channel
+            if not subscribe.joined:
+                try:
+                    await self.hub.subscribe(channel, self)
+                except Exception as exc:
+                    logger.warning("pushgateway: joining %r failed: %r", channel, exc)
+                    await self.send_frame(self.session.subscribe_failed(channel))
+                    continue
+            position = await self.hub.position(channel)
+            await self.send_frame(subscribed_frame(channel, position, subscribe.since))
+        self.hub.drop(self, reply.unsubscribe)
+        for frame in reply.frames:
+            await self.send_frame(frame)
         if reply.close is not None:
             await self.close(reply.close)
 
@@ -128,7 +134,8 @@ class PushGatewayConsumer:
             await self.send({"type": "websocket.close", "code": code})
 
     async def send_frame(self, text: str) -> None:
-        """Called by the hub for each message on a subscribed channel."""
+        """Send one frame: a reply, or a message the hub relays. A client that does not read
+        what it is sent is closed rather than buffered for."""
         if self.closing:
             return
         if self.transport is not None and pending_bytes(self.transport) > MAX_PENDING_BYTES:

@@ -3,8 +3,17 @@
 The proxy holds the browser's WebSocket and POSTs its events to this view as
 `application/websocket-events`. The view runs them through the same protocol Session as
 the Channels consumer: replies go back `m:`-prefixed, joins and leaves become GRIP
-control messages (`c:`), and the connection's subscriptions and error count travel in
-`Meta-*` headers, since each request may reach a different process.
+control messages (`c:`), and the connection's subscriptions, the positions it was last told
+and its error count travel in `Meta-*` headers, since each request may reach a different
+process.
+
+Hints travel from the publisher through the proxy straight to the browser, never through
+this view, so the view cannot see one go missing. It checks instead: on every request of a
+connection (the browser module pings soon after subscribing and every 25 s) it reads the
+positions of the connection's channels and sends `resync` where one moved past what the
+connection was last told. A page that received the hints already has that position and
+ignores the resync; one that missed them (published while the proxy was applying the
+subscription, or dropped on the way) refetches.
 """
 
 from __future__ import annotations
@@ -15,9 +24,16 @@ import jwt
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 
-from pushgateway.backends import get_config
+from pushgateway.backends import get_backend, get_config
 from pushgateway.backends.fanout import grip_config
-from pushgateway.protocol import Reply, Session
+from pushgateway.protocol import (
+    Position,
+    Reply,
+    Session,
+    has_news,
+    resync_frame,
+    subscribed_frame,
+)
 from pushgateway.tokens import check_token
 
 from .consumer import origin_allowed
@@ -82,6 +98,67 @@ def control(kind: str, channel: str) -> tuple[str, bytes]:
     return "TEXT", b"c:" + json.dumps({"type": kind, "channel": channel}).encode()
 
 
+def parse_positions(header: str) -> dict[str, Position]:
+    """Meta-Pos: `channel=epoch.seq` pairs, comma-separated (names hold no '=' or ',')."""
+    positions = {}
+    for item in header.split(","):
+        channel, _, value = item.partition("=")
+        epoch, _, seq = value.partition(".")
+        if channel and seq.isdigit():
+            positions[channel] = Position(epoch, int(seq))
+    return positions
+
+
+def format_positions(positions: dict[str, Position | None]) -> str:
+    return ",".join(f"{c}={p.epoch}.{p.seq}" for c, p in sorted(positions.items()) if p)
+
+
+class Connection:
+    """One proxied WebSocket for the length of one request: its Session and positions."""
+
+    def __init__(self, request: HttpRequest) -> None:
+        headers = request.headers
+        subscriptions = {c for c in headers.get("Meta-Subs", "").split(",") if c}
+        self.session = Session(
+            authorize=check_token, subscriptions=subscriptions, max_subscriptions=MAX_SUBSCRIPTIONS
+        )
+        errors = headers.get("Meta-Errors", "")
+        self.session.errors = int(errors) if errors.isdigit() else 0
+        told = parse_positions(headers.get("Meta-Pos", ""))
+        self.told = {c: p for c, p in told.items() if c in subscriptions}
+        self.read_now: set[str] = set()  # positions read during this request
+        self.backend = get_backend()
+
+    def receive(self, reply: Reply) -> list[tuple[str, bytes | None]]:
+        # Controls first: the subscription is in place before the client reads "subscribed".
+        events = [control("subscribe", s.channel) for s in reply.subscribe if not s.joined]
+        events += [control("unsubscribe", channel) for channel in reply.unsubscribe]
+        if reply.subscribe:
+            positions = self.backend.read_positions(s.channel for s in reply.subscribe)
+            for channel, since, _ in reply.subscribe:
+                self.read_now.add(channel)
+                position = self.told[channel] = positions[channel]
+                events.append(message(subscribed_frame(channel, position, since)))
+        for channel in reply.unsubscribe:
+            self.told.pop(channel, None)
+        events += [message(frame) for frame in reply.frames]
+        if reply.close is not None:
+            events.append(("CLOSE", reply.close.to_bytes(2, "big")))
+        return events
+
+    def resyncs(self) -> list[tuple[str, bytes | None]]:
+        """`resync` for each channel whose position moved past what the page was told."""
+        told = {c: self.told.get(c) for c in self.session.subscriptions - self.read_now}
+        if not told:
+            return []
+        events = []
+        for channel, position in self.backend.read_positions(told).items():
+            if has_news(told[channel], position):
+                self.told[channel] = position
+                events.append(message(resync_frame(channel, position)))
+        return events
+
+
 @csrf_exempt
 def websocket_over_http(request: HttpRequest) -> HttpResponse:
     if not verify_grip_sig(request.headers.get("Grip-Sig")):
@@ -93,12 +170,8 @@ def websocket_over_http(request: HttpRequest) -> HttpResponse:
     except (ValueError, UnicodeDecodeError):
         return HttpResponseBadRequest("malformed websocket-events body\n")
 
-    subscriptions = {c for c in request.headers.get("Meta-Subs", "").split(",") if c}
-    session = Session(
-        authorize=check_token, subscriptions=subscriptions, max_subscriptions=MAX_SUBSCRIPTIONS
-    )
-    errors = request.headers.get("Meta-Errors", "")
-    session.errors = int(errors) if errors.isdigit() else 0
+    connection = Connection(request)
+    session = connection.session
     out: list[tuple[str, bytes | None]] = []
     for kind, content in events:
         if kind == "OPEN":
@@ -106,25 +179,23 @@ def websocket_over_http(request: HttpRequest) -> HttpResponse:
                 return HttpResponseForbidden("origin not allowed\n")
             out.append(("OPEN", None))
         elif kind == "TEXT":
-            out += reply_events(session.receive_text(content.decode("utf-8", "replace")))
+            text = (content or b"").decode("utf-8", "replace")
+            out += connection.receive(session.receive_text(text))
         elif kind == "BINARY":
-            out += reply_events(session.receive_bytes(content or b""))
+            out += connection.receive(session.receive_bytes(content or b""))
         elif kind == "PING":
             out.append(("PONG", content))
         elif kind == "CLOSE":
             out.append(("CLOSE", content))
+    if not any(kind == "CLOSE" for kind, _ in out):
+        out += connection.resyncs()
     response = HttpResponse(encode_events(out), content_type=CONTENT_TYPE)
     response["Sec-WebSocket-Extensions"] = "grip"
     response["Set-Meta-Subs"] = ",".join(sorted(session.subscriptions))
+    response["Set-Meta-Pos"] = format_positions(connection.told)
     response["Set-Meta-Errors"] = str(session.errors)
     return response
 
 
-def reply_events(reply: Reply) -> list[tuple[str, bytes | None]]:
-    # Controls first: the subscription is in place before the client reads "subscribed".
-    events = [control("subscribe", channel) for channel in reply.subscribe]
-    events += [control("unsubscribe", channel) for channel in reply.unsubscribe]
-    events += [("TEXT", b"m:" + frame.encode()) for frame in reply.frames]
-    if reply.close is not None:
-        events.append(("CLOSE", reply.close.to_bytes(2, "big")))
-    return events
+def message(frame: str) -> tuple[str, bytes]:
+    return "TEXT", b"m:" + frame.encode()

@@ -1,13 +1,16 @@
-"""HTTP routes: the WebSocket-over-HTTP endpoint used behind Pushpin or Fastly Fanout.
-
-Include it in your URLconf when you use the Fanout backend in GRIP mode:
+"""HTTP routes of the push gateway; include them in your URLconf:
 ``path("", include("channels_app.urls"))``.
+
+- ``pushgateway/positions/``: the positions view, which pages poll while they have no socket;
+- ``ws/pushgateway/``: the WebSocket-over-HTTP endpoint used behind Pushpin or Fastly Fanout.
 """
 
 from django.urls import path
 
 from .grip import websocket_over_http
+from .views import positions
 
 urlpatterns = [
+    path("pushgateway/positions/", positions, name="pushgateway-positions"),
     path("ws/pushgateway/", websocket_over_http, name="pushgateway-websocket-over-http"),
 ]

@@ -1,9 +1,16 @@
-"""Ordinary Django views: none of them publishes by hand; register() in models.py does."""
+"""Ordinary Django views: none of them publishes by hand; register() in models.py does.
+
+Each page view calls pushgateway.watch() before it queries what it shows: the positions read
+then go into the page, so a comment saved between this render and the page's subscription
+still reaches it.
+"""
 
 from django.db.models import Count
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET
+
+import pushgateway
 
 from .forms import CommentForm, EventForm
 from .models import Event
@@ -14,6 +21,7 @@ def _events():
 
 
 def event_list(request):
+    pushgateway.watch(request, "events")
     form = EventForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         event = form.save()
@@ -31,6 +39,7 @@ def event_list_json(request):
 
 
 def event_detail(request, pk):
+    pushgateway.watch(request, f"comments-{pk}")
     event = get_object_or_404(Event, pk=pk)
     form = CommentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():

@@ -1,10 +1,12 @@
 """django-pushgateway: publish small hints after commit; pages subscribed to a channel re-fetch.
 
-Public API: publish, apublish, register, unregister, InvalidChannelName, make_token, outbox.
+Public API: publish, apublish, register, unregister, watch, InvalidChannelName, make_token,
+outbox.
 """
 
 from .exceptions import AlreadyRegistered, InvalidChannelName, NotRegistered
 from .message import Message
+from .pages import watch
 from .publishing import apublish, publish
 from .registry import register, unregister
 from .tokens import make_token
@@ -23,4 +25,5 @@ __all__ = [
     "publish",
     "register",
     "unregister",
+    "watch",
 ]

@@ -1,9 +1,14 @@
-"""The pushgateway wire protocol, version 1: pure parsing, validation and encoding.
+"""The pushgateway wire protocol, version 2: pure parsing, validation and encoding.
 
 No sockets, no Django, no clock. The Channels consumer and the WebSocket-over-HTTP view
 feed client text frames into a :class:`Session` and carry out the :class:`Reply` it returns,
 so both transports speak exactly the same protocol. Bad input is a value (an ``error``
 frame in the reply), never an exception that escapes into the server.
+
+Version 2 adds stream positions: every ``message`` carries the channel's position, a
+``subscribe`` may say the last position the page knows (``since``), and ``subscribed``
+answers with the current one and whether the page is ``stale``. Version 1 clients ignore
+the new fields and are served unchanged.
 
 See docs/protocol.md for the frames.
 """
@@ -15,38 +20,81 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-VERSION = 1
+VERSION = 2
 
 CHANNEL_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
 CHANNEL_RULE = "1-100 characters from A-Z, a-z, 0-9, '.', '_' and '-'"
 PRIVATE_PREFIX = "private-"
 
-# A subscribe frame with a 100-character channel and a signed token fits in well under 1 KiB.
+# A subscribe frame with a 100-character channel, a position and a signed token fits in
+# well under 1 KiB.
 MAX_FRAME_BYTES = 4096
-# A frame this large is not a confused client but abuse: close at once (1009).
+# A frame this large is not a confused client but abuse: close at once.
 MAX_FRAME_BYTES_HARD = 64 * 1024
 MAX_SUBSCRIPTIONS = 100
-# Errors tolerated on one connection before it is closed with 1008 (policy violation).
+# Errors (bad input, not refusals) tolerated on one connection before it is closed.
 MAX_ERRORS = 20
+MAX_EPOCH_LENGTH = 32
+MAX_SEQ = 2**53 - 1  # what a JavaScript number holds exactly
 
-CLOSE_POLICY_VIOLATION = 1008
-CLOSE_TOO_BIG = 1009
-# The client does not read what it is sent (the transport decides when; see channels_app).
-CLOSE_TOO_SLOW = 4008
+# Close codes: the application range, which every ASGI server can send (daphne refuses
+# 1008 and 1009 themselves). 4000 + the RFC 6455 code they stand for.
+CLOSE_POLICY_VIOLATION = 4008  # more than MAX_ERRORS errors
+CLOSE_TOO_BIG = 4009  # a frame over MAX_FRAME_BYTES_HARD
+CLOSE_TRY_AGAIN_LATER = 4013  # the client does not read what it is sent
+CLOSE_TOO_SLOW = CLOSE_TRY_AGAIN_LATER
 
 # Error codes (the `code` of an error frame); documented in docs/protocol.md.
 INVALID_JSON = "invalid_json"
 INVALID_FRAME = "invalid_frame"
 UNKNOWN_TYPE = "unknown_type"
 INVALID_CHANNEL = "invalid_channel"
+INVALID_POSITION = "invalid_position"
 FRAME_TOO_LARGE = "frame_too_large"
 BINARY_FRAME = "binary_frame"
+NOT_SUBSCRIBED = "not_subscribed"
+# Refusals: answers about capacity or authorisation, not misbehaviour; they do not count
+# toward MAX_ERRORS.
 FORBIDDEN = "forbidden"
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
-NOT_SUBSCRIBED = "not_subscribed"
 UNAVAILABLE = "unavailable"
+
+
+class Position(NamedTuple):
+    """A channel's stream position: `seq` counts publishes within one `epoch`."""
+
+    epoch: str
+    seq: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seq": self.seq}
+
+    def is_behind(self, other: Position) -> bool:
+        """Whether a page at this position has missed what `other` records."""
+        return self.epoch != other.epoch or self.seq < other.seq
+
+    @classmethod
+    def from_json(cls, value: object) -> Position | None:
+        """The position a client sent, or None if `value` is not one."""
+        if not isinstance(value, dict):
+            return None
+        epoch, seq = value.get("epoch"), value.get("seq")
+        if not isinstance(epoch, str) or len(epoch) > MAX_EPOCH_LENGTH:
+            return None
+        if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+            return None
+        return cls(epoch, seq)
+
+
+def has_news(known: Position | None, position: Position | None) -> bool:
+    """Whether `position` records hints that a page (or hub) at `known` has not seen."""
+    return position is not None and (known is None or known.is_behind(position))
+
+
+#: The position of a channel with nothing published (that the position store remembers).
+START = Position("", 0)
 
 
 def channel_error(channel: object) -> str | None:
@@ -74,12 +122,49 @@ def _encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
-def message_frame(channel: str, message_id: str, data: Any) -> str:
-    return _encode({"type": "message", "channel": channel, "id": message_id, "data": data})
+def _position_json(position: Position | None) -> str:
+    if position is None:
+        return "null"
+    return f'{{"epoch":{_encode(position.epoch)},"seq":{position.seq}}}'
 
 
-def subscribed_frame(channel: str) -> str:
-    return _encode({"type": "subscribed", "channel": channel})
+# A frame that carries a position is built as a head (the frame without its closing brace)
+# plus the position, so a publisher can serialise everything but the position before it
+# knows it (the Redis script appends it in the same round trip that assigns it).
+
+
+def message_head(channel: str, message_id: str, data: Any) -> str:
+    frame = {"type": "message", "channel": channel, "id": message_id, "data": data}
+    return _encode(frame)[:-1]
+
+
+def resync_head(channel: str) -> str:
+    return _encode({"type": "resync", "channel": channel})[:-1]
+
+
+def with_position(head: str, position: Position | None) -> str:
+    return f'{head},"position":{_position_json(position)}}}'
+
+
+def message_frame(channel: str, message_id: str, data: Any, position: Position) -> str:
+    return with_position(message_head(channel, message_id, data), position)
+
+
+def resync_frame(channel: str, position: Position | None) -> str:
+    """Hints on `channel` may have been lost on the way: the page refetches."""
+    return with_position(resync_head(channel), position)
+
+
+def is_stale(since: Position | None, position: Position | None) -> bool:
+    """Whether a page that knows `since` must refetch: it knows nothing, the position
+    cannot be checked, or it differs."""
+    return since is None or position is None or since != position
+
+
+def subscribed_frame(channel: str, position: Position | None, since: Position | None) -> str:
+    stale = "true" if is_stale(since, position) else "false"
+    head = _encode({"type": "subscribed", "channel": channel})[:-1]
+    return f'{head},"position":{_position_json(position)},"stale":{stale}}}'
 
 
 def unsubscribed_frame(channel: str) -> str:
@@ -94,16 +179,26 @@ def error_frame(code: str, message: str, channel: str | None = None) -> str:
     return _encode({"type": "error", "code": code, "message": message, "channel": channel})
 
 
+class Subscribe(NamedTuple):
+    """A subscription the transport must carry out: join `channel` (unless `joined`),
+    read its position and answer with :func:`subscribed_frame`."""
+
+    channel: str
+    since: Position | None
+    joined: bool = False
+
+
 @dataclass
 class Reply:
     """What the transport must do after one client frame, in this order.
 
-    `subscribe`/`unsubscribe` name channels to join or leave; the transport sends
-    `frames` once those are done, then closes with `close` if it is set.
+    Join each of `subscribe` and answer it with a `subscribed` frame (it needs the current
+    position, which only the transport can read), leave each of `unsubscribe`, send
+    `frames`, then close with `close` if it is set.
     """
 
     frames: list[str] = field(default_factory=list)
-    subscribe: list[str] = field(default_factory=list)
+    subscribe: list[Subscribe] = field(default_factory=list)
     unsubscribe: list[str] = field(default_factory=list)
     close: int | None = None
 
@@ -140,7 +235,7 @@ class Session:
         return self._error(BINARY_FRAME, "send JSON text frames, not binary frames")
 
     def receive_text(self, text: str) -> Reply:
-        size = len(text.encode("utf-8"))
+        size = len(text.encode("utf-8", "surrogatepass"))
         if size > MAX_FRAME_BYTES_HARD:
             reply = self._error(FRAME_TOO_LARGE, f"frame of {size} bytes; closing")
             reply.close = CLOSE_TOO_BIG
@@ -149,7 +244,7 @@ class Session:
             return self._error(FRAME_TOO_LARGE, f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # 4 KiB of '[' is too deep for json
             return self._error(INVALID_JSON, "frame is not valid JSON")
         if not isinstance(frame, dict):
             return self._error(INVALID_FRAME, "frame must be a JSON object")
@@ -162,7 +257,7 @@ class Session:
             return self._unsubscribe(frame)
         return self._error(
             UNKNOWN_TYPE,
-            f"unknown frame type {str(kind)[:40]!r}; use subscribe, unsubscribe or ping",
+            f"unknown frame type {_show(kind)}; use subscribe, unsubscribe or ping",
         )
 
     def close_all(self) -> list[str]:
@@ -180,20 +275,30 @@ class Session:
         problem = channel_error(channel)
         if problem:
             return self._error(INVALID_CHANNEL, problem, channel)
+        since = None
+        if frame.get("since") is not None:
+            since = Position.from_json(frame["since"])
+            if since is None:
+                return self._error(
+                    INVALID_POSITION,
+                    "since must be {epoch: string of at most 32 characters, "
+                    "seq: integer >= 0} or absent",
+                    channel,
+                )
         if channel in self.subscriptions:
-            return Reply(frames=[subscribed_frame(channel)])
+            return Reply(subscribe=[Subscribe(channel, since, joined=True)])
         if is_private(channel):
             token = frame.get("token")
             if not isinstance(token, str) or not self.authorize(channel, token):
-                return self._error(FORBIDDEN, "private channel needs a valid token", channel)
+                return self._refuse(FORBIDDEN, "private channel needs a valid token", channel)
         if len(self.subscriptions) >= self.max_subscriptions:
-            return self._error(
+            return self._refuse(
                 TOO_MANY_SUBSCRIPTIONS,
                 f"at most {self.max_subscriptions} subscriptions per connection",
                 channel,
             )
         self.subscriptions.add(channel)
-        return Reply(frames=[subscribed_frame(channel)], subscribe=[channel])
+        return Reply(subscribe=[Subscribe(channel, since)])
 
     def _unsubscribe(self, frame: dict[str, Any]) -> Reply:
         channel = frame.get("channel")
@@ -205,6 +310,9 @@ class Session:
         self.subscriptions.discard(channel)
         return Reply(frames=[unsubscribed_frame(channel)], unsubscribe=[channel])
 
+    def _refuse(self, code: str, message: str, channel: str) -> Reply:
+        return Reply(frames=[error_frame(code, message, channel)])
+
     def _error(self, code: str, message: str, channel: object = None) -> Reply:
         self.errors += 1
         name = channel if isinstance(channel, str) and not channel_error(channel) else None
@@ -212,3 +320,8 @@ class Session:
         if self.errors > MAX_ERRORS:
             reply.close = CLOSE_POLICY_VIOLATION
         return reply
+
+
+def _show(value: object) -> str:
+    """A short, printable rendering of a client's value for an error message."""
+    return ascii(value if isinstance(value, str | int | float | bool | None) else type(value))[:40]

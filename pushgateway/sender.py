@@ -5,6 +5,10 @@ push service. Memory is bounded (a full queue drops and counts), time is bounded
 attempt is the backend's to time out; retries back off), and what is given up is counted
 and logged. Pending messages are flushed for a few seconds at interpreter exit, so a
 management command or script that publishes and exits still delivers.
+
+A hint given up is not forgotten: its channel is remembered, and once delivery works again
+the backend's `repair` tells that channel's pages to refetch (a `resync`), so a page is not
+left stale by an outage it could not see.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from .message import Message
 
@@ -32,12 +37,29 @@ def backoff_delays(retries: int, factor: float) -> list[float]:
     return [0.0 if n == 0 else factor * 2**n for n in range(retries)]
 
 
+# While hints are waiting to be repaired, try every REPAIR_INTERVAL seconds at first, backing
+# off to REPAIR_INTERVAL_MAX while the service stays down (pages hear within that of recovery).
+REPAIR_INTERVAL = 1.0
+REPAIR_INTERVAL_MAX = 4.0
+# Channels remembered for repair; past this many the rest are only counted and logged.
+MAX_LOST_CHANNELS = 10_000
+
+
 class BackgroundSender:
+    """Delivers batches of messages on one daemon thread.
+
+    `prepare(batch)` (optional) runs once per batch and its result is what `deliver` gets on
+    each attempt; `repair(channels)` (optional) is called with the channels whose hints
+    were given up, until it succeeds.
+    """
+
     def __init__(
         self,
-        deliver: Callable[[list[Message]], None],
+        deliver: Callable[[Any], None],
         *,
         name: str,
+        prepare: Callable[[list[Message]], Any] | None = None,
+        repair: Callable[[list[str]], None] | None = None,
         max_queue: int = 10_000,
         max_batch: int = 100,
         retries: int = 3,
@@ -47,6 +69,8 @@ class BackgroundSender:
         on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.deliver = deliver
+        self.prepare = prepare
+        self.repair = repair
         self.name = name
         self.max_batch = max_batch
         self.delays = backoff_delays(retries, backoff_factor)
@@ -58,6 +82,8 @@ class BackgroundSender:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        self._lost: set[str] = set()
+        self._repair_interval = REPAIR_INTERVAL
         atexit.register(self.flush, exit_timeout)
 
     def submit(self, messages: Sequence[Message]) -> None:
@@ -69,6 +95,7 @@ class BackgroundSender:
                 self.stats["queued"] += 1
             except queue.Full:
                 self.stats["dropped"] += 1
+                self._lose([message])
                 if self.stats["dropped"] % 1000 != 1:  # a flood logs a line per 1000, not each
                     continue
                 logger.error(
@@ -91,12 +118,31 @@ class BackgroundSender:
             self._queue.put(None)
         atexit.unregister(self.flush)
 
-    def _ensure_thread(self) -> None:
-        # After a fork only the forking thread survives: start a fresh one in the child.
-        if self._thread is not None and self._pid == os.getpid():
+    @property
+    def lost(self) -> list[str]:
+        """Channels whose hints were given up and whose pages are not told yet."""
+        with self._lock:
+            return sorted(self._lost)
+
+    def _lose(self, messages: Sequence[Message]) -> None:
+        if self.repair is None:
             return
         with self._lock:
-            if self._thread is None or self._pid != os.getpid():
+            for message in messages:
+                if len(self._lost) < MAX_LOST_CHANNELS:
+                    self._lost.add(message.channel)
+                else:
+                    self.stats["unrepairable"] += 1
+
+    def _ensure_thread(self) -> None:
+        # After a fork only the forking thread survives, and a thread that died must be
+        # replaced: start a fresh one.
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid() and thread.is_alive():
+            return
+        with self._lock:
+            thread = self._thread
+            if thread is None or self._pid != os.getpid() or not thread.is_alive():
                 self._pid = os.getpid()
                 self._thread = threading.Thread(
                     target=self._run, name=f"pushgateway-{self.name}", daemon=True
@@ -106,7 +152,11 @@ class BackgroundSender:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self._repair_interval if self._lost else None)
+            except queue.Empty:
+                self._try_repair()
+                continue
             if first is None:
                 self._queue.task_done()
                 break
@@ -127,7 +177,8 @@ class BackgroundSender:
                     break
                 batch.append(item)
             try:
-                self._deliver_with_retries(batch)
+                if self._deliver_with_retries(batch) and self._lost:
+                    self._try_repair()
             finally:
                 self._last_delivery = time.monotonic()
                 for _ in batch:
@@ -135,14 +186,39 @@ class BackgroundSender:
         if self.on_exit:
             self.on_exit()
 
-    def _deliver_with_retries(self, batch: list[Message]) -> None:
+    def _try_repair(self) -> None:
+        """Tell the pages of channels whose hints were given up to refetch (one attempt)."""
+        with self._lock:
+            channels = sorted(self._lost)[: self.max_batch]
+        try:
+            self.repair(channels)
+        except Exception as exc:
+            self._repair_interval = min(self._repair_interval * 2, REPAIR_INTERVAL_MAX)
+            logger.debug("pushgateway %s: resync failed: %s", self.name, exc)
+            return
+        self._repair_interval = REPAIR_INTERVAL
+        with self._lock:
+            self._lost.difference_update(channels)
+        self.stats["repaired"] += len(channels)
+        logger.warning(
+            "pushgateway %s: told the pages of %d channel(s) whose hints were dropped to refetch",
+            self.name,
+            len(channels),
+        )
+
+    def _deliver_with_retries(self, batch: list[Message]) -> bool:
+        """Deliver one batch, retrying; False if it was given up."""
+        prepared = None
         for attempt in range(len(self.delays) + 1):
             try:
-                self.deliver(batch)
+                if prepared is None:
+                    prepared = self.prepare(batch) if self.prepare else batch
+                self.deliver(prepared)
             except PermanentDeliveryError as exc:
                 self.stats["failed"] += len(batch)
                 logger.error("pushgateway %s: dropped %d hint(s): %s", self.name, len(batch), exc)
-                return
+                self._lose(batch)
+                return False
             except Exception as exc:
                 if attempt == len(self.delays):
                     self.stats["failed"] += len(batch)
@@ -153,7 +229,8 @@ class BackgroundSender:
                         attempt + 1,
                         exc,
                     )
-                    return
+                    self._lose(batch)
+                    return False
                 delay = self.delays[attempt]
                 self.stats["retries"] += 1
                 logger.warning(
@@ -166,4 +243,5 @@ class BackgroundSender:
                 time.sleep(delay)
             else:
                 self.stats["sent"] += len(batch)
-                return
+                return True
+        return False

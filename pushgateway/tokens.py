@@ -13,5 +13,5 @@ def make_token(channel: str) -> str:
 def check_token(channel: str, token: str, max_age: float | None = None) -> bool:
     try:
         return signing.TimestampSigner(salt=SALT).unsign(token, max_age=max_age) == channel
-    except signing.BadSignature:
+    except (signing.BadSignature, UnicodeError):  # e.g. a lone surrogate sent in JSON
         return False

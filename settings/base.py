@@ -1,6 +1,7 @@
 """Shared settings. The environment chooses the channel layer and the push backend:
 
-REDIS_URL            set: channels_redis pub/sub layer on that Redis; unset: in-memory layer
+REDIS_URL            set: channels_redis pub/sub layer on that Redis (and the Fanout backend's
+                     stream positions); unset: in-memory layer, positions in memory
 PUSHGATEWAY_BACKEND  "channels" (default) or "fanout" (reads GRIP_URL, or FANOUT_REALM and
                      FANOUT_KEY)
 """
@@ -98,10 +99,12 @@ def pushgateway_settings(env) -> dict:
             f"PUSHGATEWAY_BACKEND={backend!r} is not supported; use 'channels' or 'fanout'"
         )
     fanout = "pushgateway.backends.fanout.FanoutBackend"
+    # Stream positions go to Redis whenever the project has one (shared by every process).
+    positions = {"POSITIONS": env["REDIS_URL"]} if env.get("REDIS_URL") else {}
     if env.get("GRIP_URL"):
-        return {"BACKEND": fanout, "OPTIONS": {"GRIP_URL": env["GRIP_URL"]}}
+        return {"BACKEND": fanout, "OPTIONS": {"GRIP_URL": env["GRIP_URL"], **positions}}
     if env.get("FANOUT_REALM") and env.get("FANOUT_KEY"):
-        options = {"REALM": env["FANOUT_REALM"], "REALM_KEY": env["FANOUT_KEY"]}
+        options = {"REALM": env["FANOUT_REALM"], "REALM_KEY": env["FANOUT_KEY"], **positions}
         # Where the realm API and the Faye client live, for local stand-ins.
         for name, option in [
             ("FANOUT_REALM_URL", "REALM_URL"),

@@ -26,23 +26,24 @@ class FakeFanout:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                fake.requests.append(
-                    {
-                        "at": time.monotonic(),
-                        "path": self.path,
-                        "headers": dict(self.headers),
-                        "json": json.loads(body),
-                    }
-                )
+                request = {
+                    "at": time.monotonic(),
+                    "path": self.path,
+                    "headers": dict(self.headers),
+                    "json": json.loads(body),
+                }
+                fake.requests.append(request)
                 if fake.mode == "hang":
                     fake.released.wait(30)
                     return
                 if fake.mode == "fail" and fake.failures > 0:
                     fake.failures -= 1
+                    request["status"] = fake.fail_status
                     self.send_response(fake.fail_status)
                     self.end_headers()
                     self.wfile.write(b"service trouble")
                     return
+                request["status"] = 200
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"Published\n")
@@ -55,6 +56,19 @@ class FakeFanout:
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def published(self, **match) -> list[dict]:
+        """Frames of the ws-message items answered with 200, with their time (`at`), that
+        have every key=value of `match`."""
+        out = []
+        for request in self.requests:
+            if request.get("status") != 200:
+                continue
+            for item in request["json"]["items"]:
+                frame = json.loads(item["formats"]["ws-message"]["content"])
+                if all(frame.get(k) == v for k, v in match.items()):
+                    out.append({"at": request["at"], "frame": frame})
+        return out
 
     def stop(self) -> None:
         self.released.set()

@@ -144,9 +144,12 @@ def recv_json(ws: ClientConnection, timeout: float = 5) -> dict:
     return json.loads(ws.recv(timeout=timeout))
 
 
-def subscribe(ws: ClientConnection, channel: str) -> None:
-    ws.send(json.dumps({"type": "subscribe", "channel": channel}))
-    assert recv_json(ws) == {"type": "subscribed", "channel": channel}
+def subscribe(ws: ClientConnection, channel: str, **fields) -> dict:
+    """Subscribe; returns the `subscribed` frame (position, stale)."""
+    ws.send(json.dumps({"type": "subscribe", "channel": channel, **fields}))
+    frame = recv_json(ws)
+    assert frame["type"] == "subscribed" and frame["channel"] == channel, frame
+    return frame
 
 
 def run_python(

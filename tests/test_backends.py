@@ -12,14 +12,16 @@ import pushgateway
 from pushgateway import protocol
 from pushgateway.backends import get_backend
 from pushgateway.backends.channels import (
-    EVENT_TYPE,
     ChannelsBackend,
     LayerPublisher,
     RedisPubSubPublisher,
+    layer_event,
 )
 from pushgateway.backends.console import ConsoleBackend
 from pushgateway.backends.dummy import DummyBackend
 from pushgateway.message import Message
+from pushgateway.positions import MemoryPositions, RedisPositions
+from pushgateway.protocol import START, Position
 from pushgateway.sender import BackgroundSender, backoff_delays
 
 
@@ -28,15 +30,18 @@ def test_locmem_records_into_outbox(outbox):
     assert [(m.channel, m.data) for m in pushgateway.outbox] == [("a", {"x": 1})]
 
 
-def test_console_writes_message_frames():
+def test_console_writes_message_frames_with_their_positions():
     stream = io.StringIO()
-    ConsoleBackend(stream=stream).send_messages([Message("a", {"x": 1}, id="m1")])
-    assert json.loads(stream.getvalue()) == {
+    ConsoleBackend(stream=stream).send_messages([Message("a", {"x": 1}, id="m1"), Message("a")])
+    first, second = map(json.loads, stream.getvalue().splitlines())
+    assert first == {
         "type": "message",
         "channel": "a",
         "id": "m1",
         "data": {"x": 1},
+        "position": {"epoch": first["position"]["epoch"], "seq": 1},
     }
+    assert second["position"] == {"epoch": first["position"]["epoch"], "seq": 2}
 
 
 def test_dummy_accepts_and_drops():
@@ -60,11 +65,19 @@ async def test_channels_backend_sends_the_frame_to_the_channel_group():
     listener = await layer.new_channel()
     await layer.group_add(protocol.group_name("comments-7"), listener)
     backend = ChannelsBackend()
-    assert backend.in_process
-    message = Message("comments-7", {"pk": "1"})
-    await backend.asend_messages([message])
-    event = await asyncio.wait_for(layer.receive(listener), 2)
-    assert event == {"type": EVENT_TYPE, "channel": "comments-7", "frame": message.frame}
+    assert backend.in_process and isinstance(backend.positions, MemoryPositions)
+    messages = [Message("comments-7", {"pk": "1"}), Message("comments-7", {"pk": "2"})]
+    await backend.asend_messages(messages)
+    events = [await asyncio.wait_for(layer.receive(listener), 2) for _ in messages]
+    epoch = events[0]["epoch"]
+    assert events == [
+        layer_event(message, Position(epoch, seq)) for seq, message in enumerate(messages, 1)
+    ]
+    assert json.loads(events[1]["frame"])["position"] == {"epoch": epoch, "seq": 2}
+    assert backend.read_positions(["comments-7", "other"]) == {
+        "comments-7": Position(epoch, 2),
+        "other": START,
+    }
     await layer.group_discard(protocol.group_name("comments-7"), listener)
 
 
@@ -153,18 +166,28 @@ def test_channels_backend_reaches_real_redis_layers(settings, redis, layer, publ
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": layer, "CONFIG": {"hosts": hosts}}}
     backend = get_backend()
     assert type(backend.publisher) is publisher
-    message = Message("comments-7", {"pk": "1"})
+    assert isinstance(backend.positions, RedisPositions)
+    channel = f"comments-{layer.rsplit('.', 1)[1]}"  # the suite's Redis is shared
+    messages = [Message(channel, {"pk": "1"}), Message(channel, {"pk": "2"})]
 
-    async def receive_one():
+    async def receive():
         # In a loop of its own, closed at the end (channels_redis cleans up on close).
         receiver = get_channel_layer()
         hub_channel = await receiver.new_channel()
-        await receiver.group_add(protocol.group_name("comments-7"), hub_channel)
-        backend.send_messages([message])
-        event = await asyncio.wait_for(receiver.receive(hub_channel), 5)
-        await receiver.group_discard(protocol.group_name("comments-7"), hub_channel)
-        return event
+        await receiver.group_add(protocol.group_name(channel), hub_channel)
+        backend.send_messages(messages)
+        events = [await asyncio.wait_for(receiver.receive(hub_channel), 5) for _ in messages]
+        await receiver.group_discard(protocol.group_name(channel), hub_channel)
+        return events
 
-    event = asyncio.run(receive_one())
-    assert event == {"type": EVENT_TYPE, "channel": "comments-7", "frame": message.frame}
-    assert backend.flush(5) and backend.stats["sent"] == 1
+    events = asyncio.run(receive())
+    epoch = events[0]["epoch"]
+    # The same event the in-memory path makes, whichever way it was serialised (the
+    # pub/sub layer's comes out of a Lua script that also advanced the position).
+    assert events == [
+        layer_event(message, Position(epoch, seq)) for seq, message in enumerate(messages, 1)
+    ]
+    assert backend.flush(5) and backend.stats["sent"] == 2
+    # Any process sharing the Redis reads the same position.
+    other = RedisPositions([redis.url])
+    assert other.read([channel]) == {channel: Position(epoch, 2)}

@@ -8,9 +8,11 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 import pushgateway
+from channels_app import hub as hub_module
 from channels_app.asgi import application
 from channels_app.hub import get_hub
 from pushgateway import protocol
+from pushgateway.backends import get_backend
 
 ORIGIN = [(b"origin", b"http://127.0.0.1")]
 
@@ -27,17 +29,76 @@ async def send(socket, frame):
     return json.loads(await socket.receive_from(timeout=2))
 
 
+async def subscribe(socket, channel, **fields):
+    """Subscribe and return the `subscribed` frame (its position and stale flag)."""
+    frame = await send(socket, {"type": "subscribe", "channel": channel, **fields})
+    assert frame["type"] == "subscribed" and frame["channel"] == channel, frame
+    return frame
+
+
+async def receive(socket):
+    return json.loads(await socket.receive_from(timeout=2))
+
+
 async def test_subscribed_socket_receives_published_hint():
     socket = await connect()
-    assert await send(socket, {"type": "subscribe", "channel": "comments-7"}) == {
-        "type": "subscribed",
-        "channel": "comments-7",
-    }
+    subscribed = await subscribe(socket, "comments-7")
+    assert subscribed["stale"] is True  # the page said nothing of what it knows
     await pushgateway.apublish("comments-7", {"model": "demo.comment", "pk": "1"})
-    frame = json.loads(await socket.receive_from(timeout=2))
+    frame = await receive(socket)
     assert frame["type"] == "message" and frame["channel"] == "comments-7"
     assert frame["data"] == {"model": "demo.comment", "pk": "1"}
+    # One publish further than the subscription said.
+    before = subscribed["position"]
+    assert frame["position"]["seq"] == (before["seq"] + 1 if before["epoch"] else 1)
     await socket.disconnect()
+
+
+async def test_a_page_that_knows_the_position_is_not_stale_and_one_behind_is():
+    await pushgateway.apublish("gap-1", "before render")
+    rendered = get_backend().read_positions(["gap-1"])["gap-1"]
+    socket = await connect()
+    fresh = await subscribe(socket, "gap-1", since=rendered.as_json())
+    assert fresh == {
+        "type": "subscribed",
+        "channel": "gap-1",
+        "position": rendered.as_json(),
+        "stale": False,
+    }
+    await socket.disconnect()
+
+    # Published after the page was rendered, before it subscribed: nobody received it.
+    await pushgateway.apublish("gap-1", "between render and subscribe")
+    socket = await connect()
+    behind = await subscribe(socket, "gap-1", since=rendered.as_json())
+    assert behind["stale"] is True
+    assert behind["position"] == {"epoch": rendered.epoch, "seq": rendered.seq + 1}
+    await socket.disconnect()
+
+
+async def test_hints_lost_on_the_way_reach_the_page_as_a_resync(monkeypatch):
+    monkeypatch.setattr(hub_module, "GRACE_SECONDS", 0)
+    socket = await connect()
+    await subscribe(socket, "lossy")
+    # The store moves on but the hint never reaches the hub (the layer dropped it).
+    [position] = get_backend().positions.advance(["lossy"])
+    assert await get_hub().verify(["lossy"]) == 1
+    assert await receive(socket) == {
+        "type": "resync",
+        "channel": "lossy",
+        "position": position.as_json(),
+    }
+    assert await get_hub().verify(["lossy"]) == 0  # told once
+    await socket.disconnect()
+
+
+async def test_a_cancelled_consumer_leaves_nothing_in_the_hub():
+    socket = await connect()
+    for channel in ("c1", "c2", "c3"):
+        await subscribe(socket, channel)
+    socket.future.cancel()  # the server gives up on the connection mid-way
+    await asyncio.sleep(0.05)
+    assert all(channel not in get_hub().sockets for channel in ("c1", "c2", "c3"))
 
 
 async def test_hub_joins_each_channel_once_per_process_and_leaves_with_the_last_socket():
@@ -45,7 +106,7 @@ async def test_hub_joins_each_channel_once_per_process_and_leaves_with_the_last_
     group = protocol.group_name("shared")
     sockets = [await connect() for _ in range(3)]
     for socket in sockets:
-        await send(socket, {"type": "subscribe", "channel": "shared"})
+        await subscribe(socket, "shared")
     assert len(layer.groups[group]) == 1  # one membership for three sockets
 
     await pushgateway.apublish("shared", {"n": 1})
@@ -68,7 +129,7 @@ async def test_hub_joins_each_channel_once_per_process_and_leaves_with_the_last_
 
 async def test_other_channels_are_not_delivered():
     socket = await connect()
-    await send(socket, {"type": "subscribe", "channel": "mine"})
+    await subscribe(socket, "mine")
     await pushgateway.apublish("theirs", 1)
     assert await socket.receive_nothing(timeout=0.2)
     await socket.disconnect()
@@ -83,16 +144,16 @@ async def test_other_channels_are_not_delivered():
         ({"type": "subscribe", "channel": "../etc"}, protocol.INVALID_CHANNEL),
         ({"type": "subscribe", "channel": "a", "pad": "x" * 8000}, protocol.FRAME_TOO_LARGE),
         ({"type": "subscribe", "channel": "private-x"}, protocol.FORBIDDEN),
+        ("[" * 4000, protocol.INVALID_JSON),
+        ({"type": "subscribe", "channel": "private-x", "token": "\ud800"}, protocol.FORBIDDEN),
+        ({"type": "subscribe", "channel": "a", "since": {"seq": "1"}}, protocol.INVALID_POSITION),
     ],
 )
 async def test_bad_frames_get_errors_and_the_socket_keeps_working(frame, code):
     socket = await connect()
     error = await send(socket, frame)
     assert error["type"] == "error" and error["code"] == code
-    assert await send(socket, {"type": "subscribe", "channel": "ok"}) == {
-        "type": "subscribed",
-        "channel": "ok",
-    }
+    await subscribe(socket, "ok")
     await pushgateway.apublish("ok", 1)
     assert json.loads(await socket.receive_from(timeout=2))["type"] == "message"
     await socket.disconnect()
@@ -105,19 +166,18 @@ async def test_binary_frame_is_an_error():
     await socket.disconnect()
 
 
-async def test_persistent_misbehaviour_closes_with_1008():
+async def test_persistent_misbehaviour_closes_with_4008():
     socket = await connect()
     for _ in range(protocol.MAX_ERRORS + 1):
         await socket.send_to(text_data="garbage")
         await socket.receive_from(timeout=2)
-    assert await socket.receive_output(timeout=2) == {"type": "websocket.close", "code": 1008}
+    assert await socket.receive_output(timeout=2) == {"type": "websocket.close", "code": 4008}
 
 
 async def test_private_channel_with_signed_token():
     socket = await connect()
     token = pushgateway.make_token("private-user-1")
-    frame = {"type": "subscribe", "channel": "private-user-1", "token": token}
-    assert (await send(socket, frame))["type"] == "subscribed"
+    await subscribe(socket, "private-user-1", token=token)
     wrong = {"type": "subscribe", "channel": "private-user-2", "token": token}
     assert (await send(socket, wrong))["code"] == protocol.FORBIDDEN
     await socket.disconnect()
@@ -148,7 +208,7 @@ async def test_layer_failure_on_subscribe_is_reported_and_socket_survives(monkey
         "channel": "x",
     }
     monkeypatch.setattr(layer, "group_add", real_group_add)
-    assert (await send(socket, {"type": "subscribe", "channel": "x"}))["type"] == "subscribed"
+    await subscribe(socket, "x")
     await socket.disconnect()
 
 
@@ -167,7 +227,7 @@ async def test_routing_composes_with_channels_routers():
     app = ProtocolTypeRouter({"websocket": URLRouter(websocket_urlpatterns)})
     socket = WebsocketCommunicator(app, "/ws/pushgateway/", headers=ORIGIN)
     assert (await socket.connect())[0]
-    assert (await send(socket, {"type": "subscribe", "channel": "c"}))["type"] == "subscribed"
+    await subscribe(socket, "c")
     await pushgateway.apublish("c", 1)
     assert json.loads(await socket.receive_from(timeout=2))["data"] == 1
     await socket.disconnect()
@@ -198,3 +258,14 @@ async def test_hub_membership_ends_right_when_joins_and_leaves_race():
     assert hub.joined == set() and hub.sockets == {}
     assert group not in hub.layer.groups
     assert hub._locks == {}
+
+
+async def test_a_socket_that_could_never_receive_is_refused(settings):
+    # With the Fanout backend hints go to the proxy, never to this server's sockets.
+    settings.PUSHGATEWAY = {
+        "BACKEND": "pushgateway.backends.fanout.FanoutBackend",
+        "OPTIONS": {"GRIP_URL": "http://127.0.0.1:9?key=k"},
+    }
+    socket = WebsocketCommunicator(application, "/ws/pushgateway/", headers=ORIGIN)
+    connected, _ = await socket.connect()
+    assert not connected

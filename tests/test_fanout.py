@@ -51,6 +51,7 @@ def test_grip_mode_posts_ws_message_items_with_jwt(grip, fanout):
     frame = json.loads(item["formats"]["ws-message"]["content"])
     assert frame["type"] == "message" and frame["channel"] == "comments-7"
     assert frame["data"] == {"model": "demo.comment", "pk": "1", "action": "created"}
+    assert frame["position"]["seq"] == 1
     scheme, token = request["headers"]["Authorization"].split()
     claims = jwt.decode(token, base64.b64decode(REALM_KEY), algorithms=["HS256"])
     assert scheme == "Bearer" and claims["iss"] == "abc" and claims["exp"] > time.time()
@@ -82,6 +83,7 @@ def test_realm_mode_posts_json_object_items_signed_with_the_realm_key(fanout):
                         "channel": "events",
                         "id": message.id,
                         "data": {"pk": "3"},
+                        "position": backend.read_positions(["events"])["events"]._asdict(),
                     }
                 },
             }
@@ -91,6 +93,42 @@ def test_realm_mode_posts_json_object_items_signed_with_the_realm_key(fanout):
     claims = jwt.decode(token, base64.b64decode(REALM_KEY), algorithms=["HS256"])
     assert claims["iss"] == "myrealm"
     backend.close()
+
+
+def test_positions_advance_once_per_hint_however_many_attempts_it_takes(grip, fanout):
+    fanout.mode, fanout.failures = "fail", 2
+    publish("comments-9", 1)
+    publish("comments-9", 2)
+    assert grip.flush(10)
+    delivered = [
+        json.loads(item["formats"]["ws-message"]["content"])
+        for request in fanout.requests
+        for item in request["json"]["items"]
+    ]
+    # Every attempt carries the same positions: retries do not skip numbers.
+    assert {(f["data"], f["position"]["seq"]) for f in delivered} == {(1, 1), (2, 2)}
+    assert grip.read_positions(["comments-9"])["comments-9"].seq == 2
+
+
+def test_a_hint_dropped_while_the_endpoint_is_down_becomes_a_resync_when_it_is_back(grip, fanout):
+    fanout.mode, fanout.failures, fanout.fail_status = "fail", 10**6, 503
+    publish("comments-3", {"pk": "1"})
+    assert grip.flush(10)
+    assert grip.stats["failed"] == 1  # given up after its retries
+    time.sleep(1.5)  # the sender keeps trying to tell the channel's pages meanwhile
+    fanout.failures = 0
+    recovered = time.monotonic()
+    deadline = recovered + 10
+    while time.monotonic() < deadline and not fanout.published(type="resync"):
+        time.sleep(0.05)
+    [resync] = fanout.published(type="resync")
+    assert resync["at"] - recovered < 5
+    assert resync["frame"] == {
+        "type": "resync",
+        "channel": "comments-3",
+        "position": grip.read_positions(["comments-3"])["comments-3"]._asdict(),
+    }
+    assert grip.stats["repaired"] == 1
 
 
 def test_server_errors_are_retried_with_backoff(grip, fanout):

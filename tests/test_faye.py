@@ -29,6 +29,7 @@ Faye.Client.prototype.subscribe = function (path, callback) {
 };
 Faye.Client.prototype.disconnect = function () {};
 """
+START = {"epoch": "", "seq": 0}
 INTEGRITY = "sha384-" + base64.b64encode(hashlib.sha384(STAND_IN).digest()).decode()
 
 
@@ -78,6 +79,7 @@ def test_faye_client_loads_on_first_subscribe_with_integrity(browser, start_daph
 
     page = browser.new_page()
     page.goto(daphne.url + "/events.json")  # any page of the site: same origin
+    config = json.dumps({**json.loads(config), "positions": {"comments-1": START, "events": START}})
     page.set_content(
         f'<script id="pushgateway-config" type="application/json">{config}</script>'
         f'<script src="{daphne.url}/static/pushgateway/pushgateway.js"></script>'
@@ -86,13 +88,16 @@ def test_faye_client_loads_on_first_subscribe_with_integrity(browser, start_daph
     assert page.locator("script[src*=faye]").count() == 0
     assert faye_cdn.requests == []
 
-    page.evaluate(
-        """() => {
-            window.heard = [];
-            PushGateway.subscribe("comments-1", (event) => window.heard.push(event));
-            PushGateway.subscribe("events", () => {});
-        }"""
-    )
+    # Faye confirms no positions: once subscribed, the page asks the positions view.
+    with page.expect_response(lambda r: "/pushgateway/positions/" in r.url) as checked:
+        page.evaluate(
+            """() => {
+                window.heard = [];
+                PushGateway.subscribe("comments-1", (event) => window.heard.push(event));
+                PushGateway.subscribe("events", () => {});
+            }"""
+        )
+    assert checked.value.json()["positions"] == {"comments-1": START, "events": START}
     script = page.locator("script[src*=faye]")
     expect(script).to_have_count(1)
     assert script.get_attribute("src") == faye_cdn.url + FAYE_PATH
@@ -111,7 +116,9 @@ def test_faye_client_loads_on_first_subscribe_with_integrity(browser, start_daph
     expect(page.locator("script[src*=faye]")).to_have_count(1)
     assert faye_cdn.requests == [FAYE_PATH]
 
+    position = {"epoch": "e1", "seq": 1}  # the first hint on a channel
     frame = {"type": "message", "channel": "comments-1", "id": "1", "data": {"pk": "5"}}
+    frame["position"] = position
     page.evaluate("(frame) => fakeFaye.clients[0].subs['/comments-1'](frame)", frame)
     heard = page.evaluate("window.heard")
     assert [(e["reason"], e["data"]) for e in heard] == [("message", {"pk": "5"})]

@@ -65,8 +65,37 @@ def test_subscribe_becomes_a_grip_control_message_and_a_prefixed_reply(post):
     events = parse_events(response.content)
     assert events[0][1].startswith(b"c:")
     assert json.loads(events[0][1][2:]) == {"type": "subscribe", "channel": "comments-7"}
-    assert events[1] == ("TEXT", b'm:{"type":"subscribed","channel":"comments-7"}')
+    kind, content = events[1]
+    assert kind == "TEXT" and content.startswith(b"m:")
+    assert json.loads(content[2:]) == {
+        "type": "subscribed",
+        "channel": "comments-7",
+        "position": {"epoch": "", "seq": 0},  # nothing published on it yet
+        "stale": True,
+    }
     assert response["Set-Meta-Subs"] == "comments-7"
+    assert response["Set-Meta-Pos"] == "comments-7=.0"
+
+
+def test_a_later_request_tells_the_page_of_hints_it_may_have_missed(post):
+    """Hints go from the publisher through the proxy, never through this view: a hint
+    published while the proxy set up the subscription is lost without a trace, so each
+    request of the connection (the browser pings soon after subscribing) checks positions."""
+    from pushgateway.backends import get_backend
+
+    first = post([text({"type": "subscribe", "channel": "grip-gap"})])
+    told = first["Set-Meta-Pos"]
+    quiet = post([text({"type": "ping"})], headers={"Meta-Subs": "grip-gap", "Meta-Pos": told})
+    assert [json.loads(c[2:])["type"] for _, c in parse_events(quiet.content)] == ["pong"]
+
+    [position] = get_backend().positions.advance(["grip-gap"])  # published meanwhile
+    later = post([text({"type": "ping"})], headers={"Meta-Subs": "grip-gap", "Meta-Pos": told})
+    frames = [json.loads(c[2:]) for _, c in parse_events(later.content)]
+    assert frames == [
+        {"type": "pong"},
+        {"type": "resync", "channel": "grip-gap", "position": position.as_json()},
+    ]
+    assert later["Set-Meta-Pos"] == f"grip-gap={position.epoch}.1"
 
 
 def test_subscriptions_travel_in_meta_headers(post):
@@ -82,7 +111,7 @@ def test_bad_frames_get_the_same_error_frames_and_misbehaviour_closes(post):
     assert kind == "TEXT" and json.loads(content[2:])["code"] == "invalid_json"
     assert response["Set-Meta-Errors"] == "1"
     response = post([("TEXT", b"again")], headers={"Meta-Errors": "20"})
-    assert parse_events(response.content)[-1] == ("CLOSE", (1008).to_bytes(2, "big"))
+    assert parse_events(response.content)[-1] == ("CLOSE", (4008).to_bytes(2, "big"))
 
 
 def test_private_channels_use_signed_tokens(post):
@@ -149,9 +178,29 @@ def test_forged_or_missing_grip_sig_sent_straight_to_daphne_gets_403(start_daphn
 
 
 def test_subscriptions_are_capped_at_pushpins_limit(post):
-    subs = ",".join(f"c{i}" for i in range(20))
-    response = post(
-        [text({"type": "subscribe", "channel": "one-more"})], headers={"Meta-Subs": subs}
-    )
+    subs = [f"c{i}" for i in range(20)]
+    headers = {"Meta-Subs": ",".join(subs), "Meta-Pos": ",".join(f"{c}=.0" for c in subs)}
+    response = post([text({"type": "subscribe", "channel": "one-more"})], headers=headers)
     [(kind, content)] = parse_events(response.content)
     assert json.loads(content[2:])["code"] == "too_many_subscriptions"
+    assert response["Set-Meta-Errors"] == "0"  # a refusal is an answer, not misbehaviour
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"TEXT\r\n",  # a TEXT event without content
+        b"TEXT zz\r\nab\r\n",
+        b"\xff\xfe\r\n",
+        b"TEXT 2\r\n\xff\xfe\r\n",
+        b"OPEN",
+    ],
+)
+def test_hostile_bodies_get_an_answer_not_a_500(post, client, body):
+    response = client.post(
+        "/ws/pushgateway/",
+        body,
+        content_type="application/websocket-events",
+        headers={"Grip-Sig": sig(), "Origin": "http://testserver"},
+    )
+    assert response.status_code in (200, 400)

@@ -5,27 +5,77 @@ import json
 import pytest
 
 from pushgateway import protocol
-from pushgateway.protocol import Session
+from pushgateway.protocol import Position, Session, Subscribe
 
 
 def frames(reply):
     return [json.loads(f) for f in reply.frames]
 
 
-def test_subscribe_confirms_and_asks_transport_to_join():
+def test_subscribe_asks_the_transport_to_join_and_confirm_with_the_position():
     session = Session()
     reply = session.receive_text('{"type": "subscribe", "channel": "comments-7"}')
-    assert frames(reply) == [{"type": "subscribed", "channel": "comments-7"}]
-    assert reply.subscribe == ["comments-7"]
-    assert reply.close is None
+    assert reply.subscribe == [Subscribe("comments-7", None)]
+    assert reply.frames == [] and reply.close is None
+    # The transport answers once joined, with the position it reads then.
+    frame = json.loads(protocol.subscribed_frame("comments-7", Position("e1", 4), None))
+    assert frame == {
+        "type": "subscribed",
+        "channel": "comments-7",
+        "position": {"epoch": "e1", "seq": 4},
+        "stale": True,  # the page said nothing about what it knows
+    }
 
 
-def test_subscribing_twice_joins_once():
+@pytest.mark.parametrize(
+    ("since", "position", "stale"),
+    [
+        (Position("e1", 4), Position("e1", 4), False),  # saw everything
+        (Position("e1", 3), Position("e1", 4), True),  # missed one
+        (Position("e0", 4), Position("e1", 4), True),  # the store forgot: cannot compare
+        (None, Position("e1", 4), True),  # rendered without a position
+        (Position("e1", 4), None, True),  # the store cannot be read now
+        (protocol.START, protocol.START, False),  # nothing ever published
+    ],
+)
+def test_subscribed_says_stale_exactly_when_the_page_may_have_missed_hints(since, position, stale):
+    assert json.loads(protocol.subscribed_frame("a", position, since))["stale"] is stale
+
+
+def test_since_travels_from_the_client_to_the_transport():
+    session = Session()
+    reply = session.receive_text(
+        '{"type": "subscribe", "channel": "a", "since": {"epoch": "e1", "seq": 12}}'
+    )
+    assert reply.subscribe == [Subscribe("a", Position("e1", 12))]
+
+
+@pytest.mark.parametrize(
+    "since",
+    [
+        "e1:12",
+        {"epoch": "e1"},
+        {"epoch": 5, "seq": 1},
+        {"epoch": "e1", "seq": -1},
+        {"epoch": "e1", "seq": 1.5},
+        {"epoch": "e1", "seq": True},
+        {"epoch": "e1", "seq": 2**53},
+        {"epoch": "x" * 33, "seq": 1},
+    ],
+)
+def test_a_malformed_since_is_an_error_naming_the_channel(since):
+    session = Session()
+    reply = session.receive_text(json.dumps({"type": "subscribe", "channel": "a", "since": since}))
+    [error] = frames(reply)
+    assert (error["code"], error["channel"]) == (protocol.INVALID_POSITION, "a")
+    assert reply.subscribe == [] and session.subscriptions == set()
+
+
+def test_subscribing_twice_joins_once_and_confirms_again():
     session = Session()
     session.receive_text('{"type": "subscribe", "channel": "a"}')
     again = session.receive_text('{"type": "subscribe", "channel": "a"}')
-    assert frames(again) == [{"type": "subscribed", "channel": "a"}]
-    assert again.subscribe == []
+    assert again.subscribe == [Subscribe("a", None, joined=True)]
 
 
 def test_unsubscribe_leaves_and_unknown_unsubscribe_is_an_error():
@@ -56,6 +106,8 @@ def test_ping_gets_pong():
         ('{"type": "subscribe", "channel": 7}', protocol.INVALID_CHANNEL, None),
         ('{"type": "subscribe", "channel": "' + "x" * 101 + '"}', protocol.INVALID_CHANNEL, None),
         ('{"type": "subscribe", "channel": "private-x"}', protocol.FORBIDDEN, "private-x"),
+        ("[" * 4000, protocol.INVALID_JSON, None),  # too deep for json: RecursionError
+        ('{"type": "\\ud800"}', protocol.UNKNOWN_TYPE, None),  # a lone surrogate
         (
             '{"type": "subscribe", "channel": "a", "pad": "' + "x" * 5000 + '"}',
             protocol.FRAME_TOO_LARGE,
@@ -73,7 +125,7 @@ def test_bad_frames_get_an_error_frame_and_the_session_goes_on(text, code, chann
     assert error["message"]
     assert reply.close is None and reply.subscribe == []
     ok = session.receive_text('{"type": "subscribe", "channel": "after"}')
-    assert frames(ok) == [{"type": "subscribed", "channel": "after"}]
+    assert ok.subscribe == [Subscribe("after", None)]
 
 
 def test_binary_frames_are_refused():
@@ -82,17 +134,35 @@ def test_binary_frames_are_refused():
     assert reply.close is None
 
 
-def test_huge_frame_closes_with_1009():
+def test_huge_frame_closes_with_an_application_code():
     reply = Session().receive_text("x" * (protocol.MAX_FRAME_BYTES_HARD + 1))
     assert frames(reply)[0]["code"] == protocol.FRAME_TOO_LARGE
     assert reply.close == protocol.CLOSE_TOO_BIG
 
 
-def test_a_client_that_keeps_misbehaving_is_closed_with_1008():
+def test_a_client_that_keeps_misbehaving_is_closed():
     session = Session()
     replies = [session.receive_text("garbage") for _ in range(protocol.MAX_ERRORS + 1)]
     assert all(r.close is None for r in replies[:-1])
-    assert replies[-1].close == protocol.CLOSE_POLICY_VIOLATION
+    assert replies[-1].close == protocol.CLOSE_POLICY_VIOLATION == 4008
+
+
+def test_close_codes_are_ones_every_asgi_server_can_send():
+    # daphne refuses 1008 and 1009 (its WebSocket library allows 1000 and 3000-4999 only).
+    for code in (protocol.CLOSE_POLICY_VIOLATION, protocol.CLOSE_TOO_BIG, protocol.CLOSE_TOO_SLOW):
+        assert 4000 <= code <= 4999
+
+
+def test_refusals_are_answers_that_never_close_the_connection():
+    session = Session(max_subscriptions=1)
+    session.receive_text('{"type": "subscribe", "channel": "a"}')
+    for n in range(protocol.MAX_ERRORS * 3):
+        over = session.receive_text(json.dumps({"type": "subscribe", "channel": f"b{n}"}))
+        private = session.receive_text('{"type": "subscribe", "channel": "private-x"}')
+        assert frames(over)[0]["code"] == protocol.TOO_MANY_SUBSCRIPTIONS
+        assert frames(private)[0]["code"] == protocol.FORBIDDEN
+        assert over.close is None and private.close is None
+    assert session.errors == 0
 
 
 def test_private_channels_need_a_token_the_authorizer_accepts():
@@ -102,7 +172,7 @@ def test_private_channels_need_a_token_the_authorizer_accepts():
     allowed = session.receive_text(
         '{"type":"subscribe","channel":"private-a","token":"ok:private-a"}'
     )
-    assert allowed.subscribe == ["private-a"]
+    assert allowed.subscribe == [Subscribe("private-a", None)]
 
 
 def test_subscription_limit():
@@ -136,13 +206,41 @@ def test_close_all_returns_channels_to_leave():
 
 
 def test_message_frame_encoding():
-    text = protocol.message_frame("c", "id1", {"model": "demo.comment", "pk": "4"})
+    text = protocol.message_frame(
+        "c", "id1", {"model": "demo.comment", "pk": "4"}, Position("e", 3)
+    )
     assert json.loads(text) == {
         "type": "message",
         "channel": "c",
         "id": "id1",
         "data": {"model": "demo.comment", "pk": "4"},
+        "position": {"epoch": "e", "seq": 3},
     }
+
+
+def test_resync_frame_encoding():
+    assert json.loads(protocol.resync_frame("c", Position("e", 3))) == {
+        "type": "resync",
+        "channel": "c",
+        "position": {"epoch": "e", "seq": 3},
+    }
+    assert json.loads(protocol.resync_frame("c", None))["position"] is None
+
+
+@pytest.mark.parametrize(
+    ("known", "position", "news"),
+    [
+        (Position("e", 3), Position("e", 4), True),
+        (Position("e", 4), Position("e", 4), False),
+        (Position("e", 5), Position("e", 4), False),  # ahead: a hint overtook the read
+        (Position("e", 4), Position("f", 1), True),
+        (protocol.START, Position("f", 1), True),
+        (None, Position("e", 0), True),
+        (Position("e", 4), None, False),  # cannot tell
+    ],
+)
+def test_has_news(known, position, news):
+    assert protocol.has_news(known, position) is news
 
 
 def test_group_names_fit_channel_layers():

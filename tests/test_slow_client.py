@@ -61,7 +61,7 @@ def test_stalled_client_is_closed_and_others_get_everything(redis, start_daphne)
         thread.join(60)
 
     assert received == list(range(HINTS))  # in order, none lost, nothing held back
-    assert "closing a socket that stopped reading (4008)" in daphne.process.log()
+    assert "closing a socket that stopped reading (4013)" in daphne.process.log()
     # The server gave up on the stalled socket: draining it ends in a close, not more data.
     stalled.settimeout(10)
     total = 0

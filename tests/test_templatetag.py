@@ -20,6 +20,8 @@ def test_renders_json_config_and_module_without_inline_script(settings):
         "pollDown": 5000,
         "pollUp": 300000,
         "transport": "websocket",
+        "positionsUrl": "/pushgateway/positions/",
+        "positionTtl": 3 * 24 * 3600 * 1000,
     }
     assert '<script src="/static/pushgateway/pushgateway.js" defer></script>' in html
     # Every other script tag is data or has a src: nothing a strict CSP would block.

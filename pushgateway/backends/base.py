@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.core.checks import CheckMessage, Error
 
 from ..message import Message
+from ..protocol import Position
+
+logger = logging.getLogger("pushgateway")
 
 
 class BaseBackend:
@@ -21,6 +25,11 @@ class BaseBackend:
 
     #: Option names this backend accepts in PUSHGATEWAY["OPTIONS"].
     options: Sequence[str] = ()
+
+    #: Where the backend keeps stream positions (a store from pushgateway.positions), or
+    #: None if it keeps none: then every position reads as unknown and pages refetch
+    #: whenever they may have missed something.
+    positions: Any = None
 
     def __init__(self, **options: Any) -> None:
         #: Delivery counters ("sent", "dropped", "failed", ...) for monitoring and tests.
@@ -36,6 +45,28 @@ class BaseBackend:
     async def asend_messages(self, messages: Sequence[Message]) -> None:
         """Async variant; the default calls send_messages, which must not block."""
         self.send_messages(messages)
+
+    def read_positions(self, channels: Iterable[str]) -> dict[str, Position | None]:
+        """The current positions of `channels`; None for each that cannot be read now."""
+        channels = list(channels)
+        if self.positions is None or not channels:
+            return dict.fromkeys(channels)
+        try:
+            return self.positions.read(channels)
+        except Exception as exc:
+            logger.warning("pushgateway: cannot read positions (%s); pages will refetch", exc)
+            return dict.fromkeys(channels)
+
+    async def aread_positions(self, channels: Iterable[str]) -> dict[str, Position | None]:
+        """read_positions() for the event loop."""
+        channels = list(channels)
+        if self.positions is None or not channels:
+            return dict.fromkeys(channels)
+        try:
+            return await self.positions.aread(channels)
+        except Exception as exc:
+            logger.warning("pushgateway: cannot read positions (%s); pages will refetch", exc)
+            return dict.fromkeys(channels)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until queued messages are delivered or given up; False on timeout."""

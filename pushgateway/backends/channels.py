@@ -1,7 +1,9 @@
 """Publish through a Channels channel layer to the self-hosted WebSocket layer (channels_app).
 
 Each message becomes one `group_send` to the channel's group, carrying the frame already
-serialised; every process's hub relays it to its local sockets untouched.
+serialised with the channel's new stream position; every process's hub relays it to its
+local sockets untouched. Positions live where the layer lives: in Redis for channels_redis
+(shared by every process), in this process's memory for the in-memory layer.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from django.conf import settings
 from django.core.checks import Error, Warning
 
 from .. import protocol
+from ..message import Message
+from ..positions import DEFAULT_TTL, MemoryPositions, RedisPositions
 from ..sender import BackgroundSender
 from .base import BaseBackend
 
@@ -21,25 +25,53 @@ from .base import BaseBackend
 EVENT_TYPE = "pushgateway.frame"
 
 
-def layer_event(message) -> dict:
-    return {"type": EVENT_TYPE, "channel": message.channel, "frame": message.frame}
+def layer_event(message: Message, position: protocol.Position) -> dict:
+    return {
+        "type": EVENT_TYPE,
+        "channel": message.channel,
+        "frame": message.frame(position),
+        "epoch": position.epoch,
+        "seq": position.seq,
+    }
+
+
+def redis_hosts(layer, config: dict) -> list | None:
+    """The Redis hosts of a channels_redis layer (None for other layers, and for Sentinel,
+    which the position store does not speak)."""
+    module = type(layer).__module__
+    if not module.startswith("channels_redis."):
+        return None
+    from channels_redis.utils import decode_hosts
+
+    hosts = decode_hosts(config.get("hosts"))
+    return None if any("master_name" in host for host in hosts) else hosts
 
 
 class LayerPublisher:
-    """Any channel layer: group_send on an event loop owned by the sender thread."""
+    """Any channel layer: positions advanced first (one round trip per batch), then a
+    group_send per message on an event loop owned by the sender thread."""
 
-    def __init__(self, layer) -> None:
+    def __init__(self, layer, positions) -> None:
         self.layer = layer
+        self.positions = positions
         self.loop = None
 
-    async def group_send_all(self, messages) -> None:
-        for message in messages:
-            await self.layer.group_send(protocol.group_name(message.channel), layer_event(message))
+    async def group_send_all(self, messages, positions) -> None:
+        for message, position in zip(messages, positions, strict=True):
+            await self.layer.group_send(
+                protocol.group_name(message.channel), layer_event(message, position)
+            )
 
-    def publish(self, messages) -> None:
+    def prepare(self, messages):
+        return messages, self.positions.advance([m.channel for m in messages])
+
+    def publish(self, prepared) -> None:
         if self.loop is None:
             self.loop = asyncio.new_event_loop()
-        self.loop.run_until_complete(self.group_send_all(messages))
+        self.loop.run_until_complete(self.group_send_all(*prepared))
+
+    def repair(self, channels) -> None:
+        self.publish(self.prepare([Message(channel, resync=True) for channel in channels]))
 
     def close(self) -> None:
         # On the sender thread: channels_redis closes its connections when the loop closes.
@@ -49,56 +81,40 @@ class LayerPublisher:
 
 
 class RedisPubSubPublisher:
-    """channels_redis' RedisPubSubChannelLayer, published to as its group_send does.
+    """channels_redis' RedisPubSubChannelLayer, published to as its group_send does, with
+    the position advanced in the same script: one round trip per batch and shard.
 
-    The same Redis channel names and serialisation, but a synchronous client and one
-    pipelined round trip per batch: less than half the CPU of the async layer. That CPU
-    is spent on the sender thread while the request thread waits for the GIL, so it is
-    what a save pays for publishing. Used only for configurations it understands.
+    The same Redis channel names and payloads (msgpack), but a synchronous client: less
+    than half the CPU of the async layer, spent on the sender thread while the request
+    thread waits for the GIL. Used only for configurations it understands.
     """
 
-    def __init__(self, layer, config: dict, timeout: float) -> None:
-        import redis
-        from channels_redis.utils import _consistent_hash, decode_hosts
+    prepare = None
 
-        self.shard_of = _consistent_hash  # the layer's own choice of host for a name
-        self.layer = layer
-        self.prefix = config.get("prefix", "asgi")
-        self.clients = []
-        for host in decode_hosts(config.get("hosts")):
-            options = {k: v for k, v in host.items() if k not in ("address", "max_connections")}
-            options.update(socket_timeout=timeout, socket_connect_timeout=timeout)
-            if "address" in host:
-                self.clients.append(redis.Redis.from_url(host["address"], **options))
-            else:
-                self.clients.append(redis.Redis(**options))
+    def __init__(self, positions: RedisPositions) -> None:
+        self.positions = positions
 
     @staticmethod
     def supports(layer, config: dict) -> bool:
         try:
             from channels_redis.pubsub import RedisPubSubChannelLayer
-            from channels_redis.utils import decode_hosts
         except ImportError:  # another layer, without channels_redis installed
             return False
-
-        if type(layer) is not RedisPubSubChannelLayer:
-            return False
-        return all("master_name" not in host for host in decode_hosts(config.get("hosts")))
+        plain = config.get("serializer_format", "msgpack") == "msgpack"
+        return (
+            type(layer) is RedisPubSubChannelLayer
+            and plain
+            and not config.get("symmetric_encryption_keys")
+        )
 
     def publish(self, messages) -> None:
-        pipes = {}
-        for message in messages:
-            name = f"{self.prefix}__group__{protocol.group_name(message.channel)}"
-            index = self.shard_of(name, len(self.clients))
-            if index not in pipes:
-                pipes[index] = self.clients[index].pipeline(transaction=False)
-            pipes[index].publish(name, self.layer.serialize(layer_event(message)))
-        for pipe in pipes.values():
-            pipe.execute()
+        self.positions.advance_and_publish([(m.channel, m.head) for m in messages])
+
+    def repair(self, channels) -> None:
+        self.positions.advance_and_publish([(c, protocol.resync_head(c)) for c in channels])
 
     def close(self) -> None:
-        for client in self.clients:
-            client.close()
+        self.positions.close()
 
 
 class ChannelsBackend(BaseBackend):
@@ -110,7 +126,7 @@ class ChannelsBackend(BaseBackend):
     to that loop directly.
     """
 
-    options = ("LAYER", "QUEUE_SIZE", "RETRIES", "BACKOFF_FACTOR", "TIMEOUT")
+    options = ("LAYER", "QUEUE_SIZE", "RETRIES", "BACKOFF_FACTOR", "TIMEOUT", "POSITION_TTL")
 
     def __init__(
         self,
@@ -119,22 +135,34 @@ class ChannelsBackend(BaseBackend):
         RETRIES=3,
         BACKOFF_FACTOR=0.3,
         TIMEOUT=5.0,
+        POSITION_TTL=DEFAULT_TTL,
         **rest,
     ):
         super().__init__(**rest)
+        self.layer_alias = LAYER
         self.layer = get_channel_layer(LAYER)
         if self.layer is None:
             raise RuntimeError(f"pushgateway: no channel layer {LAYER!r} in CHANNEL_LAYERS")
+        self.timeout = TIMEOUT
         self.in_process = isinstance(self.layer, InMemoryChannelLayer)
         self._tasks: set[asyncio.Task] = set()
         config = settings.CHANNEL_LAYERS[LAYER].get("CONFIG", {})
-        if RedisPubSubPublisher.supports(self.layer, config):
-            self.publisher = RedisPubSubPublisher(self.layer, config, TIMEOUT)
+        hosts = redis_hosts(self.layer, config)
+        if hosts:
+            self.positions = RedisPositions(
+                hosts, prefix=config.get("prefix", "asgi"), ttl=POSITION_TTL, timeout=TIMEOUT
+            )
         else:
-            self.publisher = LayerPublisher(self.layer)
+            self.positions = MemoryPositions(POSITION_TTL)
+        if hosts and RedisPubSubPublisher.supports(self.layer, config):
+            self.publisher = RedisPubSubPublisher(self.positions)
+        else:
+            self.publisher = LayerPublisher(self.layer, self.positions)
         self.sender = BackgroundSender(
             self.publisher.publish,
             name="channels",
+            prepare=self.publisher.prepare,
+            repair=self.publisher.repair,
             max_queue=QUEUE_SIZE,
             retries=RETRIES,
             backoff_factor=BACKOFF_FACTOR,
@@ -146,14 +174,16 @@ class ChannelsBackend(BaseBackend):
         if not self.in_process:
             self.sender.submit(messages)
             return
-        send_all = self.publisher.group_send_all  # a LayerPublisher: in-memory is not Redis
+        # In-memory: this process is the whole system, positions advance at once.
+        prepared = self.publisher.prepare(messages)
+        send_all = self.publisher.group_send_all
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             # Sync code: inside a sync view this runs on the server's loop (asgiref).
-            async_to_sync(send_all)(messages)
+            async_to_sync(send_all)(*prepared)
         else:
-            task = loop.create_task(send_all(messages))
+            task = loop.create_task(send_all(*prepared))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 

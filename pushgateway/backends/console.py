@@ -3,6 +3,7 @@
 import sys
 import threading
 
+from ..positions import MemoryPositions
 from .base import BaseBackend
 
 
@@ -12,10 +13,12 @@ class ConsoleBackend(BaseBackend):
     def __init__(self, stream=None, **options):
         super().__init__(**options)
         self.stream = stream or sys.stdout
+        self.positions = MemoryPositions()
         self._lock = threading.Lock()
 
     def send_messages(self, messages):
         with self._lock:
-            for message in messages:
-                self.stream.write(message.frame + "\n")
+            positions = self.positions.advance([m.channel for m in messages])
+            for message, position in zip(messages, positions, strict=True):
+                self.stream.write(message.frame(position) + "\n")
             self.stream.flush()

@@ -6,6 +6,13 @@ sends. Legacy realm mode publishes `json-object` items (the `fanout` package's f
 the Faye/Bayeux clients that service requires. Either way delivery runs off the request
 path in a BackgroundSender: bounded queue, a timeout on every attempt, retries with
 backoff on connection errors and 500/502/503/504, counted drops.
+
+Stream positions are kept by this backend, not by Fanout (which stores no state per
+channel that a page could compare with): in Redis when OPTIONS["POSITIONS"] names one, which
+every publishing and serving process must share; else in this process's memory, which
+only sees this process's publishes. A position is advanced once per hint before the first
+attempt, so a hint that is given up still moved its channel: pages that reconnect see it,
+and the sender publishes a `resync` for the channel once Fanout answers again.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from typing import Any
 import jwt
 from django.core.checks import Error
 
+from ..message import Message
+from ..positions import DEFAULT_TTL, MemoryPositions, RedisPositions
 from ..sender import BackgroundSender, PermanentDeliveryError
-from .base import BaseBackend
+from .base import BaseBackend, logger
 
 RETRY_STATUSES = {500, 502, 503, 504}
 DEFAULT_REALM_URL = "https://api.fanout.io/realm/"
@@ -45,21 +54,21 @@ def realm_key(key: str) -> bytes:
     return base64.b64decode(key, validate=True)
 
 
-def ws_item(message) -> dict:
+def ws_item(message, position) -> dict:
     from gripcontrol import WebSocketMessageFormat
     from pubcontrol import Item
 
     return {
         "channel": message.channel,
-        **Item(WebSocketMessageFormat(message.frame)).export(formats_field=True),
+        **Item(WebSocketMessageFormat(message.frame(position))).export(formats_field=True),
     }
 
 
-def json_object_item(message) -> dict:
+def json_object_item(message, position) -> dict:
     from fanout import JsonObjectFormat
     from pubcontrol import Item
 
-    frame = {"type": "message", "channel": message.channel, "id": message.id, "data": message.data}
+    frame = json.loads(message.frame(position))
     return {"channel": message.channel, **Item(JsonObjectFormat(frame)).export(formats_field=True)}
 
 
@@ -75,6 +84,8 @@ class FanoutBackend(BaseBackend):
         "RETRIES",
         "BACKOFF_FACTOR",
         "QUEUE_SIZE",
+        "POSITIONS",
+        "POSITION_TTL",
     )
 
     def __init__(
@@ -89,10 +100,18 @@ class FanoutBackend(BaseBackend):
         RETRIES=3,
         BACKOFF_FACTOR=0.3,
         QUEUE_SIZE=10_000,
+        POSITIONS=None,
+        POSITION_TTL=DEFAULT_TTL,
         **rest,
     ):
         super().__init__(**rest)
         self.timeout = TIMEOUT
+        if POSITIONS:
+            self.positions = RedisPositions(
+                [POSITIONS], prefix="pushgateway", ttl=POSITION_TTL, timeout=TIMEOUT
+            )
+        else:
+            self.positions = MemoryPositions(POSITION_TTL)
         if GRIP_URL:
             grip = grip_config(GRIP_URL)
             self.mode = "grip"
@@ -109,6 +128,8 @@ class FanoutBackend(BaseBackend):
         self.sender = BackgroundSender(
             self.post,
             name="fanout",
+            prepare=self.prepare,
+            repair=self.repair,
             max_queue=QUEUE_SIZE,
             retries=RETRIES,
             backoff_factor=BACKOFF_FACTOR,
@@ -124,9 +145,29 @@ class FanoutBackend(BaseBackend):
             return "Bearer " + key
         return None
 
-    def post(self, messages) -> None:
+    def prepare(self, messages) -> bytes:
+        """The publish request body for a batch, with each hint's new position."""
+        channels = [m.channel for m in messages]
+        try:
+            positions = self.positions.advance(channels)
+        except Exception as exc:  # publish anyway: pages resync on a hint without position
+            logger.warning("pushgateway fanout: cannot advance positions (%s)", exc)
+            positions = [None] * len(channels)
+        items = [self.make_item(m, p) for m, p in zip(messages, positions, strict=True)]
+        return json.dumps({"items": items}).encode()
+
+    def repair(self, channels) -> None:
+        """Publish a resync at the current position of each channel whose hint was lost."""
+        positions = self.read_positions(channels)
+        messages = [Message(channel, resync=True) for channel in channels]
+        self.post(
+            json.dumps(
+                {"items": [self.make_item(m, positions[m.channel]) for m in messages]}
+            ).encode()
+        )
+
+    def post(self, body: bytes) -> None:
         """One HTTP attempt for a batch; raises to retry, PermanentDeliveryError to give up."""
-        body = json.dumps({"items": [self.make_item(m) for m in messages]}).encode()
         request = urllib.request.Request(self.endpoint, data=body, method="POST")
         request.add_header("Content-Type", "application/json")
         auth = self.authorization()
@@ -149,6 +190,7 @@ class FanoutBackend(BaseBackend):
 
     def close(self) -> None:
         self.sender.close()
+        self.positions.close()
 
     def client_config(self) -> dict[str, Any]:
         if self.mode == "grip":

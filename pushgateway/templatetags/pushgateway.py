@@ -2,9 +2,11 @@
 
 from django import template
 from django.templatetags.static import static
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
 
 from ..backends import get_backend
+from ..pages import ATTRIBUTE
 
 register = template.Library()
 
@@ -16,19 +18,36 @@ DEFAULTS = {
 }
 
 
-@register.simple_tag
-def pushgateway_script(**overrides):
+def positions_url() -> str | None:
+    try:
+        return reverse("pushgateway-positions")
+    except NoReverseMatch:  # channels_app.urls not included: pages poll blindly
+        return None
+
+
+@register.simple_tag(takes_context=True)
+def pushgateway_script(context, **overrides):
     """Render the config as JSON and the module's script tag.
 
     Keyword arguments override the defaults: url (path or ws(s):// URL of the socket),
-    throttle, pollDown and pollUp (milliseconds).
+    throttle, pollDown and pollUp (milliseconds). The positions and tokens the view read
+    with pushgateway.watch() are rendered too.
     """
     unknown = sorted(set(overrides) - set(DEFAULTS))
     if unknown:
         raise template.TemplateSyntaxError(
             f"pushgateway_script got unknown arguments {unknown}; valid: {sorted(DEFAULTS)}"
         )
-    config = {**DEFAULTS, **get_backend().client_config(), **overrides}
+    backend = get_backend()
+    config = {**DEFAULTS, **backend.client_config(), **overrides}
+    url = positions_url()
+    if url:
+        config["positionsUrl"] = url
+    if backend.positions is not None:
+        config["positionTtl"] = int(backend.positions.ttl * 1000)
+    page = getattr(context.get("request"), ATTRIBUTE, None)
+    if page is not None:
+        config.update(page.client_config())
     return format_html(
         '{}\n<script src="{}" defer></script>',
         json_script(config, "pushgateway-config"),

@@ -6,11 +6,17 @@
  *   }, {throttle: 500});
  *   PushGateway.onStateChange((state, previous) => ...);
  *
- * Per subscription: callbacks are throttled (leading and trailing edge, so the last hint is
- * never lost) and a poll fires while nothing else does (every pollDown ms while the channel
- * is not live, every pollUp ms while it is). One socket per page, opened on first subscribe,
- * reconnected with capped exponential backoff and jitter; after a reconnect every
- * subscription is renewed and fires "resync", since hints may have been missed meanwhile.
+ * A page is never stale and never refetches for nothing. Every channel has a stream position
+ * ({epoch, seq}); the module keeps the last one it knows per channel (rendered into the page
+ * by {% pushgateway_script %}, then from the server) and compares: a hint that follows it is
+ * a "message", a gap or a new epoch is a "resync", and after a reconnect the server says
+ * which channels moved meanwhile; only those resync. While it has no socket the module asks
+ * the positions view every pollDown ms (every pollUp ms while it has one, as a safety net)
+ * and calls back "poll" only for channels that moved, or for all of them when it cannot ask.
+ *
+ * Per subscription callbacks are throttled (leading and trailing edge, so the last hint is
+ * never lost; the strongest reason of a window wins: resync > poll > message). One socket per
+ * page, opened on first subscribe, reconnected with capped exponential backoff and jitter.
  *
  * Connection states: "idle" (no subscriptions, no socket), "connecting", "connected",
  * "waiting" (backing off before the next attempt).
@@ -29,13 +35,42 @@
   const DEFAULTS = {
     url: "/ws/pushgateway/",
     throttle: 500, // ms between callbacks of one subscription
-    pollDown: 5000, // ms between polls while the channel is not live
-    pollUp: 300000, // ms between polls while it is
+    pollDown: 5000, // ms between position checks while a channel is not live
+    pollUp: 300000, // ms between position checks while it is
     backoffInitial: 1000,
     backoffMax: 30000,
+    stableAfter: 10000, // a connection up this long resets the backoff
     pingInterval: 25000, // keeps proxies from idling the socket out
     pongTimeout: 10000, // no pong by then: the socket is dead, reconnect
+    checkAfterSubscribe: 1500, // an early ping lets a proxied server check positions again
+    resyncGrace: 500, // ms a resync from the server waits for hints still on their way
+    positionsUrl: null, // the positions view; without it polls call back blindly
+    positionTtl: null, // ms the server remembers an idle channel (see positions.py)
+    positions: {}, // channel -> position, rendered by the view (pushgateway.watch)
+    tokens: {}, // channel -> token for private channels, rendered likewise
   };
+
+  // Close codes after which reconnecting at once would only be refused again.
+  const POLICY_CLOSES = [4008, 4009];
+  const STRENGTH = {message: 1, poll: 2, resync: 3};
+  const MAX_URL = 4000;
+
+  function isPosition(p) {
+    return p !== null && typeof p === "object" && typeof p.epoch === "string" &&
+      Number.isInteger(p.seq);
+  }
+
+  // Whether a page that knows `known` has missed what `p` records.
+  function behind(known, p) {
+    return !known || known.epoch !== p.epoch || known.seq < p.seq;
+  }
+
+  // Whether `p` is the very next hint after `known` (the first of a fresh epoch follows the
+  // start position, where nothing was published).
+  function follows(known, p) {
+    if (known.epoch === p.epoch) return p.seq === known.seq + 1;
+    return known.epoch === "" && known.seq === 0 && p.seq === 1;
+  }
 
   function createClient(options) {
     const config = Object.assign({}, DEFAULTS, options || {});
@@ -43,19 +78,25 @@
     const env = {
       setTimeout: (fn, ms) => (config.setTimeout || globalThis.setTimeout)(fn, ms),
       clearTimeout: (id) => (config.clearTimeout || globalThis.clearTimeout)(id),
+      now: () => (config.now || Date.now)(),
       random: () => (config.random || Math.random)(),
       WebSocket: () => config.WebSocket || globalThis.WebSocket,
+      fetch: (url, init) => (config.fetch || globalThis.fetch)(url, init),
     };
 
     let state = "idle";
     let socket = null;
-    let attempt = 0; // failed connection attempts since the last success
+    let attempt = 0; // failed connection attempts since a connection last stayed up
     let reconnectTimer = null;
+    let stableTimer = null;
     let pingTimer = null;
+    let pingAt = Infinity;
     let pongTimer = null;
+    let pollTimer = null;
+    let contactLost = env.now(); // positions are known complete up to this moment
     const stateListeners = new Set();
-    const channels = new Map(); // name -> {subscriptions: Set, live: bool}
-    const seenIds = [];
+    // name -> {name, subscriptions: Set, live, position, token, refused, requested, nextPoll}
+    const channels = new Map();
     let fayeClient = null; // legacy Fanout.io realm mode (transport "faye")
     let fayeLoading = null;
 
@@ -63,6 +104,7 @@
       if (next === state) return;
       const previous = state;
       state = next;
+      if (previous === "connected") contactLost = env.now();
       if (next !== "connected") {
         for (const entry of channels.values()) setLive(entry, false);
       }
@@ -78,7 +120,11 @@
     function setLive(entry, live) {
       if (entry.live === live) return;
       entry.live = live;
-      for (const sub of entry.subscriptions) sub.schedulePoll();
+      resetPoll(entry);
+    }
+
+    function notify(entry, reason, data) {
+      for (const sub of entry.subscriptions) sub.event(reason, data === undefined ? null : data);
     }
 
     function send(frame) {
@@ -107,29 +153,43 @@
       socket = ws;
       ws.onopen = () => {
         if (ws !== socket) return;
-        attempt = 0;
+        stableTimer = env.setTimeout(() => {
+          stableTimer = null;
+          attempt = 0;
+        }, config.stableAfter);
+        forgetIfTooLongAway();
         setState("connected");
-        for (const [name, entry] of channels) subscribeFrame(name, entry);
-        schedulePing();
+        for (const entry of channels.values()) subscribeFrame(entry);
+        schedulePing(config.pingInterval);
       };
       ws.onmessage = (event) => {
         if (ws === socket) receive(event.data);
       };
-      ws.onclose = () => {
+      ws.onclose = (event) => {
         if (ws !== socket) return;
         socket = null;
         stopPing();
+        if (stableTimer !== null) env.clearTimeout(stableTimer);
+        stableTimer = null;
+        if (event && POLICY_CLOSES.includes(event.code)) {
+          console.warn("PushGateway: the server closed the connection", event.code, event.reason);
+          attempt = Math.max(attempt, Math.ceil(Math.log2(config.backoffMax / config.backoffInitial)));
+        }
         scheduleReconnect();
       };
       ws.onerror = () => {}; // onclose follows and does the work
     }
 
+    // A channel idle for longer than the server remembers it reads as "nothing published"
+    // again: after so long away, a page cannot tell that from what it saw, so it refetches.
+    function forgetIfTooLongAway() {
+      if (config.positionTtl && env.now() - contactLost > config.positionTtl) {
+        for (const entry of channels.values()) entry.position = null;
+      }
+    }
+
     function scheduleReconnect() {
       if (channels.size === 0) return setState("idle");
-      // Hints sent while we are away are lost: every subscription resyncs once live again.
-      for (const entry of channels.values()) {
-        for (const sub of entry.subscriptions) sub.missedPush = true;
-      }
       setState("waiting");
       // Equal jitter: half the capped exponential delay, plus a random half.
       const cap = Math.min(config.backoffMax, config.backoffInitial * 2 ** attempt);
@@ -140,7 +200,9 @@
 
     function disconnect() {
       if (reconnectTimer !== null) env.clearTimeout(reconnectTimer);
-      reconnectTimer = null;
+      if (stableTimer !== null) env.clearTimeout(stableTimer);
+      if (pollTimer !== null) env.clearTimeout(pollTimer);
+      reconnectTimer = stableTimer = pollTimer = null;
       stopPing();
       if (fayeClient) fayeClient.disconnect();
       fayeClient = null;
@@ -151,26 +213,35 @@
       setState("idle");
     }
 
-    function schedulePing() {
-      stopPing();
+    function schedulePing(delay) {
+      if (pingTimer !== null) env.clearTimeout(pingTimer);
+      pingAt = env.now() + delay;
       pingTimer = env.setTimeout(() => {
+        pingTimer = null;
+        pingAt = Infinity;
         send({type: "ping"});
-        pongTimer = env.setTimeout(() => {
-          if (socket) socket.close(4000, "no pong");
-        }, config.pongTimeout);
-      }, config.pingInterval);
+        if (pongTimer === null) {
+          pongTimer = env.setTimeout(() => {
+            pongTimer = null;
+            if (socket) socket.close(4000, "no pong");
+          }, config.pongTimeout);
+        }
+      }, delay);
     }
 
     function stopPing() {
       if (pingTimer !== null) env.clearTimeout(pingTimer);
       if (pongTimer !== null) env.clearTimeout(pongTimer);
       pingTimer = pongTimer = null;
+      pingAt = Infinity;
     }
 
-    function subscribeFrame(name, entry) {
-      if (config.transport === "faye") return fayeSubscribe(name, entry);
-      const frame = {type: "subscribe", channel: name};
-      for (const sub of entry.subscriptions) if (sub.token) frame.token = sub.token;
+    function subscribeFrame(entry) {
+      if (config.transport === "faye") return fayeSubscribe(entry);
+      const frame = {type: "subscribe", channel: entry.name};
+      if (entry.position) frame.since = entry.position;
+      if (entry.token) frame.token = entry.token;
+      entry.requested = state === "connected";
       send(frame);
     }
 
@@ -181,39 +252,180 @@
       } catch (error) {
         return console.warn("PushGateway: ignored a frame that is not JSON", text);
       }
-      handleFrame(frame);
+      if (frame !== null && typeof frame === "object") handleFrame(frame);
     }
 
     function handleFrame(frame) {
       const entry = channels.get(frame.channel);
       if (frame.type === "pong") {
-        schedulePing();
+        if (pongTimer !== null) env.clearTimeout(pongTimer);
+        pongTimer = null;
+        if (pingTimer === null) schedulePing(config.pingInterval);
       } else if (frame.type === "subscribed" && entry) {
-        setLive(entry, true);
-        for (const sub of entry.subscriptions) {
-          if (sub.missedPush) sub.event("resync", null);
-          sub.missedPush = false;
+        confirmed(entry, frame.position);
+        // Behind a proxy, a hint published while it set up the subscription can be lost;
+        // the server checks positions on the connection's next frame: send one soon.
+        if (pingAt - env.now() > config.checkAfterSubscribe) {
+          schedulePing(config.checkAfterSubscribe);
         }
       } else if (frame.type === "message" && entry) {
-        if (frame.id !== undefined && seenIds.includes(frame.id)) return;
-        seenIds.push(frame.id);
-        if (seenIds.length > 200) seenIds.shift();
-        for (const sub of entry.subscriptions) sub.event("message", frame.data);
+        message(entry, frame.position, frame.data);
+      } else if (frame.type === "resync" && entry) {
+        resync(entry, frame.position);
       } else if (frame.type === "error") {
-        console.warn("PushGateway server error:", frame.code, frame.message, frame.channel);
-        if (entry) setLive(entry, false);
-        if (entry && frame.code === "unavailable") {
-          // The server could not join the channel just now; ask again a little later.
-          for (const sub of entry.subscriptions) sub.missedPush = true;
-          env.setTimeout(() => {
-            if (channels.get(frame.channel) === entry) subscribeFrame(frame.channel, entry);
-          }, config.pollDown);
+        refused(entry, frame);
+      }
+    }
+
+    // The server confirmed a subscription at position `p`: resync only if the page is
+    // behind it (or cannot tell).
+    function confirmed(entry, p) {
+      entry.refused = null;
+      setLive(entry, true);
+      if (!isPosition(p)) return notify(entry, "resync");
+      if (behind(entry.position, p)) {
+        entry.position = p;
+        notify(entry, "resync");
+      }
+    }
+
+    function message(entry, p, data) {
+      if (!isPosition(p) || !entry.position) {
+        // Before the subscription is confirmed the confirmation decides what was missed.
+        if (isPosition(p) && entry.live) entry.position = p;
+        return notify(entry, "message", data);
+      }
+      const known = entry.position;
+      if (known.epoch === p.epoch && p.seq <= known.seq) return; // seen already
+      entry.position = p;
+      notify(entry, follows(known, p) ? "message" : "resync", data);
+    }
+
+    // The server says hints on this channel may have been lost, up to position `p`. A hint
+    // still on its way may yet explain the move: wait a moment before refetching.
+    function resync(entry, p) {
+      if (!isPosition(p)) return notify(entry, "resync");
+      if (entry.position && !behind(entry.position, p)) return; // already there
+      env.setTimeout(() => {
+        if (channels.get(entry.name) !== entry || !behind(entry.position, p)) return;
+        entry.position = p;
+        notify(entry, "resync");
+      }, config.resyncGrace);
+    }
+
+    function refused(entry, frame) {
+      console.warn("PushGateway server error:", frame.code, frame.message, frame.channel);
+      if (!entry) return;
+      setLive(entry, false);
+      entry.refused = frame.code;
+      entry.requested = false;
+      if (frame.code === "unavailable") {
+        // The server could not join the channel just now; ask again a little later.
+        env.setTimeout(() => {
+          if (channels.get(entry.name) === entry) subscribeFrame(entry);
+        }, config.pollDown);
+      }
+      // too_many_subscriptions and forbidden are answers: the channel is checked by
+      // polling its position instead, and not asked for again on this connection.
+    }
+
+    // Polling: one request per page for every channel that is due, whatever their number.
+
+    function interval(entry) {
+      return entry.live ? config.pollUp : config.pollDown;
+    }
+
+    function resetPoll(entry) {
+      entry.nextPoll = env.now() + interval(entry);
+      schedulePoll();
+    }
+
+    function schedulePoll() {
+      if (pollTimer !== null) env.clearTimeout(pollTimer);
+      pollTimer = null;
+      let next = Infinity;
+      for (const entry of channels.values()) {
+        if (interval(entry) > 0) next = Math.min(next, entry.nextPoll);
+      }
+      if (next !== Infinity) pollTimer = env.setTimeout(poll, Math.max(0, next - env.now()));
+    }
+
+    function poll() {
+      pollTimer = null;
+      const now = env.now();
+      const due = [];
+      for (const entry of channels.values()) {
+        const every = interval(entry);
+        // Channels due within the next second ride along: one request, not several.
+        if (every > 0 && entry.nextPoll - now <= Math.min(1000, every / 2)) {
+          entry.nextPoll = now + every;
+          due.push(entry);
         }
+      }
+      schedulePoll();
+      if (due.length) check(due, "poll");
+    }
+
+    // One request per MAX_URL characters of channel names: [{url, entries}].
+    function positionsRequests(entries) {
+      const requests = [];
+      let current = null;
+      for (const entry of entries) {
+        const item = entry.token ? entry.name + ":" + entry.token : entry.name;
+        const param = "c=" + encodeURIComponent(item);
+        if (current === null || current.url.length + param.length + 1 > MAX_URL) {
+          const base = config.positionsUrl;
+          current = {url: base + (base.includes("?") ? "&" : "?") + param, entries: [entry]};
+          requests.push(current);
+        } else {
+          current.url += "&" + param;
+          current.entries.push(entry);
+        }
+      }
+      return requests;
+    }
+
+    // Ask the positions view where `entries` are; call back `reason` for each that moved,
+    // or for all of them when the answer cannot be had.
+    function check(entries, reason) {
+      if (!config.positionsUrl) return entries.forEach((entry) => notify(entry, reason));
+      for (const request of positionsRequests(entries)) {
+        const started = env.now();
+        Promise.resolve()
+          .then(() => env.fetch(request.url, {headers: {Accept: "application/json"}}))
+          .then((response) => {
+            if (!response.ok) throw new Error("HTTP " + response.status);
+            return response.json();
+          })
+          .then(
+            (body) => {
+              if (state !== "connected") contactLost = started;
+              for (const entry of request.entries) checked(entry, body, reason);
+            },
+            (error) => {
+              console.warn("PushGateway: cannot check positions:", error.message || error);
+              for (const entry of request.entries) {
+                if (channels.get(entry.name) === entry) notify(entry, reason);
+              }
+            }
+          );
+      }
+    }
+
+    function checked(entry, body, reason) {
+      if (channels.get(entry.name) !== entry) return;
+      if (body.errors && body.errors[entry.name] === "forbidden") return; // not this page's
+      const p = body.positions ? body.positions[entry.name] : undefined;
+      if (!isPosition(p)) return notify(entry, reason); // cannot be checked now
+      if (behind(entry.position, p)) {
+        entry.position = p;
+        notify(entry, reason);
       }
     }
 
     // Legacy Fanout.io realm mode: the Faye/Bayeux client Fanout serves, loaded on first
-    // subscribe with Subresource Integrity; its messages are our `message` frames.
+    // subscribe with Subresource Integrity; its messages are our `message` frames. Faye
+    // confirms no positions, so each (re)confirmed subscription asks the positions view.
     function loadFaye() {
       if (globalThis.Faye) return Promise.resolve(globalThis.Faye);
       if (!fayeLoading) {
@@ -240,21 +452,16 @@
           if (channels.size === 0) return setState("idle");
           if (fayeClient === null) {
             fayeClient = new Faye.Client(config.fayeUrl, {transportMode: "fallback"});
-            fayeClient.on("transport:down", () => {
-              for (const entry of channels.values()) {
-                for (const sub of entry.subscriptions) sub.missedPush = true;
-              }
-              setState("waiting");
-            });
+            fayeClient.on("transport:down", () => setState("waiting"));
             fayeClient.on("transport:up", () => {
               setState("connected");
-              // Faye renews its subscriptions itself; treat them as confirmed again.
-              for (const [name, entry] of channels) {
-                if (entry.fayeReady) handleFrame({type: "subscribed", channel: name});
-              }
+              // Faye renews its subscriptions itself: check what moved meanwhile.
+              const ready = Array.from(channels.values()).filter((entry) => entry.fayeReady);
+              ready.forEach((entry) => setLive(entry, true));
+              if (ready.length) check(ready, "resync");
             });
           }
-          for (const [name, entry] of channels) subscribeFrame(name, entry);
+          for (const entry of channels.values()) subscribeFrame(entry);
         },
         (error) => {
           console.error("PushGateway:", error.message);
@@ -263,18 +470,33 @@
       );
     }
 
-    function fayeSubscribe(name, entry) {
+    // Confirmations that arrive together are checked with one request.
+    let toCheck = null;
+    function checkSoon(entry) {
+      if (toCheck === null) {
+        toCheck = [];
+        Promise.resolve().then(() => {
+          const entries = toCheck.filter((e) => channels.get(e.name) === e);
+          toCheck = null;
+          check(entries, "resync");
+        });
+      }
+      toCheck.push(entry);
+    }
+
+    function fayeSubscribe(entry) {
       if (fayeClient === null || entry.faye) return;
-      entry.faye = fayeClient.subscribe("/" + name, handleFrame);
+      entry.faye = fayeClient.subscribe("/" + entry.name, handleFrame);
       entry.faye.then(
         () => {
           entry.fayeReady = true;
           setState("connected");
-          handleFrame({type: "subscribed", channel: name});
+          setLive(entry, true);
+          checkSoon(entry);
         },
         (error) => {
           entry.faye = null;
-          handleFrame({type: "error", code: "unavailable", message: String(error), channel: name});
+          handleFrame({type: "error", code: "unavailable", message: String(error), channel: entry.name});
         }
       );
     }
@@ -283,20 +505,21 @@
       this.channel = channel;
       this.callback = callback;
       this.throttle = opts.throttle !== undefined ? opts.throttle : config.throttle;
-      this.pollDown = opts.pollDown !== undefined ? opts.pollDown : config.pollDown;
-      this.pollUp = opts.pollUp !== undefined ? opts.pollUp : config.pollUp;
-      this.token = opts.token;
-      this.missedPush = false;
       this.windowTimer = null; // throttle window in progress
       this.pending = null; // {reason, data, count} waiting for the trailing edge
-      this.pollTimer = null;
       this.active = true;
     }
 
     Subscription.prototype.event = function (reason, data) {
       if (!this.active) return;
-      const count = this.pending ? this.pending.count + 1 : 1;
-      this.pending = {reason: reason, data: data, count: count};
+      const pending = this.pending;
+      if (pending) {
+        pending.count += 1;
+        if (STRENGTH[reason] > STRENGTH[pending.reason]) pending.reason = reason;
+        if (data !== null) pending.data = data;
+      } else {
+        this.pending = {reason: reason, data: data, count: 1};
+      }
       if (this.windowTimer === null) this.fire();
     };
 
@@ -306,7 +529,6 @@
       this.windowTimer = null;
       if (!event || !this.active) return;
       this.windowTimer = env.setTimeout(() => this.fire(), this.throttle);
-      this.schedulePoll();
       try {
         this.callback({
           channel: this.channel,
@@ -319,20 +541,10 @@
       }
     };
 
-    Subscription.prototype.schedulePoll = function () {
-      if (this.pollTimer !== null) env.clearTimeout(this.pollTimer);
-      this.pollTimer = null;
-      if (!this.active) return;
-      const entry = channels.get(this.channel);
-      const interval = entry && entry.live ? this.pollUp : this.pollDown;
-      if (interval > 0) this.pollTimer = env.setTimeout(() => this.event("poll", null), interval);
-    };
-
     Subscription.prototype.stop = function () {
       this.active = false;
-      if (this.pollTimer !== null) env.clearTimeout(this.pollTimer);
       if (this.windowTimer !== null) env.clearTimeout(this.windowTimer);
-      this.pollTimer = this.windowTimer = this.pending = null;
+      this.windowTimer = this.pending = null;
     };
 
     function subscribe(channel, callback, opts) {
@@ -342,17 +554,28 @@
       if (typeof callback !== "function") {
         throw new TypeError("PushGateway: subscribe needs a callback function");
       }
-      const sub = new Subscription(channel, callback, opts || {});
+      opts = opts || {};
+      const sub = new Subscription(channel, callback, opts);
       let entry = channels.get(channel);
       if (!entry) {
-        entry = {subscriptions: new Set(), live: false};
+        const rendered = (config.positions || {})[channel];
+        entry = {
+          name: channel,
+          subscriptions: new Set([sub]),
+          live: false,
+          position: isPosition(rendered) ? rendered : null,
+          token: opts.token || (config.tokens || {})[channel],
+          refused: null,
+          requested: false, // a subscribe went out on this connection and was not refused
+          nextPoll: 0,
+        };
         channels.set(channel, entry);
-        entry.subscriptions.add(sub);
-        subscribeFrame(channel, entry);
+        resetPoll(entry);
+        subscribeFrame(entry);
       } else {
         entry.subscriptions.add(sub);
+        if (opts.token) entry.token = opts.token;
       }
-      sub.schedulePoll();
       if (state === "idle") connect();
       return function unsubscribe() {
         if (!sub.active) return;
@@ -361,8 +584,9 @@
         if (entry.subscriptions.size === 0 && channels.get(channel) === entry) {
           channels.delete(channel);
           if (entry.faye) entry.faye.cancel();
-          send({type: "unsubscribe", channel: channel});
+          if (entry.requested) send({type: "unsubscribe", channel: channel});
           if (channels.size === 0) disconnect();
+          else schedulePoll();
         }
       };
     }

@@ -40,7 +40,7 @@ def backoff_delays(retries: int, factor: float) -> list[float]:
 # While hints are waiting to be repaired, try every REPAIR_INTERVAL seconds at first, backing
 # off to REPAIR_INTERVAL_MAX while the service stays down (pages hear within that of recovery).
 REPAIR_INTERVAL = 1.0
-REPAIR_INTERVAL_MAX = 4.0
+REPAIR_INTERVAL_MAX = 2.0
 # Channels remembered for repair; past this many the rest are only counted and logged.
 MAX_LOST_CHANNELS = 10_000
 

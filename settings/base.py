@@ -2,6 +2,7 @@
 
 REDIS_URL            set: channels_redis pub/sub layer on that Redis (and the Fanout backend's
                      stream positions); unset: in-memory layer, positions in memory
+REDIS_LAYER          "pubsub" (default) or "core": which channels_redis layer REDIS_URL gets
 PUSHGATEWAY_BACKEND  "channels" (default) or "fanout" (reads GRIP_URL, or FANOUT_REALM and
                      FANOUT_KEY)
 """
@@ -68,7 +69,7 @@ LOGGING = {
 }
 
 
-def channel_layers(redis_url: str | None) -> dict:
+def channel_layers(redis_url: str | None, kind: str = "pubsub") -> dict:
     if not redis_url:
         # The hub reads this layer as fast as messages come; a roomy capacity keeps a burst
         # from being dropped silently (the in-memory layer drops past capacity).
@@ -78,9 +79,15 @@ def channel_layers(redis_url: str | None) -> dict:
                 "CONFIG": {"capacity": 10_000},
             }
         }
+    if kind not in ("pubsub", "core"):
+        raise ImproperlyConfigured(f"REDIS_LAYER={kind!r} is not supported; use 'pubsub' or 'core'")
+    backend = {
+        "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "core": "channels_redis.core.RedisChannelLayer",
+    }[kind]
     return {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": backend,
             "CONFIG": {
                 # redis-py 8 defaults (socket_timeout=5, max_connections=100) break a
                 # long-lived subscriber; see docs/deployment.md.
@@ -120,5 +127,5 @@ def pushgateway_settings(env) -> dict:
     )
 
 
-CHANNEL_LAYERS = channel_layers(os.environ.get("REDIS_URL"))
+CHANNEL_LAYERS = channel_layers(os.environ.get("REDIS_URL"), os.environ.get("REDIS_LAYER", "pubsub"))
 PUSHGATEWAY = pushgateway_settings(os.environ)

@@ -5,17 +5,34 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def forward(url: str, body: bytes, headers) -> tuple[int, bytes]:
+    names = ("Content-Type", "Authorization")
+    request = urllib.request.Request(
+        url, data=body, headers={k: headers[k] for k in names if headers.get(k)}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
 
 
 class FakeFanout:
     """Records each POST (time, path, headers, JSON body) and answers as told.
 
     `mode`: "ok" (200), "fail" (answer `fail_status` for the next `failures` requests,
-    then 200), or "hang" (never answer until stop()).
+    then 200), or "hang" (never answer until stop()). With an `upstream` (a real Pushpin's
+    publish endpoint) it passes what it does not fail on to it: a faulty hosted service in
+    front of a real one.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, upstream: str | None = None) -> None:
+        self.upstream = upstream
         self.requests: list[dict] = []
         self.mode = "ok"
         self.fail_status = 500
@@ -43,10 +60,13 @@ class FakeFanout:
                     self.end_headers()
                     self.wfile.write(b"service trouble")
                     return
-                request["status"] = 200
-                self.send_response(200)
+                status, answer = 200, b"Published\n"
+                if fake.upstream:
+                    status, answer = forward(fake.upstream + self.path, body, self.headers)
+                request["status"] = status
+                self.send_response(status)
                 self.end_headers()
-                self.wfile.write(b"Published\n")
+                self.wfile.write(answer)
 
             def log_message(self, *args):
                 pass

@@ -100,7 +100,8 @@ class RedisServer:
 
 
 def project_env(**extra: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PUSHGATEWAY_BACKEND")}
+    ours = ("REDIS_URL", "REDIS_LAYER", "PUSHGATEWAY_BACKEND")
+    env = {k: v for k, v in os.environ.items() if k not in ours}
     env["DJANGO_SETTINGS_MODULE"] = "settings.dev"
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: v for k, v in extra.items() if v is not None})
@@ -123,13 +124,17 @@ class Daphne:
     def __init__(
         self, log_dir: Path, database: Path, redis_url: str | None = None, **env_extra: str
     ):
+        self.log_dir = log_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws/pushgateway/"
-        env = project_env(SQLITE_PATH=str(database), REDIS_URL=redis_url, **env_extra)
+        self.env = project_env(SQLITE_PATH=str(database), REDIS_URL=redis_url, **env_extra)
+        self.start()
+
+    def start(self) -> None:
         args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
         self.process = Process(
-            f"daphne-{self.port}", [*args, "channels_app.asgi:application"], log_dir, env
+            f"daphne-{self.port}", [*args, "channels_app.asgi:application"], self.log_dir, self.env
         )
         self.process.wait_for_port(self.port)
 

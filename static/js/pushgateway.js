@@ -27,7 +27,10 @@
   if (typeof module === "object" && module.exports) {
     module.exports = api;
   } else {
-    root.PushGateway = api.fromDocument(root.document);
+    // The page's client, configured by {% pushgateway_script %}; createClient makes more.
+    root.PushGateway = Object.assign(api.fromDocument(root.document), {
+      createClient: api.createClient,
+    });
   }
 })(typeof self !== "undefined" ? self : this, function () {
   "use strict";

@@ -1,9 +1,45 @@
+import re
+
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 import pushgateway
 
 LOCMEM = {"BACKEND": "pushgateway.backends.locmem.LocMemBackend"}
+
+# settings.test's database aliases, by the test id that names them.
+DATABASES = {"sqlite": "default", "postgresql": "postgres"}
+
+
+def _on(alias):
+    return pytest.mark.django_db(databases=[alias], transaction=True)
+
+
+@pytest.fixture(params=[pytest.param(a, id=name, marks=_on(a)) for name, a in DATABASES.items()])
+def alias(request):
+    """The database alias a test runs on: once SQLite, once PostgreSQL."""
+    return request.param
+
+
+def pytest_report_header(config):
+    postgres = settings.DATABASES["postgres"]
+    return (
+        f"databases: sqlite (in memory), postgresql {postgres['TEST']['NAME']} on "
+        f"{postgres['HOST']}:{postgres['PORT']} (created and dropped by this run)"
+    )
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many tests passed on each database (tests with a database in their id)."""
+    passed = dict.fromkeys(DATABASES, 0)
+    for report in terminalreporter.stats.get("passed", []):
+        ids = re.search(r"\[(.*)\]$", report.nodeid)
+        for name in set(ids.group(1).split("-")) & set(DATABASES) if ids else ():
+            passed[name] += 1
+    if any(passed.values()):
+        counts = ", ".join(f"{count} on {name}" for name, count in passed.items())
+        terminalreporter.write_line(f"tests per database passed: {counts}")
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import RedisServer, migrated_database  # noqa: E402
+from tests.servers import RedisServer, SqliteDatabase  # noqa: E402
 
 ROUNDS = 20
 SAVES_PER_ROUND = 250
@@ -91,11 +91,11 @@ def blackhole() -> tuple[int, threading.Event]:
     return server.getsockname()[1], stop
 
 
-def run(label: str, database: Path, redis_url: str) -> dict:
+def run(label: str, database: SqliteDatabase, redis_url: str) -> dict:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "settings.dev",
-        "SQLITE_PATH": str(database),
+        **database.env,
         "REDIS_URL": redis_url,
         "PYTHONPATH": str(ROOT),
     }
@@ -126,9 +126,9 @@ def main() -> None:
     )
     try:
         rows = {
-            "Redis up": run("up", migrated_database(work / "up.sqlite3"), redis.url),
+            "Redis up": run("up", SqliteDatabase(work / "up.sqlite3"), redis.url),
             "Redis silent": run(
-                "silent", migrated_database(work / "silent.sqlite3"), f"redis://127.0.0.1:{port}/0"
+                "silent", SqliteDatabase(work / "silent.sqlite3"), f"redis://127.0.0.1:{port}/0"
             ),
         }
     finally:

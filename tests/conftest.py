@@ -28,7 +28,7 @@ def pytest_report_header(config):
     postgres = settings.DATABASES["postgres"]
     return (
         f"databases: sqlite (in memory), postgresql {postgres['TEST']['NAME']} on "
-        f"{postgres['HOST']}:{postgres['PORT']} (created and dropped by this run)"
+        f"{postgres['HOST']}:{postgres['PORT']} (created when a test needs it, dropped after)"
     )
 
 

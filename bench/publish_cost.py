@@ -1,7 +1,8 @@
 """What publishing costs a save: a registered model against the same model unregistered.
 
 Each save runs in its own transaction (so its hints are published at commit) on the
-demo's Event model, SQLite, with the Channels backend on a real Redis. The same
+demo's Event model, with the Channels backend on a real Redis, once on a SQLite file and
+once on PostgreSQL (a database of its own on the tests' server, TEST_POSTGRES_URL). The same
 measurement against a "Redis" that accepts connections and never answers shows that the
 save path never waits on the network: hints queue and are dropped when the queue is full.
 
@@ -21,11 +22,17 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import RedisServer, migrated_database  # noqa: E402
+from tests.servers import (  # noqa: E402
+    PostgresDatabase,
+    RedisServer,
+    SqliteDatabase,
+    project_env,
+)
 
 ROUNDS = 20
 SAVES_PER_ROUND = 250
@@ -44,30 +51,32 @@ def measure() -> None:
 
     event = Event.objects.create(title="bench")
 
-    def saves(n: int) -> list[float]:
-        times = []
+    def saves(n: int, times: list[float], cpu: list[float]) -> None:
+        """Wall time of each save, and the CPU of the saving thread alone."""
         for i in range(n):
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             with transaction.atomic():
                 event.title = f"bench {i}"
                 event.save()
             times.append(time.perf_counter() - started)
-        return times
+            cpu.append(time.thread_time() - started_cpu)
 
-    saves(200)  # warm up: connections, caches, the sender thread
-    registered, unregistered = [], []
+    saves(200, [], [])  # warm up: connections, caches, the sender thread
+    registered, unregistered, registered_cpu, unregistered_cpu = [], [], [], []
     for _ in range(ROUNDS):
-        registered += saves(SAVES_PER_ROUND)
+        saves(SAVES_PER_ROUND, registered, registered_cpu)
         pushgateway.unregister(Event)
-        unregistered += saves(SAVES_PER_ROUND)
+        saves(SAVES_PER_ROUND, unregistered, unregistered_cpu)
         pushgateway.register(Event, channels=lambda e: ["events"])
     stats = dict(get_backend().stats)
+    median = statistics.median
     print(
         json.dumps(
             {
-                "registered_us": statistics.median(registered) * 1e6,
-                "unregistered_us": statistics.median(unregistered) * 1e6,
+                "registered_us": median(registered) * 1e6,
+                "unregistered_us": median(unregistered) * 1e6,
                 "registered_max_ms": max(registered) * 1e3,
+                "request_cpu_us": (median(registered_cpu) - median(unregistered_cpu)) * 1e6,
                 "stats": stats,
             }
         )
@@ -91,18 +100,11 @@ def blackhole() -> tuple[int, threading.Event]:
     return server.getsockname()[1], stop
 
 
-def run(label: str, database: Path, redis_url: str) -> dict:
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "settings.dev",
-        "SQLITE_PATH": str(database),
-        "REDIS_URL": redis_url,
-        "PYTHONPATH": str(ROOT),
-    }
+def run(label: str, database: SqliteDatabase | PostgresDatabase, redis_url: str) -> dict:
     result = subprocess.run(
         [sys.executable, "-m", "bench.publish_cost", "measure"],
         cwd=ROOT,
-        env=env,
+        env=project_env(**database.env, REDIS_URL=redis_url, PYTHONPATH=str(ROOT)),
         capture_output=True,
         text=True,
         timeout=600,
@@ -112,6 +114,13 @@ def run(label: str, database: Path, redis_url: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def postgres_version(database: PostgresDatabase) -> str:
+    import psycopg
+
+    with psycopg.connect(database.url) as connection:
+        return connection.info.parameter_status("server_version")
+
+
 def main() -> None:
     if sys.argv[1:] == ["measure"]:
         measure()
@@ -119,28 +128,39 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="pushgateway-bench-"))
     redis = RedisServer(work)
     port, stop = blackhole()
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores")
-    print("# reproduce: python -m bench.publish_cost")
-    print(
-        f"# median of {ROUNDS * SAVES_PER_ROUND} saves each, one transaction per save, SQLite file"
-    )
+    silent = f"redis://127.0.0.1:{port}/0"
+    postgres: list[PostgresDatabase] = []
     try:
+        for _ in range(2):  # one per run, appended at once so that each is dropped
+            postgres.append(PostgresDatabase("bench_pushgateway"))
+        server = urlsplit(postgres[0].url)
+        print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores")
+        print("# reproduce: python -m bench.publish_cost")
+        print(
+            f"# median of {ROUNDS * SAVES_PER_ROUND} saves each, one transaction per save; SQLite "
+            f"file; PostgreSQL {postgres_version(postgres[0])} on {server.hostname}:{server.port}"
+        )
         rows = {
-            "Redis up": run("up", migrated_database(work / "up.sqlite3"), redis.url),
-            "Redis silent": run(
-                "silent", migrated_database(work / "silent.sqlite3"), f"redis://127.0.0.1:{port}/0"
-            ),
+            "SQLite, Redis up": run("up", SqliteDatabase(work / "up.sqlite3"), redis.url),
+            "SQLite, Redis silent": run("silent", SqliteDatabase(work / "silent.sqlite3"), silent),
+            "PostgreSQL, Redis up": run("pg up", postgres[0], redis.url),
+            "PostgreSQL, Redis silent": run("pg silent", postgres[1], silent),
         }
     finally:
         stop.set()
         redis.stop()
-    print(f"\n{'':14}{'unregistered':>14}{'registered':>12}{'ratio':>8}{'max ms':>8}  hints")
+        for database in postgres:
+            database.drop()
+    # "+cpu": what publishing adds to the saving thread's own CPU (median against median).
+    header = f"{'unregistered':>14}{'registered':>12}{'ratio':>8}{'+cpu':>8}{'max ms':>8}"
+    print(f"\n{'':26}{header}  hints")
     for name, r in rows.items():
         ratio = r["registered_us"] / r["unregistered_us"]
         stats = ", ".join(f"{k} {v}" for k, v in sorted(r["stats"].items()))
         print(
-            f"{name:14}{r['unregistered_us']:12.0f}us{r['registered_us']:10.0f}us{ratio:8.2f}"
-            f"{r['registered_max_ms']:8.1f}  {stats}  {'#' * round(20 * ratio)}"
+            f"{name:26}{r['unregistered_us']:12.0f}us{r['registered_us']:10.0f}us{ratio:8.2f}"
+            f"{r['request_cpu_us']:6.0f}us{r['registered_max_ms']:8.1f}  {stats}"
+            f"  {'#' * round(20 * ratio)}"
         )
 
 

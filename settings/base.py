@@ -1,5 +1,7 @@
-"""Shared settings. The environment chooses the channel layer and the push backend:
+"""Shared settings. The environment chooses the database, the channel layer and the backend:
 
+DATABASE_URL         set: that database (dj-database-url's format, e.g. PostgreSQL as
+                     postgres://USER:PASSWORD@HOST:5432/NAME); unset: the SQLite file SQLITE_PATH
 REDIS_URL            set: channels_redis pub/sub layer on that Redis (and the Fanout backend's
                      stream positions); unset: in-memory layer, positions in memory
 REDIS_LAYER          "pubsub" (default) or "core": which channels_redis layer REDIS_URL gets
@@ -45,12 +47,6 @@ TEMPLATES = [
 ]
 ASGI_APPLICATION = "channels_app.asgi.application"
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"),
-    }
-}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -67,6 +63,22 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"pushgateway": {"handlers": ["console"], "level": "INFO"}},
 }
+
+
+def databases(env) -> dict:
+    url = env.get("DATABASE_URL")
+    if not url:
+        sqlite = env.get("SQLITE_PATH", BASE_DIR / "db.sqlite3")
+        return {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": sqlite}}
+    try:
+        import dj_database_url
+    except ImportError:
+        raise ImproperlyConfigured(
+            "DATABASE_URL needs dj-database-url (and psycopg for PostgreSQL): "
+            "pip install 'django-pushgateway[postgres]'"
+        ) from None
+    # CONN_MAX_AGE stays 0: Django advises against persistent connections under ASGI.
+    return {"default": dj_database_url.parse(url)}
 
 
 def channel_layers(redis_url: str | None, kind: str = "pubsub") -> dict:
@@ -127,5 +139,8 @@ def pushgateway_settings(env) -> dict:
     )
 
 
-CHANNEL_LAYERS = channel_layers(os.environ.get("REDIS_URL"), os.environ.get("REDIS_LAYER", "pubsub"))
+DATABASES = databases(os.environ)
+CHANNEL_LAYERS = channel_layers(
+    os.environ.get("REDIS_URL"), os.environ.get("REDIS_LAYER", "pubsub")
+)
 PUSHGATEWAY = pushgateway_settings(os.environ)

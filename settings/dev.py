@@ -1,4 +1,5 @@
-"""The embedded default: DEBUG, SQLite, in-memory channel layer unless REDIS_URL is set."""
+"""The embedded default: DEBUG, SQLite unless DATABASE_URL is set, in-memory channel layer
+unless REDIS_URL is set."""
 
 from .base import *  # noqa: F403
 

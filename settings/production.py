@@ -1,4 +1,7 @@
-"""Production: everything from the environment. Requires SECRET_KEY and ALLOWED_HOSTS."""
+"""Production: everything from the environment. Requires SECRET_KEY and ALLOWED_HOSTS.
+
+Several processes on several hosts need a server database: DATABASE_URL (see settings.base).
+"""
 
 import os
 

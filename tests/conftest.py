@@ -1,9 +1,47 @@
+import re
+
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 import pushgateway
 
 LOCMEM = {"BACKEND": "pushgateway.backends.locmem.LocMemBackend"}
+
+# settings.test's database aliases, by the test id that names them.
+DATABASES = {"sqlite": "default", "postgresql": "postgres"}
+# The databases of server processes, by the test id that names them (their fixtures).
+SERVER_DATABASES = {"sqlite": "database", "postgresql": "postgres_database"}
+
+
+def _on(alias):
+    return pytest.mark.django_db(databases=[alias], transaction=True)
+
+
+@pytest.fixture(params=[pytest.param(a, id=name, marks=_on(a)) for name, a in DATABASES.items()])
+def alias(request):
+    """The database alias a test runs on: once SQLite, once PostgreSQL."""
+    return request.param
+
+
+def pytest_report_header(config):
+    postgres = settings.DATABASES["postgres"]
+    return (
+        f"databases: sqlite (in memory), postgresql {postgres['TEST']['NAME']} on "
+        f"{postgres['HOST']}:{postgres['PORT']} (created when a test needs it, dropped after)"
+    )
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many tests passed on each database (those that name it in their id)."""
+    passed = dict.fromkeys(DATABASES, 0)
+    for report in terminalreporter.stats.get("passed", []):
+        ids = re.search(r"\[(.*)\]$", report.nodeid)
+        for name in set(re.findall(r"\w+", ids.group(1))) & set(DATABASES) if ids else ():
+            passed[name] += 1
+    if any(passed.values()):
+        counts = ", ".join(f"{count} on {name}" for name, count in passed.items())
+        terminalreporter.write_line(f"tests per database passed: {counts}")
 
 
 @pytest.fixture
@@ -22,9 +60,26 @@ def log_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def database(tmp_path_factory):
-    from tests.servers import migrated_database
+    """The SQLite file the suite's server processes share."""
+    from tests.servers import SqliteDatabase
 
-    return migrated_database(tmp_path_factory.mktemp("db") / "db.sqlite3")
+    return SqliteDatabase(tmp_path_factory.mktemp("db") / "db.sqlite3")
+
+
+@pytest.fixture(scope="session")
+def postgres_database():
+    """A PostgreSQL database the suite's server processes share, dropped after the session."""
+    from tests.servers import PostgresDatabase
+
+    database = PostgresDatabase()
+    yield database
+    database.drop()
+
+
+@pytest.fixture(params=[pytest.param(f, id=name) for name, f in SERVER_DATABASES.items()])
+def server_database(request):
+    """The database of the server processes a test starts: once SQLite, once PostgreSQL."""
+    return request.getfixturevalue(request.param)
 
 
 @pytest.fixture(scope="session")
@@ -69,12 +124,14 @@ def pushpin_in_front(log_dir, start_daphne):
 
 @pytest.fixture
 def start_daphne(log_dir, database):
-    """Start daphne processes of this project; all are stopped after the test."""
+    """Start daphne processes of this project (on the SQLite file unless told another
+    database); all are stopped after the test."""
     from tests.servers import Daphne
 
     started = []
+    sqlite = database
 
-    def start(redis_url=None, **env):
+    def start(redis_url=None, database=sqlite, **env):
         server = Daphne(log_dir, database, redis_url, **env)
         started.append(server)
         return server

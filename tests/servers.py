@@ -10,7 +10,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from websockets.sync.client import ClientConnection, connect
 
@@ -100,35 +102,78 @@ class RedisServer:
 
 
 def project_env(**extra: str | None) -> dict:
-    ours = ("REDIS_URL", "REDIS_LAYER", "PUSHGATEWAY_BACKEND")
-    env = {k: v for k, v in os.environ.items() if k not in ours}
+    # The caller chooses database, layer and backend, whatever the environment says.
+    chosen = ("DATABASE_URL", "SQLITE_PATH", "REDIS_URL", "REDIS_LAYER", "PUSHGATEWAY_BACKEND")
+    env = {k: v for k, v in os.environ.items() if k not in chosen}
     env["DJANGO_SETTINGS_MODULE"] = "settings.dev"
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: v for k, v in extra.items() if v is not None})
     return env
 
 
-def migrated_database(path: Path) -> Path:
+def migrate(env: dict) -> None:
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v0"],
         cwd=ROOT,
-        env=project_env(SQLITE_PATH=str(path)),
+        env=project_env(**env),
         check=True,
     )
-    return path
+
+
+class SqliteDatabase:
+    """A migrated SQLite file for processes of this project; `env` points them at it."""
+
+    def __init__(self, path: Path):
+        self.env = {"SQLITE_PATH": str(path)}
+        migrate(self.env)
+
+
+class PostgresDatabase:
+    """A migrated database of its own (unique name) on the suite's PostgreSQL server.
+
+    `env` points processes of this project at it; `drop()` removes it.
+    """
+
+    def __init__(self, prefix: str = "test_pushgateway_servers"):
+        from settings.test import POSTGRES_URL
+
+        self.server_url = POSTGRES_URL
+        self.name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self._execute(f'CREATE DATABASE "{self.name}"')
+        self.url = urlsplit(POSTGRES_URL)._replace(path=f"/{self.name}").geturl()
+        self.env = {"DATABASE_URL": self.url}
+        try:
+            migrate(self.env)
+        except BaseException:
+            self.drop()
+            raise
+
+    def _execute(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.server_url, autocommit=True) as connection:
+            connection.execute(sql)
+
+    def drop(self) -> None:
+        # FORCE: a process that did not exit cleanly must not keep the database alive.
+        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 class Daphne:
     """The project under daphne (settings.dev), with or without Redis."""
 
     def __init__(
-        self, log_dir: Path, database: Path, redis_url: str | None = None, **env_extra: str
+        self,
+        log_dir: Path,
+        database: SqliteDatabase | PostgresDatabase,
+        redis_url: str | None = None,
+        **env_extra: str,
     ):
         self.log_dir = log_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws/pushgateway/"
-        self.env = project_env(SQLITE_PATH=str(database), REDIS_URL=redis_url, **env_extra)
+        self.env = project_env(**database.env, REDIS_URL=redis_url, **env_extra)
         self.start()
 
     def start(self) -> None:

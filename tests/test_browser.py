@@ -1,4 +1,5 @@
-"""End to end in headless Chromium: a comment posted in one page appears in another."""
+"""End to end in headless Chromium: a comment posted in one page appears in another, also when
+the two pages are served by two processes on PostgreSQL."""
 
 import uuid
 
@@ -8,30 +9,44 @@ from playwright.sync_api import expect
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
 
 
-@pytest.fixture(params=["in-memory layer", "redis layer", "fanout via pushpin"])
-def server(request, start_daphne):
-    """The demo as a browser reaches it: daphne itself, or a real Pushpin in front of it."""
+@pytest.fixture(
+    params=["in-memory layer", "redis layer", "fanout via pushpin", "two processes on postgresql"]
+)
+def sites(request, start_daphne):
+    """Where the posting page and the watching page are served from: (poster, watcher).
+
+    One daphne, or a real Pushpin in front of it, serves both; or two daphne processes share
+    Redis and a PostgreSQL database, as on two hosts.
+    """
+    if request.param == "two processes on postgresql":
+        redis = request.getfixturevalue("redis")
+        database = request.getfixturevalue("postgres_database")
+        poster, watcher = (start_daphne(redis.url, database=database) for _ in range(2))
+        return poster.url, watcher.url
     if request.param == "redis layer":
-        return start_daphne(request.getfixturevalue("redis").url)
-    if request.param == "fanout via pushpin":
-        return request.getfixturevalue("pushpin_in_front")()
-    return start_daphne()
+        server = start_daphne(request.getfixturevalue("redis").url)
+    elif request.param == "fanout via pushpin":
+        server = request.getfixturevalue("pushpin_in_front")()
+    else:
+        server = start_daphne()
+    return server.url, server.url
 
 
 def expect_connected(page):
     expect(page.locator("#push-state")).to_have_attribute("data-state", "connected")
 
 
-def test_comment_posted_in_one_page_appears_in_the_other(browser, server):
+def test_comment_posted_in_one_page_appears_in_the_other(browser, sites):
+    poster_site, watcher_site = sites
     poster = browser.new_page()
-    poster.goto(server.url + "/")
+    poster.goto(poster_site + "/")
     poster.fill("#id_title", "Browser test")
     poster.click("button[type=submit]")
     expect(poster.locator("h1")).to_have_text("Browser test")
     expect_connected(poster)
 
     watcher = browser.new_page()
-    watcher.goto(poster.url)
+    watcher.goto(poster.url.replace(poster_site, watcher_site, 1))
     expect_connected(watcher)
     # Mark the document (a reload would lose the mark) and record what the page is told.
     watcher.evaluate(
@@ -60,16 +75,17 @@ def test_comment_posted_in_one_page_appears_in_the_other(browser, server):
     watcher.close()
 
 
-def test_event_list_updates_its_comment_count(browser, server):
+def test_event_list_updates_its_comment_count(browser, sites):
+    poster_site, watcher_site = sites
     title = f"Counted {uuid.uuid4().hex[:8]}"  # the database is shared by the suite
     page = browser.new_page()
-    page.goto(server.url + "/")
+    page.goto(poster_site + "/")
     page.fill("#id_title", title)
     page.click("button[type=submit]")
     event_url = page.url
 
     listing = browser.new_page()
-    listing.goto(server.url + "/")
+    listing.goto(watcher_site + "/")
     expect_connected(listing)
     row = listing.locator("#events li", has_text=title)
     expect(row).to_contain_text("0 comments")

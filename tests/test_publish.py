@@ -1,4 +1,4 @@
-"""publish()/apublish(): validation, deferral to commit, de-duplication."""
+"""publish()/apublish(): validation and errors. Transactions: tests/test_transactions.py."""
 
 import pytest
 from django.db import transaction
@@ -17,70 +17,6 @@ def test_outside_a_transaction_publishes_at_once(outbox):
     publish("comments-7", {"pk": "1"})
     assert sent(outbox) == [("comments-7", {"pk": "1"})]
     assert outbox[0].id
-
-
-def test_inside_atomic_waits_for_commit(outbox):
-    with transaction.atomic():
-        publish("comments-7", {"pk": "1"})
-        assert outbox == []
-    assert sent(outbox) == [("comments-7", {"pk": "1"})]
-
-
-def test_rollback_publishes_nothing(outbox):
-    with pytest.raises(RuntimeError), transaction.atomic():
-        publish("comments-7", {"pk": "1"})
-        raise RuntimeError("boom")
-    assert outbox == []
-    publish("after", None)
-    assert sent(outbox) == [("after", None)]
-
-
-def test_identical_hints_in_one_transaction_are_sent_once(outbox):
-    with transaction.atomic():
-        for _ in range(3):
-            publish("comments-7", {"pk": "1", "action": "updated"})
-        publish("comments-7", {"action": "updated", "pk": "1"})  # same hint, other key order
-        publish("comments-7", {"pk": "2", "action": "updated"})
-        publish("events", {"pk": "1", "action": "updated"})
-    assert sent(outbox) == [
-        ("comments-7", {"pk": "1", "action": "updated"}),
-        ("comments-7", {"pk": "2", "action": "updated"}),
-        ("events", {"pk": "1", "action": "updated"}),
-    ]
-
-
-def test_each_transaction_gets_its_own_hint(outbox):
-    for _ in range(2):
-        with transaction.atomic():
-            publish("c", {"pk": "1"})
-    assert sent(outbox) == [("c", {"pk": "1"}), ("c", {"pk": "1"})]
-    assert outbox[0].id != outbox[1].id
-
-
-def test_savepoint_rollback_drops_its_hints_but_not_the_outer_ones(outbox):
-    with transaction.atomic():
-        publish("outer", 1)
-        try:
-            with transaction.atomic():
-                publish("inner", 2)
-                publish("outer", 1)  # a duplicate of a hint that survives
-                raise ValueError
-        except ValueError:
-            pass
-        publish("inner", 2)  # published again after the savepoint was rolled back
-    assert sent(outbox) == [("outer", 1), ("inner", 2)]
-
-
-def test_hint_from_a_rolled_back_transaction_does_not_block_the_next_one(outbox):
-    try:
-        with transaction.atomic():
-            publish("c", 1)
-            raise ValueError
-    except ValueError:
-        pass
-    with transaction.atomic():
-        publish("c", 1)
-    assert sent(outbox) == [("c", 1)]
 
 
 @pytest.mark.parametrize("name", ["", "has space", "ümlaut", "a/b", "x" * 101, None, 7])

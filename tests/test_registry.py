@@ -4,7 +4,6 @@ import json
 
 import pytest
 from django.core import serializers
-from django.db import transaction
 
 import pushgateway
 from demo.models import Comment, Event
@@ -44,25 +43,6 @@ def test_update_and_delete_actions(outbox):
         ("events", "deleted"),
     ]
     assert outbox[-1].data == {"model": "demo.event", "pk": str(pk), "action": "deleted"}
-
-
-def test_saves_in_a_transaction_are_published_after_commit_and_coalesced(outbox):
-    event = Event.objects.create(title="Party")
-    outbox.clear()
-    with transaction.atomic():
-        event.title = "One"
-        event.save()
-        event.title = "Two"
-        event.save()
-        assert outbox == []
-    assert len(outbox) == 2  # object channel and "events", once each
-
-
-def test_rolled_back_saves_publish_nothing(outbox):
-    with pytest.raises(ValueError), transaction.atomic():
-        Event.objects.create(title="Never")
-        raise ValueError
-    assert outbox == []
 
 
 def test_fixture_loading_publishes_nothing(outbox):

@@ -46,14 +46,16 @@ def test_two_daphne_processes_on_one_redis_both_deliver_one_publish(redis, start
     assert frame_a["data"] == 1
 
 
-def test_saving_a_registered_model_in_another_process_is_pushed(redis, start_daphne, database):
-    daphne = start_daphne(redis.url)
+def test_saving_a_registered_model_in_another_process_is_pushed(
+    redis, start_daphne, server_database
+):
+    daphne = start_daphne(redis.url, database=server_database)
     with daphne.connect() as ws:
         subscribe(ws, "events")
         code = (
             "from demo.models import Event; print(Event.objects.create(title='From a worker').pk)"
         )
-        result = run_python(code, redis.url, env={"SQLITE_PATH": str(database)})
+        result = run_python(code, redis.url, env=server_database.env)
         assert result.returncode == 0, result.stderr
         frame = recv_json(ws)
     pk = result.stdout.strip()

@@ -14,10 +14,16 @@ SHOW = (
 )
 
 
-def run(module, **env):
+SHOW_DATABASE = (
+    "import django; django.setup(); from django.conf import settings as s;"
+    "d = s.DATABASES['default']; print(d['ENGINE'].rsplit('.', 1)[1], d['NAME'], d['HOST'])"
+)
+
+
+def run(module, show=SHOW, **env):
     base = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": module}
     return subprocess.run(
-        [sys.executable, "-c", SHOW], cwd=ROOT, env={**base, **env}, capture_output=True, text=True
+        [sys.executable, "-c", show], cwd=ROOT, env={**base, **env}, capture_output=True, text=True
     )
 
 
@@ -54,6 +60,18 @@ def test_bad_environment_is_a_clear_error(env, message):
     result = run("settings.dev", **env)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("module", ["settings.dev", "settings.production"])
+def test_database_url_selects_the_database_and_sqlite_is_the_default(module):
+    env = {"SECRET_KEY": "s" * 50, "ALLOWED_HOSTS": "example.org", "SQLITE_PATH": "/tmp/pg.db"}
+    result = run(module, SHOW_DATABASE, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "sqlite3 /tmp/pg.db"
+    url = "postgres://shop:secret@db.example.org:5433/shop"
+    result = run(module, SHOW_DATABASE, DATABASE_URL=url, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "postgresql shop db.example.org"
 
 
 def test_production_needs_secret_key_and_allowed_hosts_and_nothing_else():

@@ -34,10 +34,11 @@ from pushgateway.protocol import Position, group_name, has_news, resync_frame
 logger = logging.getLogger("pushgateway.hub")
 
 HEARTBEAT_TYPE = "pushgateway.heartbeat"
-# A heartbeat goes through the layer every HEARTBEAT_SECONDS; missing for MISSING_BEATS of
-# them, the path is taken as broken.
+# A heartbeat goes through the layer every HEARTBEAT_SECONDS. The path is broken when a send
+# fails, or when MISSING_BEATS heartbeats in a row were sent and none came back (counted,
+# not timed, so an event loop busy for a while is not mistaken for a broken layer).
 HEARTBEAT_SECONDS = 1.0
-MISSING_BEATS = 2.5
+MISSING_BEATS = 2
 # How long a position the store is ahead by may wait for the hint that explains it.
 GRACE_SECONDS = 1.0
 VERIFY_SECONDS = 15.0
@@ -63,61 +64,67 @@ class Hub:
         self.healthy = True
         self.channel_name: str | None = None
         self.heartbeat_group = f"pushgateway.heartbeat.{uuid.uuid4().hex}"
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, users
+        self._pending: dict[str, None] = {}  # channels whose membership to reconcile, in order
+        self._joins: dict[str, asyncio.Future] = {}  # joins awaited by subscribers
+        self._reconciler: asyncio.Task | None = None
         self._reads: dict[str, asyncio.Future] = {}
         self._to_verify: set[str] = set()
         self._tasks: dict[str, asyncio.Task] = {}
         self._background: set[asyncio.Task] = set()
-        self._last_beat = 0.0
-        self._last_rejoin = 0.0
+        self._beats_sent = 0
+        self._beats_back = 0
 
     # Subscriptions
 
     async def subscribe(self, channel: str, socket: Socket) -> None:
-        """Deliver `channel`'s messages to `socket`; returns once the group is joined."""
+        """Deliver `channel`'s messages to `socket`; returns once the group is joined, and
+        raises if it cannot be joined now."""
         self.sockets.setdefault(channel, set()).add(socket)
-        if channel not in self.joined:
-            try:
-                await self._sync_membership(channel)
-            except BaseException:
-                self._forget(channel, socket)
-                raise
+        if channel in self.joined:
+            return
+        future = self._joins.get(channel)
+        if future is None:
+            future = self._joins[channel] = asyncio.get_running_loop().create_future()
+            future.add_done_callback(_retrieve)
+            self._reconcile_soon(channel)
+        try:
+            await asyncio.shield(future)
+        except BaseException:
+            self.drop(socket, [channel])
+            raise
 
     async def unsubscribe(self, channel: str, socket: Socket) -> None:
-        self._forget(channel, socket)
-        if channel not in self.sockets:  # a join may still be in flight: sync either way
-            await self._sync_membership(channel)
+        """Stop delivering `channel` to `socket`; returns once the layer is in step."""
+        self.drop(socket, [channel])
+        if self._reconciler is not None:
+            await asyncio.shield(self._reconciler)
 
     def drop(self, socket: Socket, channels: Iterable[str]) -> None:
-        """Forget a closed socket at once; the layer is left in the background, so a
+        """Forget a socket on `channels` at once; the layer is left in the background, so a
         cancelled consumer cannot leave the socket behind in the hub."""
         for channel in channels:
-            self._forget(channel, socket)
-            if channel not in self.sockets:
-                self._spawn(self._leave(channel))
+            sockets = self.sockets.get(channel)
+            if sockets is not None:
+                sockets.discard(socket)
+                if not sockets:
+                    del self.sockets[channel]
+                    self._reconcile_soon(channel)
 
-    async def _leave(self, channel: str) -> None:
-        try:
-            await self._sync_membership(channel)
-        except Exception:  # the layer is down; the membership goes with the process
-            logger.warning("pushgateway hub: leaving %r failed", channel, exc_info=True)
+    def _reconcile_soon(self, channel: str) -> None:
+        self._pending[channel] = None
+        if self._reconciler is None or self._reconciler.done():
+            self._reconciler = asyncio.create_task(self._reconcile())
 
-    def _forget(self, channel: str, socket: Socket) -> None:
-        sockets = self.sockets.get(channel)
-        if sockets is not None:
-            sockets.discard(socket)
-            if not sockets:
-                del self.sockets[channel]
-
-    async def _sync_membership(self, channel: str) -> None:
-        # Joins and leaves of one channel run one at a time, and each makes the layer
-        # match the local sockets as they are when it runs, so a subscribe racing an
-        # unsubscribe always ends in the right state.
-        lock, users = self._locks.get(channel) or (asyncio.Lock(), 0)
-        self._locks[channel] = (lock, users + 1)
-        try:
-            async with lock:
-                want, have = channel in self.sockets, channel in self.joined
+    async def _reconcile(self) -> None:
+        # One worker makes the layer match the local sockets, one channel at a time, as they
+        # are when it gets to each: a join racing a leave always ends in the right state.
+        # A storm of joins waits its turn here (channels_redis serialises them anyway), and
+        # only the layer call itself has the deadline.
+        while self._pending:
+            channel = next(iter(self._pending))
+            del self._pending[channel]
+            want, have = channel in self.sockets, channel in self.joined
+            try:
                 if want and not have:
                     await self._start()
                     await self._layer_call(self.layer.group_add, group_name(channel))
@@ -127,12 +134,20 @@ class Hub:
                     self.joined.discard(channel)
                     self.known.pop(channel, None)
                     await self._layer_call(self.layer.group_discard, group_name(channel))
-        finally:
-            lock, users = self._locks[channel]
-            if users == 1:
-                del self._locks[channel]
-            else:
-                self._locks[channel] = (lock, users - 1)
+            except Exception as exc:
+                if not (want and not have):
+                    logger.warning("pushgateway hub: leaving %r failed: %r", channel, exc)
+                    continue
+                # The layer is failing: every join waiting now fails at once, rather than
+                # each after its own deadline.
+                joins, self._joins = self._joins, {}
+                for future in joins.values():
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            future = self._joins.pop(channel, None)
+            if future is not None and not future.done():
+                future.set_result(None)
 
     async def _layer_call(self, method, group: str) -> None:
         await asyncio.wait_for(method(group, self.channel_name), self.timeout)
@@ -187,7 +202,9 @@ class Hub:
     async def verify(self, channels: Iterable[str]) -> int:
         """Send `resync` where the store is ahead of what this hub delivered; returns how
         many channels that was."""
-        stored = await self._read(c for c in channels if c in self.joined)
+        # A channel with no known position has told no page a position yet (or could not):
+        # its `subscribed` frame is what tells them.
+        stored = await self._read(c for c in channels if c in self.known)
         ahead = {c: p for c, p in stored.items() if has_news(self.known.get(c), p)}
         if not ahead:
             return 0
@@ -242,35 +259,32 @@ class Hub:
                     self._advance(channel, Position(event["epoch"], event["seq"]))
                 await self.deliver(channel, event["frame"])
             elif kind == HEARTBEAT_TYPE:
-                self._last_beat = asyncio.get_running_loop().time()
+                self._beats_back = max(self._beats_back, event.get("n", 0))
                 if not self.healthy:
                     self.healthy = True
                     logger.warning("pushgateway hub: channel layer is back; checking positions")
                     self._spawn(self.verify(tuple(self.joined)))
 
     async def _heartbeat_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._last_beat = loop.time()
         with contextlib.suppress(Exception):
             await self._layer_call(self.layer.group_add, self.heartbeat_group)
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
+            beat = {"type": HEARTBEAT_TYPE, "n": self._beats_sent + 1}
             try:
                 await asyncio.wait_for(
-                    self.layer.group_send(self.heartbeat_group, {"type": HEARTBEAT_TYPE}),
-                    self.timeout,
+                    self.layer.group_send(self.heartbeat_group, beat), self.timeout
                 )
             except Exception:
                 self._broken()
                 continue
-            now = loop.time()
-            if now - self._last_beat > MISSING_BEATS * HEARTBEAT_SECONDS:
+            self._beats_sent += 1
+            if self._beats_sent - self._beats_back >= MISSING_BEATS:
                 self._broken()
                 # The layer takes messages but ours do not come back: a layer that keeps
-                # memberships in Redis lost them. Join everything again (not too often).
-                if now - self._last_rejoin > MISSING_BEATS * HEARTBEAT_SECONDS:
-                    self._last_rejoin = now
-                    await self._rejoin()
+                # memberships in Redis lost them. Join everything again, then wait as long.
+                await self._rejoin()
+                self._beats_back = self._beats_sent - 1
 
     def _broken(self) -> None:
         if self.healthy:
@@ -311,6 +325,12 @@ class Hub:
             except Exception:
                 logger.exception("pushgateway hub: send to one socket failed")
         return len(sockets)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    # A failed join nobody waits for any more is not an error to report at exit.
+    if not future.cancelled():
+        future.exception()
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}

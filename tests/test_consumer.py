@@ -257,7 +257,7 @@ async def test_hub_membership_ends_right_when_joins_and_leaves_race():
     )
     assert hub.joined == set() and hub.sockets == {}
     assert group not in hub.layer.groups
-    assert hub._locks == {}
+    assert hub._pending == {} and hub._joins == {}
 
 
 async def test_a_socket_that_could_never_receive_is_refused(settings):

@@ -18,7 +18,10 @@ subscription, or dropped on the way) refetches.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+from typing import Any
 
 import jwt
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
@@ -37,6 +40,8 @@ from pushgateway.protocol import (
 from pushgateway.tokens import check_token
 
 from .consumer import origin_allowed
+
+logger = logging.getLogger("pushgateway")
 
 CONTENT_TYPE = "application/websocket-events"
 # Pushpin's default connection_subscription_max: past it the proxy ignores a subscribe, so
@@ -77,21 +82,47 @@ def verify_grip_sig(token: str | None) -> bool:
     grip_url = get_config()["OPTIONS"].get("GRIP_URL")
     if not token or not grip_url:
         return False
+    try:
+        key, algorithms = verification_key(grip_url)
+    except ValueError as exc:  # nothing to verify with: refuse rather than trust
+        logger.error("pushgateway: cannot verify Grip-Sig: %s", exc)
+        return False
     grip = grip_config(grip_url)
-    key = grip.get("verify_key") or grip.get("key")
-    if not key:
-        return False  # nothing to verify with: refuse rather than trust (system check E008)
     try:
         claims = jwt.decode(
             token,
             key,
-            algorithms=["HS256", "ES256", "RS256"],
+            algorithms=algorithms,
             options={"require": ["exp"], "verify_iss": bool(grip.get("verify_iss"))},
             issuer=grip.get("verify_iss"),
         )
     except jwt.PyJWTError:
         return False
     return bool(claims)
+
+
+@functools.lru_cache(maxsize=16)
+def verification_key(grip_url: str) -> tuple[Any, list[str]]:
+    """The key Grip-Sig is verified with and the one algorithm its type allows: HS256 for
+    a shared secret (Pushpin's sig_key), ES256 or RS256 for a public key (Fastly Fanout's
+    verify-key). Never more than one: a token "signed" with HMAC over a public key, which
+    is no secret, must not pass."""
+    grip = grip_config(grip_url)
+    key = grip.get("verify_key") or grip.get("key")
+    if not key:
+        raise ValueError("GRIP_URL has no key= or verify-key= (system check pushgateway.E008)")
+    raw = key if isinstance(key, bytes) else key.encode()
+    if not raw.lstrip().startswith(b"-----BEGIN"):
+        return key, ["HS256"]
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    public = load_pem_public_key(raw)
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return public, ["ES256"]
+    if isinstance(public, rsa.RSAPublicKey):
+        return public, ["RS256"]
+    raise ValueError(f"verify-key is a {type(public).__name__}; use an EC or RSA public key")
 
 
 def control(kind: str, channel: str) -> tuple[str, bytes]:

@@ -1,14 +1,14 @@
 """django-pushgateway: publish small hints after commit; pages subscribed to a channel re-fetch.
 
-Public API: publish, apublish, register, unregister, watch, InvalidChannelName, make_token,
-outbox.
+Public API: publish, apublish, register, unregister, channel_for, watch, InvalidChannelName,
+make_token, outbox.
 """
 
 from .exceptions import AlreadyRegistered, InvalidChannelName, NotRegistered
 from .message import Message
 from .pages import watch
 from .publishing import apublish, publish
-from .registry import register, unregister
+from .registry import channel_for, register, unregister
 from .tokens import make_token
 
 #: Messages recorded by pushgateway.backends.locmem.LocMemBackend (tests read and clear it).
@@ -20,6 +20,7 @@ __all__ = [
     "Message",
     "NotRegistered",
     "apublish",
+    "channel_for",
     "make_token",
     "outbox",
     "publish",

@@ -15,6 +15,10 @@ from ..protocol import Position
 logger = logging.getLogger("pushgateway")
 
 
+#: Options every backend accepts: they are the project's, not the backend's (docs/settings.md).
+COMMON_OPTIONS = ("PRIVATE", "TOKEN_MAX_AGE")
+
+
 class BaseBackend:
     """Base class for pushgateway backends.
 
@@ -34,7 +38,7 @@ class BaseBackend:
     def __init__(self, **options: Any) -> None:
         #: Delivery counters ("sent", "dropped", "failed", ...) for monitoring and tests.
         self.stats: Counter[str] = Counter()
-        unknown = sorted(set(options) - set(self.options))
+        unknown = sorted(set(options) - set(self.options) - set(COMMON_OPTIONS))
         if unknown:
             raise TypeError(f"{type(self).__name__} got unknown options {unknown}")
 
@@ -82,13 +86,13 @@ class BaseBackend:
     @classmethod
     def check(cls, options: dict[str, Any]) -> list[CheckMessage]:
         """System-check errors for these OPTIONS (unknown names by default)."""
-        unknown = sorted(set(options) - set(cls.options))
+        unknown = sorted(set(options) - set(cls.options) - set(COMMON_OPTIONS))
         if not unknown:
             return []
         return [
             Error(
                 f"Unknown PUSHGATEWAY OPTIONS {unknown} for {cls.__module__}.{cls.__name__}.",
-                hint=f"Valid options: {sorted(cls.options) or 'none'}.",
+                hint=f"Valid options: {sorted({*cls.options, *COMMON_OPTIONS})}.",
                 id="pushgateway.E004",
             )
         ]

@@ -328,8 +328,32 @@
           if (channels.get(entry.name) === entry) subscribeFrame(entry);
         }, config.pollDown);
       }
+      if (frame.code === "forbidden") renewToken(entry);
       // too_many_subscriptions and forbidden are answers: the channel is checked by
       // polling its position instead, and not asked for again on this connection.
+    }
+
+    // A private channel's token was refused (expired, or its key rotated away): ask the
+    // page's getToken hook once for a fresh one, and subscribe with it if it is new.
+    function renewToken(entry) {
+      const getToken = entry.getToken || config.getToken;
+      if (!getToken || entry.renewing) return;
+      entry.renewing = true;
+      const stale = entry.token;
+      Promise.resolve()
+        .then(() => getToken(entry.name))
+        .then(
+          (token) => {
+            entry.renewing = false;
+            if (channels.get(entry.name) !== entry || !token || token === stale) return;
+            entry.token = token;
+            subscribeFrame(entry);
+          },
+          (error) => {
+            entry.renewing = false;
+            console.warn("PushGateway: getToken failed for " + entry.name, error);
+          }
+        );
     }
 
     // Polling: one request per page for every channel that is due, whatever their number.
@@ -417,7 +441,7 @@
 
     function checked(entry, body, reason) {
       if (channels.get(entry.name) !== entry) return;
-      if (body.errors && body.errors[entry.name] === "forbidden") return; // not this page's
+      if (body.errors && body.errors[entry.name] === "forbidden") return renewToken(entry);
       const p = body.positions ? body.positions[entry.name] : undefined;
       if (!isPosition(p)) return notify(entry, reason); // cannot be checked now
       if (behind(entry.position, p)) {
@@ -568,6 +592,7 @@
           live: false,
           position: isPosition(rendered) ? rendered : null,
           token: opts.token || (config.tokens || {})[channel],
+          getToken: opts.getToken, // (channel) => token or a promise of one
           refused: null,
           requested: false, // a subscribe went out on this connection and was not refused
           nextPoll: 0,
@@ -578,6 +603,7 @@
       } else {
         entry.subscriptions.add(sub);
         if (opts.token) entry.token = opts.token;
+        if (opts.getToken) entry.getToken = opts.getToken;
       }
       if (state === "idle") connect();
       return function unsubscribe() {

@@ -654,3 +654,39 @@ test("coming back online reconnects at once instead of waiting out the backoff",
   mock.timers.tick(30000); // the cancelled backoff timer does not open a second socket
   assert.equal(FakeSocket.all.length, before + 1);
 });
+
+test("a refused private token is renewed once through the getToken hook", async () => {
+  const asked = [];
+  const pg = client({positions: {"private-a": START}});
+  const cb = recorder();
+  pg.subscribe("private-a", cb, {
+    token: "old",
+    getToken: (channel) => {
+      asked.push(channel);
+      return Promise.resolve(asked.length === 1 ? "fresh" : "fresh");
+    },
+  });
+  latest().open();
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    latest().deliver({type: "error", code: "forbidden", message: "expired", channel: "private-a"});
+    await settle();
+    assert.deepEqual(asked, ["private-a"]);
+    assert.deepEqual(latest().subscribes().at(-1), {
+      type: "subscribe",
+      channel: "private-a",
+      since: START,
+      token: "fresh",
+    });
+    // Refused again with the fresh token: the hook is asked again, but the same token is not
+    // sent twice, so a page whose user lost access does not loop.
+    latest().deliver({type: "error", code: "forbidden", message: "no", channel: "private-a"});
+    await settle();
+    assert.equal(asked.length, 2);
+    assert.equal(latest().subscribes().length, 2);
+  } finally {
+    console.warn = warn;
+  }
+  assert.deepEqual(cb.calls, []);
+});

@@ -39,8 +39,10 @@ HEARTBEAT_TYPE = "pushgateway.heartbeat"
 # not timed, so an event loop busy for a while is not mistaken for a broken layer).
 HEARTBEAT_SECONDS = 1.0
 MISSING_BEATS = 2
-# How long a position the store is ahead by may wait for the hint that explains it.
-GRACE_SECONDS = 1.0
+# After a join, the position read may have raced the subscription on its way to Redis:
+# check again this much later. (A resync that overtakes a hint on its way is harmless: the
+# browser module waits half a second for the hint before it refetches.)
+RECHECK_SECONDS = 0.5
 VERIFY_SECONDS = 15.0
 # Channels' in-memory and core Redis layers forget group members added more than
 # group_expiry (default 24 h) ago; the hub renews its memberships well before that.
@@ -72,7 +74,8 @@ class Hub:
         self._tasks: dict[str, asyncio.Task] = {}
         self._background: set[asyncio.Task] = set()
         self._beats_sent = 0
-        self._beats_back = 0
+        self._beats_back = 0  # the highest heartbeat that came back
+        self._rejoined_at = 0  # the heartbeat after which the hub last joined all again
 
     # Subscriptions
 
@@ -191,11 +194,11 @@ class Hub:
 
     def _verify_soon(self, *channels: str) -> None:
         if not self._to_verify:
-            self._spawn(self._verify_after_grace())
+            self._spawn(self._recheck())
         self._to_verify.update(channels)
 
-    async def _verify_after_grace(self) -> None:
-        await asyncio.sleep(GRACE_SECONDS)
+    async def _recheck(self) -> None:
+        await asyncio.sleep(RECHECK_SECONDS)
         channels, self._to_verify = self._to_verify, set()
         await self.verify(channels)
 
@@ -205,12 +208,8 @@ class Hub:
         # A channel with no known position has told no page a position yet (or could not):
         # its `subscribed` frame is what tells them.
         stored = await self._read(c for c in channels if c in self.known)
-        ahead = {c: p for c, p in stored.items() if has_news(self.known.get(c), p)}
-        if not ahead:
-            return 0
-        await asyncio.sleep(GRACE_SECONDS)  # a hint on its way still arrives as usual
         resynced = 0
-        for channel, position in ahead.items():
+        for channel, position in stored.items():
             if channel in self.joined and has_news(self.known.get(channel), position):
                 self.known[channel] = position
                 await self.deliver(channel, resync_frame(channel, position))
@@ -248,9 +247,10 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("pushgateway hub: channel layer receive failed; retrying")
+                if self.healthy:
+                    logger.exception("pushgateway hub: channel layer receive failed; retrying")
                 self._broken()
-                await asyncio.sleep(1)
+                await asyncio.sleep(0.2)
                 continue
             kind = event.get("type")
             if kind == EVENT_TYPE:
@@ -282,9 +282,10 @@ class Hub:
             if self._beats_sent - self._beats_back >= MISSING_BEATS:
                 self._broken()
                 # The layer takes messages but ours do not come back: a layer that keeps
-                # memberships in Redis lost them. Join everything again, then wait as long.
-                await self._rejoin()
-                self._beats_back = self._beats_sent - 1
+                # memberships in Redis lost them. Join everything again (not every beat).
+                if self._beats_sent - self._rejoined_at >= MISSING_BEATS:
+                    self._rejoined_at = self._beats_sent
+                    await self._rejoin()
 
     def _broken(self) -> None:
         if self.healthy:

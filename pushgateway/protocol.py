@@ -133,8 +133,10 @@ def _position_json(position: Position | None) -> str:
 # knows it (the Redis script appends it in the same round trip that assigns it).
 
 
-def message_head(channel: str, message_id: str, data: Any) -> str:
+def message_head(channel: str, message_id: str, data: Any, client: str | None = None) -> str:
     frame = {"type": "message", "channel": channel, "id": message_id, "data": data}
+    if client is not None:
+        frame["client"] = client  # the page whose request caused it (it skips its own)
     return _encode(frame)[:-1]
 
 

@@ -10,6 +10,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 
 from .backends import get_backend
 from .message import Message, validate_channel
+from .middleware import current_client
 
 logger = logging.getLogger("pushgateway")
 
@@ -29,9 +30,10 @@ class _Pending:
         self.channel = channel
         self.data = data
         self.key = _key(channel, data)
+        self.client = current_client.get()  # the page whose request this is, if it said
 
     def __call__(self) -> None:
-        _send(Message(self.channel, self.data))
+        _send(Message(self.channel, self.data, client=self.client))
 
 
 def _send(message: Message) -> None:
@@ -81,7 +83,7 @@ async def apublish(channel: str, data: Any = None) -> None:
     """Publish one hint from async code, at once (async code runs outside transactions)."""
     validate_channel(channel)
     _key(channel, data)
-    message = Message(channel, data)
+    message = Message(channel, data, client=current_client.get())
     try:
         await get_backend().asend_messages([message])
     except Exception:

@@ -34,6 +34,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "pushgateway.middleware.ClientIdMiddleware",
 ]
 
 ROOT_URLCONF = "demo.urls"

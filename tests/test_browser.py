@@ -97,3 +97,33 @@ def test_event_list_updates_its_comment_count(browser, sites):
     expect(row).to_contain_text("1 comment")
     page.close()
     listing.close()
+
+
+def test_the_tab_that_posts_a_comment_is_not_called_back_for_it(browser, start_daphne):
+    daphne = start_daphne()
+    poster, watcher = browser.new_page(), browser.new_page()
+    poster.goto(daphne.url + "/")
+    poster.fill("#id_title", "Self-echo")
+    poster.click("button[type=submit]")
+    expect(poster.locator("h1")).to_have_text("Self-echo")
+    watcher.goto(poster.url)
+    for page in (poster, watcher):
+        expect_connected(page)
+        page.evaluate(
+            """() => {
+                window.heard = [];
+                const channel = document.querySelector("#comments").dataset.channel;
+                PushGateway.subscribe(channel, (event) => window.heard.push(event.reason));
+            }"""
+        )
+
+    poster.fill("#id_author", "Ada")
+    poster.fill("#id_body", "Posted with fetch")
+    poster.click("button[type=submit]")  # the demo posts it with PushGateway.fetch
+    for page in (poster, watcher):
+        expect(page.locator("#comments li", has_text="Posted with fetch")).to_have_count(1)
+    watcher.wait_for_timeout(1000)  # any late callback would have come by now
+    assert watcher.evaluate("window.heard") == ["message"]
+    assert poster.evaluate("window.heard") == []  # it shows what it wrote; no refetch
+    assert poster.locator("#push-log li", has_text="message").count() == 0
+    expect(watcher.locator("#push-log li", has_text="message")).to_have_count(1)

@@ -77,7 +77,7 @@ async def test_a_page_that_knows_the_position_is_not_stale_and_one_behind_is():
 
 
 async def test_hints_lost_on_the_way_reach_the_page_as_a_resync(monkeypatch):
-    monkeypatch.setattr(hub_module, "GRACE_SECONDS", 0)
+    monkeypatch.setattr(hub_module, "RECHECK_SECONDS", 0)
     socket = await connect()
     await subscribe(socket, "lossy")
     # The store moves on but the hint never reaches the hub (the layer dropped it).

@@ -50,7 +50,7 @@ class Socket:
 @pytest.fixture
 def fast(monkeypatch):
     monkeypatch.setattr(hub_module, "HEARTBEAT_SECONDS", 0.05)
-    monkeypatch.setattr(hub_module, "GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(hub_module, "RECHECK_SECONDS", 0.05)
 
 
 async def until(condition, timeout=3.0):

@@ -24,6 +24,8 @@
 (function (root, factory) {
   "use strict";
   const api = factory();
+  // For the ES module entry (pushgateway.mjs), however this file was loaded.
+  globalThis.PushGatewayAPI = api;
   if (typeof module === "object" && module.exports) {
     module.exports = api;
   } else {
@@ -47,11 +49,26 @@
     pongTimeout: 10000, // no pong by then: the socket is dead, reconnect
     checkAfterSubscribe: 1500, // an early ping lets a proxied server check positions again
     resyncGrace: 500, // ms a resync from the server waits for hints still on their way
+    ignoreOwn: true, // skip hints caused by this page's own requests (see clientId)
     positionsUrl: null, // the positions view; without it polls call back blindly
     positionTtl: null, // ms the server remembers an idle channel (see positions.py)
     positions: {}, // channel -> position, rendered by the view (pushgateway.watch)
     tokens: {}, // channel -> token for private channels, rendered likewise
   };
+
+  // How a page's requests say which page made them, so the hints they cause can skip it.
+  const CLIENT_HEADER = "X-PushGateway-Client";
+  const CLIENT_FIELD = "pushgateway_client";
+
+  function newClientId(random) {
+    const bytes = new Uint8Array(12);
+    if (globalThis.crypto && globalThis.crypto.getRandomValues) {
+      globalThis.crypto.getRandomValues(bytes);
+    } else {
+      bytes.forEach((_, i) => (bytes[i] = Math.floor(random() * 256)));
+    }
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
 
   // Close codes after which reconnecting at once would only be refused again.
   const POLICY_CLOSES = [4008, 4009];
@@ -102,6 +119,8 @@
     const channels = new Map();
     let fayeClient = null; // legacy Fanout.io realm mode (transport "faye")
     let fayeLoading = null;
+    const owed = new Set(); // channels whose polls a hidden tab skipped
+    const clientId = config.clientId || newClientId(env.random);
 
     function setState(next) {
       if (next === state) return;
@@ -272,7 +291,8 @@
           schedulePing(config.checkAfterSubscribe);
         }
       } else if (frame.type === "message" && entry) {
-        message(entry, frame.position, frame.data);
+        const own = config.ignoreOwn && frame.client !== undefined && frame.client === clientId;
+        message(entry, frame.position, frame.data, own);
       } else if (frame.type === "resync" && entry) {
         resync(entry, frame.position);
       } else if (frame.type === "error") {
@@ -292,16 +312,19 @@
       }
     }
 
-    function message(entry, p, data) {
+    // A hint at position `p`; `own` when this page's own request caused it (the page has
+    // what it wrote: only a gap before it is news).
+    function message(entry, p, data, own) {
       if (!isPosition(p) || !entry.position) {
         // Before the subscription is confirmed the confirmation decides what was missed.
         if (isPosition(p) && entry.live) entry.position = p;
-        return notify(entry, "message", data);
+        return own || notify(entry, "message", data);
       }
       const known = entry.position;
       if (known.epoch === p.epoch && p.seq <= known.seq) return; // seen already
       entry.position = p;
-      notify(entry, follows(known, p) ? "message" : "resync", data);
+      if (!follows(known, p)) notify(entry, "resync", data);
+      else if (!own) notify(entry, "message", data);
     }
 
     // The server says hints on this channel may have been lost, up to position `p`. A hint
@@ -390,7 +413,26 @@
         }
       }
       schedulePoll();
-      if (due.length) check(due, "poll");
+      if (!due.length) return;
+      if (isHidden()) {
+        // Nobody sees a hidden tab: its checks wait until it is shown again.
+        due.forEach((entry) => owed.add(entry));
+        return;
+      }
+      check(due, "poll");
+    }
+
+    function isHidden() {
+      const doc = win && win.document;
+      return Boolean(doc && doc.visibilityState === "hidden");
+    }
+
+    // Shown again: one request checks what the hidden tab's polls skipped.
+    function shown() {
+      wake();
+      const entries = Array.from(owed).filter((entry) => channels.get(entry.name) === entry);
+      owed.clear();
+      if (entries.length) check(entries, "poll");
     }
 
     // One request per MAX_URL characters of channel names: [{url, entries}].
@@ -632,7 +674,7 @@
       const doc = win.document;
       if (doc && doc.addEventListener) {
         doc.addEventListener("visibilitychange", () => {
-          if (doc.visibilityState === "visible") wake();
+          if (doc.visibilityState === "visible") shown();
         });
       }
     }
@@ -647,10 +689,19 @@
       return client;
     }
 
+    // fetch() that says which page made the request, so the hints it causes skip this page.
+    function fetchWithId(input, init) {
+      const headers = new Headers((init && init.headers) || {});
+      headers.set(CLIENT_HEADER, clientId);
+      return env.fetch(input, Object.assign({}, init, {headers: headers}));
+    }
+
     const client = {
       subscribe: subscribe,
       onStateChange: onStateChange,
       configure: configure,
+      fetch: fetchWithId,
+      clientId: clientId,
       get state() {
         return state;
       },
@@ -668,8 +719,29 @@
         console.error("PushGateway: #pushgateway-config is not valid JSON", error);
       }
     }
-    return createClient(config);
+    const client = createClient(config);
+    // Forms with {% pushgateway_client_field %} say which page posted them, like fetch().
+    if (doc && doc.addEventListener) {
+      doc.addEventListener(
+        "submit",
+        (event) => {
+          const form = event.target;
+          if (!form || !form.querySelectorAll) return;
+          for (const input of form.querySelectorAll(`input[name="${CLIENT_FIELD}"]`)) {
+            input.value = client.clientId;
+          }
+        },
+        true
+      );
+    }
+    return client;
   }
 
-  return {createClient: createClient, fromDocument: fromDocument, DEFAULTS: DEFAULTS};
+  return {
+    createClient: createClient,
+    fromDocument: fromDocument,
+    DEFAULTS: DEFAULTS,
+    CLIENT_HEADER: CLIENT_HEADER,
+    CLIENT_FIELD: CLIENT_FIELD,
+  };
 });

@@ -690,3 +690,69 @@ test("a refused private token is renewed once through the getToken hook", async 
   }
   assert.deepEqual(cb.calls, []);
 });
+
+test("a hidden tab does not poll; shown again, one request checks what it skipped", async () => {
+  const doc = new EventTarget();
+  doc.visibilityState = "hidden";
+  const win = new EventTarget();
+  win.document = doc;
+  const pg = client({window: win, positions: {a: START, b: START}});
+  const a = recorder();
+  const b = recorder();
+  pg.subscribe("a", a);
+  pg.subscribe("b", b);
+  server.publish("a"); // while hidden: nobody would see the refetch
+  for (let t = 0; t < 60000; t += 5000) {
+    mock.timers.tick(5000);
+    await settle();
+  }
+  assert.equal(server.requests.length, 0);
+  assert.deepEqual(a.calls, []);
+
+  doc.visibilityState = "visible";
+  doc.dispatchEvent(new Event("visibilitychange"));
+  await settle();
+  assert.equal(server.requests.length, 1);
+  assert.deepEqual(a.reasons(), ["poll"]);
+  assert.deepEqual(b.calls, []);
+});
+
+test("hints caused by this page's own requests do not call it back", () => {
+  const {pg, cb} = subscribed("a", {throttle: 0});
+  const own = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: own, client: pg.clientId});
+  const other = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "2", data: 2, position: other, client: "someone"});
+  mock.timers.tick(1);
+  assert.deepEqual(cb.calls, [{channel: "a", reason: "message", data: 2, count: 1}]);
+
+  server.publish("a"); // lost
+  const mine = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "4", data: 4, position: mine, client: pg.clientId});
+  mock.timers.tick(1);
+  assert.deepEqual(cb.reasons(), ["message", "resync"]); // a gap before our own hint is news
+});
+
+test("a page can opt out of skipping its own hints", () => {
+  const {pg, cb} = subscribed("a", {throttle: 0, ignoreOwn: false});
+  const own = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: own, client: pg.clientId});
+  assert.deepEqual(cb.reasons(), ["message"]);
+});
+
+test("fetch says which page made the request; each client has its own id", async () => {
+  const seen = [];
+  const pg = client({fetch: (url, init) => seen.push([url, init.headers.get("X-PushGateway-Client")])});
+  await pg.fetch("/comments/", {method: "POST", headers: {"X-CSRFToken": "t"}});
+  assert.deepEqual(seen, [["/comments/", pg.clientId]]);
+  assert.match(pg.clientId, /^[0-9a-f]{24}$/);
+  assert.notEqual(client().clientId, pg.clientId);
+});
+
+test("the ES module entry exports the same API", async () => {
+  const esm = await import("../../static/js/pushgateway.mjs");
+  const cjs = require("../../static/js/pushgateway.js");
+  assert.equal(esm.createClient, cjs.createClient);
+  assert.equal(esm.default.createClient, cjs.createClient);
+  assert.deepEqual(esm.DEFAULTS, cjs.DEFAULTS);
+});

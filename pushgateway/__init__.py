@@ -1,14 +1,14 @@
 """django-pushgateway: publish small hints after commit; pages subscribed to a channel re-fetch.
 
-Public API: publish, apublish, register, unregister, channel_for, watch, InvalidChannelName,
-make_token, outbox.
+Public API: publish, apublish, publish_for, register, unregister, channel_for, watch,
+InvalidChannelName, make_token, outbox.
 """
 
 from .exceptions import AlreadyRegistered, InvalidChannelName, NotRegistered
 from .message import Message
 from .pages import watch
 from .publishing import apublish, publish
-from .registry import channel_for, register, unregister
+from .registry import channel_for, publish_for, register, unregister
 from .tokens import make_token
 
 #: Messages recorded by pushgateway.backends.locmem.LocMemBackend (tests read and clear it).
@@ -24,6 +24,7 @@ __all__ = [
     "make_token",
     "outbox",
     "publish",
+    "publish_for",
     "register",
     "unregister",
     "watch",

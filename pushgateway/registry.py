@@ -126,6 +126,27 @@ def is_registered(model: type[Model]) -> bool:
     return model in _registry
 
 
+def publish_for(objects: Iterable[Model], action: str = "updated", *, using: str | None = None):
+    """Publish the hints register() would have, for changes its signals do not see.
+
+    `queryset.update()`, `bulk_create()`, `bulk_update()` and raw SQL send no post_save;
+    call this after them with the objects (or a queryset of them) and what happened:
+
+        Comment.objects.filter(event=event).update(hidden=True)
+        pushgateway.publish_for(Comment.objects.filter(event=event), "updated")
+
+    Inside a transaction the hints wait for its commit, as usual. Raises NotRegistered for
+    an object of a model that is not registered, ValueError for an unknown action.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}; choose from {list(ACTIONS)}")
+    for instance in objects:
+        registration = _registry.get(type(instance))
+        if registration is None:
+            raise NotRegistered(f"{instance._meta.label} is not registered with pushgateway")
+        registration.publish(instance, action, using or instance._state.db)
+
+
 def channel_for(instance: Model) -> str:
     """The channel a registered object's own hints go to: "<app_label>.<model_name>.<pk>",
     or "private-<app_label>.<model_name>.<pk>" when its model is registered private. Pass it

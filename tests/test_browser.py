@@ -127,3 +127,22 @@ def test_the_tab_that_posts_a_comment_is_not_called_back_for_it(browser, start_d
     assert poster.evaluate("window.heard") == []  # it shows what it wrote; no refetch
     assert poster.locator("#push-log li", has_text="message").count() == 0
     expect(watcher.locator("#push-log li", has_text="message")).to_have_count(1)
+
+
+def test_code_that_runs_before_the_deferred_module_can_wait_for_it(browser, start_daphne):
+    """{% pushgateway_script %} loads the module with `defer`: an inline script after the tag
+    runs before it, finds no PushGateway yet, and waits for the ready event instead."""
+    daphne = start_daphne()
+    page = browser.new_page()
+    page.goto(daphne.url + "/events.json")
+    page.set_content(
+        '<script id="pushgateway-config" type="application/json">{}</script>'
+        f'<script src="{daphne.url}/static/pushgateway/pushgateway.js" defer></script>'
+        "<script>"
+        "window.before = typeof PushGateway;"
+        "document.addEventListener('pushgateway:ready', (e) => {"
+        "  window.ready = typeof e.detail.subscribe; });"
+        "</script>"
+    )
+    page.wait_for_function("window.ready !== undefined")
+    assert page.evaluate("[window.before, window.ready]") == ["undefined", "function"]

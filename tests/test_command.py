@@ -19,3 +19,10 @@ def test_bad_json_and_bad_channel_are_clear_errors(outbox):
     with pytest.raises(CommandError, match="invalid channel name 'no spaces'"):
         call_command("pushgateway_publish", "no spaces")
     assert outbox == []
+
+
+def test_with_the_in_memory_layer_it_says_no_page_can_receive_the_hint(settings):
+    settings.PUSHGATEWAY = {"BACKEND": "pushgateway.backends.channels.ChannelsBackend"}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    with pytest.raises(CommandError, match="runs in a process of its own: no page can receive"):
+        call_command("pushgateway_publish", "comments-1")

@@ -33,6 +33,10 @@
     root.PushGateway = Object.assign(api.fromDocument(root.document), {
       createClient: api.createClient,
     });
+    // The tag loads this file with `defer`: code that runs earlier can wait for this event.
+    if (root.document && typeof CustomEvent === "function") {
+      root.document.dispatchEvent(new CustomEvent("pushgateway:ready", {detail: root.PushGateway}));
+    }
   }
 })(typeof self !== "undefined" ? self : this, function () {
   "use strict";

@@ -17,6 +17,13 @@ class Command(BaseCommand):
         )
 
     def handle(self, channel, data, timeout, **options):
+        if getattr(get_backend(), "in_process", False):
+            raise CommandError(
+                "The in-memory channel layer reaches only WebSockets of the process that "
+                "publishes, and this command runs in a process of its own: no page can "
+                "receive this hint. Use channels_redis (see docs/deployment.md), or publish "
+                "from the server process (a view, a signal)."
+            )
         try:
             hint = None if data is None else json.loads(data)
         except ValueError as exc:

@@ -104,11 +104,17 @@ class PushGatewayConsumer:
                     self.session = Session(authorize=check_token)
                     self.transport = daphne_transport(send)
                     await send({"type": "websocket.accept"})
+                    if self.hub.metrics:
+                        self.hub.metrics.sockets.inc()
                 elif kind == "websocket.disconnect":
                     return
         finally:
             if self.session is not None:
-                self.hub.drop(self, self.session.close_all())
+                channels = self.session.close_all()
+                self.hub.drop(self, channels)
+                if self.hub.metrics:
+                    self.hub.metrics.sockets.dec()
+                    self.hub.metrics.subscriptions.dec(len(channels))
 
     async def carry_out(self, reply: Reply) -> None:
         for subscribe in reply.subscribe:
@@ -120,9 +126,13 @@ class PushGatewayConsumer:
                     logger.warning("pushgateway: joining %r failed: %r", channel, exc)
                     await self.send_frame(self.session.subscribe_failed(channel))
                     continue
+                if self.hub.metrics:
+                    self.hub.metrics.subscriptions.inc()
             position = await self.hub.position(channel)
             await self.send_frame(subscribed_frame(channel, position, subscribe.since))
         self.hub.drop(self, reply.unsubscribe)
+        if self.hub.metrics and reply.unsubscribe:
+            self.hub.metrics.subscriptions.dec(len(reply.unsubscribe))
         for frame in reply.frames:
             await self.send_frame(frame)
         if reply.close is not None:
@@ -143,5 +153,7 @@ class PushGatewayConsumer:
                 "pushgateway: closing a socket that stopped reading (%d)", CLOSE_TOO_SLOW
             )
             await self.close(CLOSE_TOO_SLOW)
+            if self.hub.metrics:
+                self.hub.metrics.slow_clients.inc()
             return
         await self.send({"type": "websocket.send", "text": text})

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Protocol
 
 from channels.layers import InMemoryChannelLayer
 
+from pushgateway import metrics
 from pushgateway.backends import get_backend
 from pushgateway.backends.channels import EVENT_TYPE
 from pushgateway.protocol import Position, group_name, has_news, resync_frame
@@ -54,10 +56,11 @@ class Socket(Protocol):
 
 
 class Hub:
-    def __init__(self, layer, positions=None, timeout: float = 5.0) -> None:
+    def __init__(self, layer, positions=None, timeout: float = 5.0, metrics=None) -> None:
         """`positions` reads stream positions (a backend's read_positions/aread_positions);
-        `timeout` bounds every channel-layer call."""
+        `timeout` bounds every channel-layer call; `metrics` counts (pushgateway.metrics)."""
         self.layer = layer
+        self.metrics = metrics
         self.positions = positions
         self.timeout = timeout
         self.sockets: dict[str, set[Socket]] = {}
@@ -132,9 +135,13 @@ class Hub:
                     await self._start()
                     await self._layer_call(self.layer.group_add, group_name(channel))
                     self.joined.add(channel)
+                    if self.metrics:
+                        self.metrics.channels.inc()
                     self._verify_soon(channel)
                 elif have and not want:
                     self.joined.discard(channel)
+                    if self.metrics:
+                        self.metrics.channels.dec()
                     self.known.pop(channel, None)
                     await self._layer_call(self.layer.group_discard, group_name(channel))
             except Exception as exc:
@@ -202,9 +209,9 @@ class Hub:
         channels, self._to_verify = self._to_verify, set()
         await self.verify(channels)
 
-    async def verify(self, channels: Iterable[str]) -> int:
+    async def verify(self, channels: Iterable[str], cause: str = "checked") -> int:
         """Send `resync` where the store is ahead of what this hub delivered; returns how
-        many channels that was."""
+        many channels that was. `cause` labels the resync metric."""
         # A channel with no known position has told no page a position yet (or could not):
         # its `subscribed` frame is what tells them.
         stored = await self._read(c for c in channels if c in self.known)
@@ -216,6 +223,8 @@ class Hub:
                 resynced += 1
         if resynced:
             logger.info("pushgateway hub: resync sent on %d channel(s)", resynced)
+            if self.metrics:
+                self.metrics.resyncs.labels(cause).inc(resynced)
         return resynced
 
     # The layer
@@ -258,12 +267,14 @@ class Hub:
                 if channel in self.joined and "seq" in event:
                     self._advance(channel, Position(event["epoch"], event["seq"]))
                 await self.deliver(channel, event["frame"])
+                if self.metrics and "t" in event:
+                    self.metrics.lag.observe(time.time() - event["t"])
             elif kind == HEARTBEAT_TYPE:
                 self._beats_back = max(self._beats_back, event.get("n", 0))
                 if not self.healthy:
                     self.healthy = True
                     logger.warning("pushgateway hub: channel layer is back; checking positions")
-                    self._spawn(self.verify(tuple(self.joined)))
+                    self._spawn(self.verify(tuple(self.joined), cause="healed"))
 
     async def _heartbeat_forever(self) -> None:
         with contextlib.suppress(Exception):
@@ -290,6 +301,8 @@ class Hub:
     def _broken(self) -> None:
         if self.healthy:
             self.healthy = False
+            if self.metrics:
+                self.metrics.layer_outages.inc()
             logger.warning("pushgateway hub: lost the channel layer; pages resync when it is back")
 
     async def _rejoin(self) -> None:
@@ -325,6 +338,8 @@ class Hub:
                 await socket.send_frame(frame)
             except Exception:
                 logger.exception("pushgateway hub: send to one socket failed")
+        if self.metrics:
+            self.metrics.frames.inc(len(sockets))
         return len(sockets)
 
 
@@ -349,5 +364,5 @@ def get_hub() -> Hub | None:
             return None
         for old in [old for old in _hubs if old.is_closed()]:
             del _hubs[old]
-        hub = _hubs[loop] = Hub(layer, backend.aread_positions, backend.timeout)
+        hub = _hubs[loop] = Hub(layer, backend.aread_positions, backend.timeout, metrics.get())
     return hub

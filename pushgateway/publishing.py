@@ -8,6 +8,7 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
+from . import metrics
 from .backends import get_backend
 from .message import Message, validate_channel
 from .middleware import current_client
@@ -37,6 +38,9 @@ class _Pending:
 
 
 def _send(message: Message) -> None:
+    counted = metrics.get()
+    if counted:
+        counted.published.inc()
     try:
         get_backend().send_messages([message])
     except Exception:
@@ -84,6 +88,9 @@ async def apublish(channel: str, data: Any = None) -> None:
     validate_channel(channel)
     _key(channel, data)
     message = Message(channel, data, client=current_client.get())
+    counted = metrics.get()
+    if counted:
+        counted.published.inc()
     try:
         await get_backend().asend_messages([message])
     except Exception:

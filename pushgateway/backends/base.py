@@ -16,7 +16,7 @@ logger = logging.getLogger("pushgateway")
 
 
 #: Options every backend accepts: they are the project's, not the backend's (docs/settings.md).
-COMMON_OPTIONS = ("PRIVATE", "TOKEN_MAX_AGE")
+COMMON_OPTIONS = ("PRIVATE", "TOKEN_MAX_AGE", "METRICS")
 
 
 class BaseBackend:

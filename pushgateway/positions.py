@@ -89,11 +89,10 @@ class MemoryPositions:
         pass
 
 
-# KEYS: position keys. ARGV: ttl, a fresh epoch for keys that do not exist.
-# Returns {epoch, seq} per key, after one increment each.
-ADVANCE_LUA = """
-local out = {}
-for i, key in ipairs(KEYS) do
+# One publish on a channel: its position one step further, in a fresh epoch where the key is
+# new or was forgotten. ARGV[1] is the ttl, ARGV[2] a fresh epoch.
+ADVANCE_ONE_LUA = """
+local function advance(key)
   local seq = redis.call('HINCRBY', key, 's', 1)
   local epoch = redis.call('HGET', key, 'e')
   if seq == 1 or not epoch then
@@ -102,33 +101,41 @@ for i, key in ipairs(KEYS) do
     seq = 1
   end
   redis.call('EXPIRE', key, ARGV[1])
+  return epoch, seq
+end
+"""
+
+# KEYS: position keys. Returns {epoch, seq} per key, after one increment each.
+ADVANCE_LUA = (
+    ADVANCE_ONE_LUA
+    + """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local epoch, seq = advance(key)
   out[i] = {epoch, seq}
 end
 return out
 """
+)
 
-# As ADVANCE_LUA, and publish each message on its Redis channel as the layer would: ARGV
-# after ttl and epoch holds (pubsub channel, channel, frame head) per key. The frame is the
+# As ADVANCE_LUA, and publish each message on its Redis channel as the layer would: ARGV[3]
+# is the publish time, then (pubsub channel, channel, frame head) per key. The frame is the
 # head plus the position, so it is serialised once, here, with the position it must carry;
 # the payload is the msgpack map channels_redis' RedisPubSubChannelLayer deserialises.
-ADVANCE_AND_PUBLISH_LUA = """
+ADVANCE_AND_PUBLISH_LUA = (
+    ADVANCE_ONE_LUA
+    + """
 for i, key in ipairs(KEYS) do
-  local seq = redis.call('HINCRBY', key, 's', 1)
-  local epoch = redis.call('HGET', key, 'e')
-  if seq == 1 or not epoch then
-    epoch = ARGV[2]
-    redis.call('HSET', key, 'e', epoch, 's', 1)
-    seq = 1
-  end
-  redis.call('EXPIRE', key, ARGV[1])
-  local base = 3 * i
+  local epoch, seq = advance(key)
+  local base = 3 * i + 1
   local frame = ARGV[base + 2] .. ',"position":{"epoch":"' .. epoch .. '","seq":' .. seq .. '}}'
   redis.call('PUBLISH', ARGV[base], cmsgpack.pack({
     type = 'pushgateway.frame', channel = ARGV[base + 1], frame = frame,
-    epoch = epoch, seq = seq}))
+    epoch = epoch, seq = seq, t = tonumber(ARGV[3])}))
 end
 return #KEYS
 """
+)
 
 # KEYS: position keys. Refreshes the ttl of those that exist; returns {epoch, seq} or false.
 READ_LUA = """
@@ -245,7 +252,7 @@ class RedisPositions:
         for channel, head in items:
             heads.setdefault(channel, []).append(head)
         for index, names in self.by_shard(channel for channel, _ in items).items():
-            args: list[Any] = [self.ttl, new_epoch()]
+            args: list[Any] = [self.ttl, new_epoch(), repr(time.time())]
             for channel in names:
                 args += [self.pubsub_name(channel), channel, heads[channel].pop(0)]
             keys = [self.key(c) for c in names]

@@ -9,6 +9,7 @@ local sockets untouched. Positions live where the layer lives: in Redis for chan
 from __future__ import annotations
 
 import asyncio
+import time
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -32,6 +33,7 @@ def layer_event(message: Message, position: protocol.Position) -> dict:
         "frame": message.frame(position),
         "epoch": position.epoch,
         "seq": position.seq,
+        "t": time.time(),  # when it was published: the hub's delivery lag metric
     }
 
 

@@ -18,6 +18,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.checks import Error, Warning
+from django.utils.module_loading import import_string
 
 from .. import protocol
 from ..message import Message
@@ -295,4 +296,54 @@ class ChannelsBackend(BaseBackend):
                     id="pushgateway.W001",
                 )
             )
+        else:
+            errors += redis_layer_warnings(alias, layers[alias])
         return errors
+
+
+# redis-py 8's socket timeout when the hosts do not set one.
+REDIS_PY_SOCKET_TIMEOUT = 5
+
+
+def redis_layer_warnings(alias: str, layer: dict) -> list[Warning]:
+    """What a channels_redis layer's hosts can get wrong for this backend and the hub."""
+    path = layer.get("BACKEND", "")
+    if not path.startswith("channels_redis."):
+        return []
+    try:
+        from channels_redis.core import RedisChannelLayer
+        from channels_redis.utils import decode_hosts
+
+        layer_class = import_string(path)
+        hosts = decode_hosts(layer.get("CONFIG", {}).get("hosts"))
+    except (ImportError, ValueError):  # Channels reports a layer it cannot build
+        return []
+    warnings = []
+    if any("master_name" in host for host in hosts):
+        warnings.append(
+            Warning(
+                f"CHANNEL_LAYERS[{alias!r}] uses Redis Sentinel, which the position store "
+                "does not speak: stream positions are kept in each process's memory, so "
+                "pages refetch after hints published by other processes.",
+                hint="Give the layer Redis hosts without master_name to share positions.",
+                id="pushgateway.W003",
+            )
+        )
+    receive_timeout = getattr(layer_class, "brpop_timeout", None)
+    if issubclass(layer_class, RedisChannelLayer) and receive_timeout:
+        timeouts = [host.get("socket_timeout", REDIS_PY_SOCKET_TIMEOUT) for host in hosts]
+        if any(t is not None and t <= receive_timeout for t in timeouts):
+            warnings.append(
+                Warning(
+                    f"CHANNEL_LAYERS[{alias!r}] hosts keep a socket timeout of "
+                    f"{REDIS_PY_SOCKET_TIMEOUT} s or less (redis-py's default), which cuts "
+                    f"the core layer's {receive_timeout} s blocking receive: the hub's "
+                    "receive fails every few seconds and its pages are checked for resync "
+                    "each time.",
+                    hint="Give each host as a dict with 'socket_timeout': None, e.g. "
+                    "{'address': REDIS_URL, 'socket_timeout': None, 'max_connections': 1000}; "
+                    "the backend bounds its own calls with OPTIONS['TIMEOUT'].",
+                    id="pushgateway.W002",
+                )
+            )
+    return warnings

@@ -4,6 +4,7 @@ publish API."""
 import base64
 import json
 import os
+import re
 import socket
 import time
 
@@ -16,7 +17,8 @@ from pushgateway import publish
 from pushgateway.backends import get_backend, httppublish
 from pushgateway.backends.fanout import FanoutBackend
 from pushgateway.backends.grip import GripBackend
-from pushgateway.backends.realm import RealmBackend
+from pushgateway.backends.realm import RealmBackend, channel_name, realm_channel
+from pushgateway.protocol import CHANNEL_RE
 from tests.fake_fanout import FakeFanout
 from tests.servers import run_python
 
@@ -325,6 +327,27 @@ def test_lost_channels_whose_resync_is_refused_are_given_up_the_others_told(grip
     requests = len(fanout.requests)
     time.sleep(2.5)  # the refused resync is not tried again and again
     assert len(fanout.requests) == requests
+
+
+def test_realm_mode_publishes_dotted_channels_on_bayeux_names(fanout):
+    backend = RealmBackend(REALM="r", REALM_KEY=REALM_KEY, REALM_URL=fanout.url)
+    backend.send_messages([_message("demo.comment.42", {"pk": "42"})])
+    assert backend.flush(5)
+    [published] = fanout.published()
+    # Faye subscribes to "/demo~comment~42"; the frame names the channel as pages know it.
+    assert published["channel"] == "demo~comment~42"
+    assert published["frame"]["channel"] == "demo.comment.42"
+    backend.close()
+
+
+@pytest.mark.parametrize("name", ["demo.comment.42", "a", ".a..b.", "x-_y.Z9", "a" * 100])
+def test_realm_channel_names_map_to_bayeux_and_back(name):
+    assert CHANNEL_RE.fullmatch(name)
+    bayeux = "/" + realm_channel(name)
+    # Faye's own grammar for a channel name (faye-browser 1.x, Grammar.CHANNEL_NAME).
+    segment = r"[A-Za-z0-9\-_!~()$@]+"
+    assert re.fullmatch(rf"/{segment}(/{segment})*", bayeux)
+    assert channel_name(bayeux) == channel_name(realm_channel(name)) == name
 
 
 def test_a_forked_child_does_not_deliver_the_hints_its_parent_queued(fanout):

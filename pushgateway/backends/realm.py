@@ -5,6 +5,11 @@ protocol's `message` frame; the browser module subscribes with Fanout's Faye cli
 from FAYE_URL with Subresource Integrity (FAYE_INTEGRITY). Requests are signed with a JWT
 (`iss` the realm, HS256 with the base64-decoded REALM_KEY).
 
+Bayeux channel segments hold letters, digits and `-_!~()$@`, but not the `.` of channel
+names such as "demo.comment.42": the realm channel replaces each `.` with `~` (which channel
+names never hold, so the mapping is reversible), and Faye subscribes to "/" plus that:
+"demo.comment.42" is published on "demo~comment~42" and subscribed to as "/demo~comment~42".
+The browser module (`fayeSubscribe`) makes the same replacement.
 """
 
 from __future__ import annotations
@@ -23,6 +28,16 @@ DEFAULT_REALM_URL = "https://api.fanout.io/realm/"
 FAYE_SCRIPT = "/static/faye-browser-1.1.2-fanout1-min.js"
 # Published by Fanout for that file; a setting so it can follow a new release.
 FAYE_INTEGRITY = "sha384-/9uLm3UDnP3tBHstjgZiqLa7fopVRjYmFinSBjz+FPS/ibb2C4aowhIttvYIGGt9"
+
+
+def realm_channel(channel: str) -> str:
+    """The realm (Bayeux) channel a channel name is published on: "a.b" -> "a~b"."""
+    return channel.replace(".", "~")
+
+
+def channel_name(realm: str) -> str:
+    """The channel name of a realm channel (or Bayeux channel): "/a~b" -> "a.b"."""
+    return realm.removeprefix("/").replace("~", ".")
 
 
 def realm_key(key: str) -> bytes:
@@ -65,7 +80,7 @@ class RealmBackend(HttpPublishBackend):
         from pubcontrol import Item
 
         frame = JsonObjectFormat(json.loads(message.frame(position)))
-        return {"channel": message.channel, **Item(frame).export(formats_field=True)}
+        return {"channel": realm_channel(message.channel), **Item(frame).export(formats_field=True)}
 
     def client_config(self) -> dict[str, Any]:
         return {

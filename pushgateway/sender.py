@@ -288,12 +288,13 @@ class BackgroundSender:
 
 
 def _gave_up(failed: list[Message], error: Exception) -> str:
+    names = sorted({m.channel for m in failed})
+    channels = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     if isinstance(error, DeliveryError) and error.refused:
-        channels = ", ".join(sorted({m.channel for m in failed}))
         return f"the service refused {len(failed)} hint(s) on {channels}: {error}"
     attempts = error.attempts if isinstance(error, DeliveryError) else 1
     after = f" after {attempts} attempts" if attempts > 1 else ""
-    return f"gave up on {len(failed)} hint(s){after}: {error}"
+    return f"gave up on {len(failed)} hint(s){after}: {error} (channels: {channels})"
 
 
 def _after_fork_in_child() -> None:

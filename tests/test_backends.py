@@ -105,7 +105,7 @@ def test_the_sender_leaves_retries_to_the_client_library(caplog):
     assert sender.flush(5)
     assert calls == [2]  # one call for the batch: no retries on top of the library's
     assert sender.stats["failed"] == 2 and sender.stats["sent"] == 0
-    assert "gave up on 2 hint(s) after 4 attempts: still down" in caplog.text
+    assert "gave up on 2 hint(s) after 4 attempts: still down (channels: a, b)" in caplog.text
     sender.close()
 
 

@@ -67,3 +67,31 @@ def test_options_of_other_backends(settings):
         "OPTIONS": {"stream": None},
     }
     assert check_settings() == []
+
+
+CORE = "channels_redis.core.RedisChannelLayer"
+PUBSUB = "channels_redis.pubsub.RedisPubSubChannelLayer"
+URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("layer", "hosts", "expected"),
+    [
+        # redis-py's default socket timeout (5 s) cuts the core layer's 5 s blocking receive.
+        (CORE, [URL], ["pushgateway.W002"]),
+        (CORE, [{"address": URL, "socket_timeout": 3}], ["pushgateway.W002"]),
+        (CORE, [{"address": URL, "socket_timeout": None}], []),
+        (PUBSUB, [URL], []),
+        # Sentinel: the position store cannot follow, positions stay in each process.
+        (PUBSUB, [{"master_name": "m", "sentinels": [("127.0.0.1", 26379)]}], ["pushgateway.W003"]),
+    ],
+)
+def test_what_a_redis_layer_can_get_wrong_is_a_warning(settings, layer, hosts, expected):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        "push": {"BACKEND": layer, "CONFIG": {"hosts": hosts}},
+    }
+    settings.PUSHGATEWAY = {"OPTIONS": {"LAYER": "push"}}
+    messages = check_settings()
+    assert [m.id for m in messages] == expected
+    assert all("CHANNEL_LAYERS['push']" in m.msg for m in messages)

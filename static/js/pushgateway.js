@@ -559,7 +559,7 @@
 
     function fayeSubscribe(entry) {
       if (fayeClient === null || entry.faye) return;
-      entry.faye = fayeClient.subscribe("/" + entry.name, handleFrame);
+      entry.faye = fayeClient.subscribe("/" + entry.name.replaceAll(".", "~"), handleFrame);
       entry.faye.then(
         () => {
           entry.fayeReady = true;

@@ -153,7 +153,8 @@ class Socket(asyncio.Protocol):
                     worker.on_message(payload)
                 elif payload.startswith(b'{"type":"subscribed"') and self.state == 1:
                     self.state = 2
-                    self.settled.set_result(True)
+                    if not self.settled.done():
+                        self.settled.set_result(True)
             elif opcode == 9:  # ping: answer pong with the same payload
                 self.transport.write(masked(payload, 0xA))
             elif opcode == 8:
@@ -163,7 +164,8 @@ class Socket(asyncio.Protocol):
     def fail(self, reason: str) -> None:
         if self.state < 2:
             self.worker.failures[reason] = self.worker.failures.get(reason, 0) + 1
-            self.settled.set_result(False)
+            if not self.settled.done():  # wait_for cancels it on a timeout
+                self.settled.set_result(False)
         self.state = 3
 
     def connection_lost(self, exc) -> None:
@@ -489,8 +491,12 @@ class Servers:
     def gc(self, since: float, until: float) -> dict:
         """The longest GC pause between two times (time.time()), and their sum."""
         stats = [json.loads(p.read_text()) for p in self.gc_dir.glob("gc-*.json")]
-        pauses = [ms for s in stats for t, ms, _ in s["pauses"] if since <= t <= until]
-        return {"max_ms": max(pauses, default=0.0), "long_s": sum(pauses) / 1000}
+        pauses = [p for s in stats for p in s["pauses"] if since <= p[0] <= until]
+        return {
+            "max_ms": max((p[1] for p in pauses), default=0.0),
+            "max_cpu_ms": max((p[3] for p in pauses), default=0.0),
+            "long_s": sum(p[1] for p in pauses) / 1000,
+        }
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -658,6 +664,7 @@ def print_report(results: dict[str, dict], configs: list[Config], options: Optio
 
     print("\n== sockets, connects, memory, idle, GC before the storm (ratios: against daphne) ==")
     head = ["held", "refused", "conn/s", "ms CPU/conn", "KiB/socket", "idle us/s", "GC max ms"]
+    head.append("(CPU ms)")
     print(f"{'':{W}}" + "".join(f"{h:>12}" for h in head) + "   ratios (CPU/conn idle GC)")
     for config in configs:
         r = results.get(config.name)
@@ -668,6 +675,7 @@ def print_report(results: dict[str, dict], configs: list[Config], options: Optio
         cells = [f"{r['held']:12,}", f"{refused:12,}", f"{r['connects_per_s']:12,.0f}"]
         cells += [f"{r[k]:12.2f}" for k in ("cpu_per_connect_ms", "kib_per_socket")]
         cells += [f"{r['idle_us']:12.1f}", f"{r['gc_max']:12.0f}"]
+        cells.append(f"{r['gc']['max_cpu_ms']:12.0f}")
         b = base_of(config)
         ratios = ""
         if b and b is not r:

@@ -2,8 +2,10 @@
 
 The probe is a `gc.callbacks` hook that times every collection and writes, to
 ``$BENCH_GC_DIR/gc-<pid>.json`` whenever a full collection ends or a pause of 10 ms or more
-ends, the count and total time of full collections and every such pause with its time, so
-a benchmark can tell the pauses of a phase from those of start-up. Without BENCH_GC_DIR this
+ends, the count and total time of full collections and every such pause with its time and
+the CPU time the collection itself took (on a busy machine a pause also holds the time the
+process waited for a core), so a benchmark can tell the pauses of a phase from those of
+start-up. Without BENCH_GC_DIR this
 module is exactly ``channels_app.asgi``: the same application object is served.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 def install_gc_probe(directory: Path) -> None:
     path = directory / f"gc-{os.getpid()}.json"
     stats: dict = {"full": 0, "full_ms": 0.0, "all_ms": 0.0, "pauses": []}
-    started = 0.0
+    started = started_cpu = 0.0
 
     def write() -> None:
         tmp = path.with_suffix(".tmp")
@@ -27,15 +29,16 @@ def install_gc_probe(directory: Path) -> None:
         tmp.replace(path)
 
     def probe(phase: str, info: dict) -> None:
-        nonlocal started
+        nonlocal started, started_cpu
         if phase == "start":
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.thread_time()
             return
         ms = (time.perf_counter() - started) * 1000
         stats["all_ms"] += ms
         long = ms >= 10 and len(stats["pauses"]) < 10_000
         if long:
-            stats["pauses"].append((time.time(), round(ms, 1), info["generation"]))
+            cpu_ms = round((time.thread_time() - started_cpu) * 1000, 1)
+            stats["pauses"].append((time.time(), round(ms, 1), info["generation"], cpu_ms))
         if info["generation"] == 2:
             stats["full"] += 1
             stats["full_ms"] += ms

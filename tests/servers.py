@@ -100,7 +100,8 @@ class RedisServer:
 
 
 def project_env(**extra: str | None) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PUSHGATEWAY_BACKEND")}
+    dropped = ("REDIS_URL", "PUSHGATEWAY_BACKEND", "PUSHGATEWAY_TUNING")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["DJANGO_SETTINGS_MODULE"] = "settings.dev"
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: v for k, v in extra.items() if v is not None})

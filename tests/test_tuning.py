@@ -117,6 +117,19 @@ def test_socket_gc_thaws_once_as_many_sockets_closed_as_are_open(thawed):
     assert socket_gc.closed_since_thaw() == 0
 
 
+def test_socket_gc_freezes_what_survives_a_full_collection(thawed):
+    socket_gc = tuning.SocketGc(count_open=lambda: 0)
+    socket_gc.install()
+    try:
+        gc.collect()
+        assert gc.get_freeze_count() > 0
+    finally:
+        socket_gc.uninstall()
+    gc.unfreeze()
+    gc.collect()
+    assert gc.get_freeze_count() == 0
+
+
 def test_apply_names_its_knobs():
     assert tuning.apply("off") == set()
     assert tuning.apply("autobahn") == {"autobahn"}

@@ -775,7 +775,7 @@ def main() -> None:
         help="socket counts below the top to broadcast at",
     )
     parser.add_argument("--broadcasts", type=int, default=1, help="broadcasts per step")
-    parser.add_argument("--idle-seconds", type=float, default=20)
+    parser.add_argument("--idle-seconds", type=float, default=30)
     parser.add_argument(
         "--rate-seconds", type=float, default=60, help="one hint per second for this long (0: skip)"
     )

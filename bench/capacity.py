@@ -14,6 +14,8 @@ Clients, publisher, Redis and servers share the machine: every figure is pessimi
     .venv/bin/python -m bench.capacity                          # the whole matrix (~10 min)
     .venv/bin/python -m bench.capacity --only daphne:2 uvicorn:2 --sockets 10000
     .venv/bin/python -m bench.capacity --only daphne:1 --steps 5000 --rate-seconds 10
+    .venv/bin/python -m bench.capacity --only daphne+gc+ping:1      # daphne with some knobs
+    .venv/bin/python -m bench.capacity --only daphne:1 --profile /tmp/prof   # py-spy phases
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import child_process, environment  # noqa: E402
 from bench.pyspy import profiled  # noqa: E402
+from bench.wsclient import split_frames  # noqa: E402
 from tests.servers import Process, RedisServer, free_port  # noqa: E402
 
 APP = "bench.served:application"
@@ -130,24 +134,8 @@ class Socket(asyncio.Protocol):
             self.state = 1
             self.transport.write(self.worker.subscribe)
         worker = self.worker
-        while len(buf) >= 2:
-            length = buf[1] & 0x7F
-            offset = 2
-            if length == 126:
-                if len(buf) < 4:
-                    break
-                (length,) = struct.unpack_from("!H", buf, 2)
-                offset = 4
-            elif length == 127:
-                if len(buf) < 10:
-                    break
-                (length,) = struct.unpack_from("!Q", buf, 2)
-                offset = 10
-            if len(buf) < offset + length:
-                break
-            opcode = buf[0] & 0x0F
-            payload = buf[offset : offset + length]
-            buf = buf[offset + length :]
+        frames, self.buffer = split_frames(buf)
+        for opcode, payload in frames:
             if opcode == 1:
                 if payload.startswith(b'{"type":"message"'):
                     worker.on_message(payload)
@@ -159,7 +147,6 @@ class Socket(asyncio.Protocol):
                 self.transport.write(masked(payload, 0xA))
             elif opcode == 8:
                 self.transport.close()
-        self.buffer = buf
 
     def fail(self, reason: str) -> None:
         if self.state < 2:
@@ -394,14 +381,7 @@ class Child:
     """A benchmark child process (clients or publisher) spoken to in JSON lines."""
 
     def __init__(self, *args: str, env: dict) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.capacity", *args],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.proc = child_process("bench.capacity", *args, env=env)
 
     def send(self, **command) -> None:
         self.proc.stdin.write(json.dumps(command) + "\n")
@@ -459,8 +439,7 @@ class Options:
     storm_concurrency: int
     log_dir: Path
     env: dict
-    profile: str | None = None
-    results: dict = field(default_factory=dict)
+    profile: Path | None = None
 
 
 class Servers:
@@ -621,7 +600,9 @@ def run_config(config: Config, options: Options) -> dict:
                 "held": sum(r["held"] for r in replies),
                 "cpu_per_connect_ms": (servers.cpu() - cpu0) / max(1, held) * 1000,
             }
-        time.sleep(1)  # the probe writes when a collection ends
+        # Settled bursts freeze, and after a storm thaw (channels_app.tuning): wait for it, so
+        # the storm's GC column holds that pause too.
+        time.sleep(3)
         result["gc"] = servers.gc(warm, storm_start)
         result["storm_gc"] = servers.gc(storm_start, time.time())
         return result
@@ -706,16 +687,19 @@ def print_report(results: dict[str, dict], configs: list[Config], options: Optio
                 f"{s['lost']:7,}{s['us_per_socket']:9.1f}   {ratios}"
             )
 
+    def having(key: str):
+        """(name, result, result[key]) of each configuration that measured `key`."""
+        for config in configs:
+            r = results.get(config.name)
+            if r is not None and key in r:
+                yield config.name, r, r[key]
+
     if options.rate_seconds:
         print(f"\n== one hint per second for {options.rate_seconds:.0f} s to every socket (ms) ==")
         print(f"{'':{W}}{'sockets':>8}{'p50':>8}{'p99':>8}{'max':>8}{'lost':>8}")
-        for config in configs:
-            r = results.get(config.name)
-            if r is None or "rate" not in r:
-                continue
-            x = r["rate"]
+        for name, r, x in having("rate"):
             print(
-                f"{config.name:{W}}{r['held']:8,}{x['p50']:8.0f}{x['p99']:8.0f}{x['max']:8.0f}"
+                f"{name:{W}}{r['held']:8,}{x['p50']:8.0f}{x['p99']:8.0f}{x['max']:8.0f}"
                 f"{x['lost']:8,}"
             )
 
@@ -723,13 +707,9 @@ def print_report(results: dict[str, dict], configs: list[Config], options: Optio
         print("\n== reconnect storm: every socket dropped and reopened at once ==")
         head = ["sockets", "seconds", "conn/s", "refused", "ms CPU/conn", "GC max ms"]
         print(f"{'':{W}}" + "".join(f"{h:>12}" for h in head))
-        for config in configs:
-            r = results.get(config.name)
-            if r is None or "storm" not in r:
-                continue
-            x = r["storm"]
+        for name, r, x in having("storm"):
             print(
-                f"{config.name:{W}}{x['held']:12,}{x['seconds']:12.1f}"
+                f"{name:{W}}{x['held']:12,}{x['seconds']:12.1f}"
                 f"{x['held'] / x['seconds']:12,.0f}{x['refused']:12,}"
                 f"{x['cpu_per_connect_ms']:12.2f}{r['storm_gc']['max_ms']:12.0f}"
             )
@@ -804,14 +784,7 @@ def main() -> None:
     configs = [parse_config(c, args.sockets, max_per_process) for c in args.only or DEFAULT_MATRIX]
     log_dir = Path(tempfile.mkdtemp(prefix="pushgateway-capacity-"))
     redis = RedisServer(log_dir)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "settings.dev",
-        "REDIS_URL": redis.url,
-        "SQLITE_PATH": str(log_dir / "db.sqlite3"),
-        "PYTHONPATH": str(ROOT),
-    }
-    env.pop("PUSHGATEWAY_BACKEND", None)
+    env = environment(log_dir, redis.url)
     options = Options(
         steps=args.steps,
         broadcasts=args.broadcasts,

@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import child_process, environment  # noqa: E402
 from tests.servers import Process, RedisServer, free_port  # noqa: E402
 
 GRACE = 5.0
@@ -161,14 +162,7 @@ def rss_kib(pid: int) -> int:
 
 
 def child(*args: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.fanout", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    return child_process("bench.fanout", *args, env=env)
 
 
 def read_json(proc: subprocess.Popen, timeout: float = 300) -> dict:
@@ -299,14 +293,7 @@ def main() -> None:
 
     log_dir = Path(tempfile.mkdtemp(prefix="pushgateway-bench-"))
     redis = RedisServer(log_dir)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "settings.dev",
-        "REDIS_URL": redis.url,
-        "SQLITE_PATH": str(log_dir / "db.sqlite3"),
-        "PYTHONPATH": str(ROOT),
-    }
-    env.pop("PUSHGATEWAY_BACKEND", None)
+    env = environment(log_dir, redis.url)
     command = "python -m bench.fanout " + " ".join(sys.argv[1:])
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores; logs in {log_dir}")
     print(f"# reproduce: {command.strip()}")

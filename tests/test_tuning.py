@@ -16,6 +16,7 @@ from channels_app.asgi import application
 def thawed():
     """Leave the test process as it was: nothing frozen out of the collector."""
     gc.unfreeze()
+    gc.collect()  # no garbage of earlier tests for a thaw to find
     yield
     gc.unfreeze()
 
@@ -71,6 +72,15 @@ async def test_socket_gc_freezes_after_a_burst_settles(thawed):
     assert gc.get_freeze_count() > 0
 
 
+async def test_socket_gc_looks_again_when_a_burst_ending_on_a_round_number_settles(thawed):
+    socket_gc = tuning.SocketGc(quiet=0.05, burst=3, count_open=lambda: 3)
+    for _ in range(3):
+        socket_gc.socket_opened()
+    assert socket_gc.freezes == 1
+    await asyncio.sleep(0.15)
+    assert socket_gc.freezes == 2  # the settled check (which may thaw) still ran
+
+
 def test_socket_gc_freezes_at_once_every_burst(thawed):
     socket_gc = tuning.SocketGc(quiet=60, burst=3, count_open=lambda: 3)
     for _ in range(3):
@@ -97,7 +107,9 @@ def test_socket_gc_thaw_reclaims_cycles_of_closed_sockets(thawed):
 
 def test_socket_gc_thaws_once_as_many_sockets_closed_as_are_open(thawed):
     open_now = [0]
-    socket_gc = tuning.SocketGc(quiet=60, burst=100, min_closed=10, count_open=lambda: open_now[0])
+    socket_gc = tuning.SocketGc(
+        quiet=60, burst=100, thaw_ratio=1.0, min_closed=10, count_open=lambda: open_now[0]
+    )
     for _ in range(100):  # a burst of 100 opens: frozen at once, never thawed mid-burst
         socket_gc.socket_opened()
     open_now[0] = 100
@@ -115,6 +127,21 @@ def test_socket_gc_thaws_once_as_many_sockets_closed_as_are_open(thawed):
     socket_gc.freeze(settled=True)
     assert socket_gc.thaws == 1
     assert socket_gc.closed_since_thaw() == 0
+    assert socket_gc.thaw_ratio == 4.0  # it found no cycles: the next thaw waits longer
+
+
+def test_socket_gc_keeps_thawing_as_often_while_closed_sockets_leave_cycles(thawed):
+    open_now = [1000]
+    socket_gc = tuning.SocketGc(
+        quiet=60, burst=10_000, min_closed=1, count_open=lambda: open_now[0]
+    )
+    socket_gc.opened_since_thaw = 2000  # 1000 closed
+    closed = [Cycle() for _ in range(20 * 1000)]  # 20 objects in cycles per closed socket
+    socket_gc.freeze()
+    del closed
+    socket_gc.freeze(settled=True)
+    assert socket_gc.thaws == 1
+    assert socket_gc.thaw_ratio == socket_gc.base_thaw_ratio
 
 
 def test_socket_gc_freezes_what_survives_a_full_collection(thawed):

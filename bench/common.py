@@ -19,21 +19,27 @@ sys.path.insert(0, str(ROOT))
 from tests.servers import RedisServer  # noqa: E402
 
 
+def environment(log_dir: Path, redis_url: str) -> dict:
+    """The environment of every process a benchmark starts: this project on that Redis."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "settings.dev",
+        "REDIS_URL": redis_url,
+        "SQLITE_PATH": str(log_dir / "db.sqlite3"),
+        "PYTHONPATH": str(ROOT),
+    }
+    for chosen in ("PUSHGATEWAY_BACKEND", "DATABASE_URL", "REDIS_LAYER"):
+        env.pop(chosen, None)
+    return env
+
+
 @contextlib.contextmanager
 def bench_environment(module: str) -> Iterator[tuple[Path, RedisServer, dict]]:
     """A log directory, a Redis of its own and the environment of the project's processes
     (settings.dev on that Redis); prints the header with the reproduce line."""
     log_dir = Path(tempfile.mkdtemp(prefix="pushgateway-bench-"))
     redis = RedisServer(log_dir)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "settings.dev",
-        "REDIS_URL": redis.url,
-        "SQLITE_PATH": str(log_dir / "db.sqlite3"),
-        "PYTHONPATH": str(ROOT),
-    }
-    for chosen in ("PUSHGATEWAY_BACKEND", "DATABASE_URL", "REDIS_LAYER"):
-        env.pop(chosen, None)
+    env = environment(log_dir, redis.url)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores; logs in {log_dir}")
     print(f"# reproduce: python -m {module} {' '.join(sys.argv[1:])}".rstrip())
     try:

@@ -1,8 +1,14 @@
+import os
 import re
 
 import pytest
 from django.conf import settings
 from django.test import override_settings
+
+# The test process itself serves sockets only in-process: no GC freezing there (it would
+# keep every later test's cyclic garbage). Real servers started by tests get the default
+# (tests/servers.py drops this variable from their environment).
+os.environ["PUSHGATEWAY_TUNING"] = "off"
 
 import pushgateway
 

@@ -102,9 +102,10 @@ class RedisServer:
 
 
 def project_env(**extra: str | None) -> dict:
-    # The caller chooses database, layer and backend, whatever the environment says.
+    # The caller chooses database, layer, backend and tuning, whatever the environment says.
     chosen = ("DATABASE_URL", "SQLITE_PATH", "REDIS_URL", "REDIS_LAYER", "PUSHGATEWAY_BACKEND")
-    env = {k: v for k, v in os.environ.items() if k not in chosen}
+    dropped = (*chosen, "PUSHGATEWAY_TUNING")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["DJANGO_SETTINGS_MODULE"] = "settings.dev"
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: v for k, v in extra.items() if v is not None})

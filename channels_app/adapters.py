@@ -40,3 +40,20 @@ def lazy_autobahn_debug_formatting() -> bool:
     pformat.lazy_for = real
     protocol.pformat = pformat
     return True
+
+
+def daphne_transport(send):
+    """The Twisted transport behind daphne's `send`, or None under another server.
+
+    daphne hands every application ``functools.partial(server.handle_reply, protocol)``;
+    the protocol's transport is Twisted's. Relies on that partial and on the transport's
+    ``dataBuffer``, ``offset`` and ``_tempDataLen`` (see pending_bytes)."""
+    args = getattr(send, "args", None)
+    transport = getattr(args[0], "transport", None) if args else None
+    has_buffer = all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen"))
+    return transport if has_buffer else None
+
+
+def pending_bytes(transport) -> int:
+    """Bytes a Twisted TCP transport holds that the kernel has not taken yet."""
+    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen

@@ -52,7 +52,8 @@ RENEW_SECONDS = 3600
 
 
 class Socket(Protocol):
-    async def send_frame(self, text: str) -> None: ...
+    def push(self, message: dict) -> None:
+        """Send an ASGI message without waiting (see PushGatewayConsumer.push)."""
 
 
 class Hub:
@@ -331,11 +332,13 @@ class Hub:
                     logger.exception("pushgateway hub: checking positions failed")
 
     async def deliver(self, channel: str, frame: str) -> int:
-        """Write `frame` to every local socket on `channel`; returns how many."""
+        """Write `frame` to every local socket on `channel`; returns how many. One message
+        for all of them, and no socket is waited for."""
         sockets = tuple(self.sockets.get(channel, ()))
+        message = {"type": "websocket.send", "text": frame}
         for socket in sockets:
             try:
-                await socket.send_frame(frame)
+                socket.push(message)
             except Exception:
                 logger.exception("pushgateway hub: send to one socket failed")
         if self.metrics:

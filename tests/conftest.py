@@ -131,16 +131,17 @@ def pushpin_in_front(log_dir, start_daphne):
 @pytest.fixture
 def start_daphne(log_dir, database):
     """Start daphne processes of this project (on the SQLite file unless told another
-    database); all are stopped after the test."""
+    database; under another server if told, e.g. tests.servers.Uvicorn); all are stopped
+    after the test."""
     from tests.servers import Daphne
 
     started = []
     sqlite = database
 
-    def start(redis_url=None, database=sqlite, **env):
-        server = Daphne(log_dir, database, redis_url, **env)
-        started.append(server)
-        return server
+    def start(redis_url=None, database=sqlite, server=Daphne, **env):
+        process = server(log_dir, database, redis_url, **env)
+        started.append(process)
+        return process
 
     yield start
     for server in started:

@@ -43,8 +43,8 @@ class Socket:
     def __init__(self) -> None:
         self.frames = []
 
-    async def send_frame(self, text):
-        self.frames.append(text)
+    def push(self, message):
+        self.frames.append(message["text"])
 
 
 @pytest.fixture

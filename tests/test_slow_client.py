@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from tests.servers import run_python, subscribe
+from tests.servers import Daphne, Uvicorn, run_python, subscribe
 
 pytestmark = pytest.mark.servers
 
@@ -43,8 +43,12 @@ def stalled_client(port: int, channel: str) -> socket.socket:
     return sock
 
 
-def test_stalled_client_is_closed_and_others_get_everything(redis, start_daphne):
-    daphne = start_daphne(redis.url)
+@pytest.mark.parametrize("server", [Daphne, Uvicorn], ids=["daphne", "uvicorn"])
+def test_stalled_client_is_closed_and_others_get_everything(redis, start_daphne, server):
+    """Under daphne the server's buffer shows the client is not reading; under uvicorn its
+    `send` waits instead, and the frames queue in the consumer: either way the stalled
+    client is cut off and the reader gets every hint, in order, without a stall."""
+    daphne = start_daphne(redis.url, server=server)
     stalled = stalled_client(daphne.port, "busy")
     received = []
     with daphne.connect() as reader:

@@ -30,6 +30,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import metrics
 from .message import Message
 
 logger = logging.getLogger("pushgateway")
@@ -111,6 +112,7 @@ class BackgroundSender:
         self.on_exit = on_exit  # called by the thread itself when close() stops it
         self.on_fork = on_fork
         self.stats: Counter[str] = Counter()
+        self.metrics = metrics.get()  # Prometheus, when OPTIONS["METRICS"] is on
         self._queue: queue.Queue[Message | None] = queue.Queue(max_queue)
         self._start_afresh()
         atexit.register(self.flush, exit_timeout)
@@ -132,6 +134,8 @@ class BackgroundSender:
                 self.stats["queued"] += 1
             except queue.Full:
                 self.stats["dropped"] += 1
+                if self.metrics:
+                    self.metrics.dropped.labels("queue_full").inc()
                 self._lose([message])
                 if self.stats["dropped"] % 1000 != 1:  # a flood logs a line per 1000, not each
                     continue
@@ -240,13 +244,21 @@ class BackgroundSender:
             self.deliver(self.prepare(batch) if self.prepare else batch)
         except Exception as exc:
             failed = undelivered(batch, exc)
-            self.stats["sent"] += len(batch) - len(failed)
+            self._sent(len(batch) - len(failed))
             self.stats["failed"] += len(failed)
+            if self.metrics:
+                refused = isinstance(exc, DeliveryError) and exc.refused
+                self.metrics.dropped.labels("rejected" if refused else "failed").inc(len(failed))
             self._lose(failed)
             logger.error("pushgateway %s: %s", self.name, _gave_up(failed, exc))
             return False
-        self.stats["sent"] += len(batch)
+        self._sent(len(batch))
         return True
+
+    def _sent(self, count: int) -> None:
+        self.stats["sent"] += count
+        if self.metrics:
+            self.metrics.sent.inc(count)
 
     def _try_repair(self) -> None:
         """Tell the pages of channels whose hints were given up to refetch (one call)."""
@@ -266,6 +278,8 @@ class BackgroundSender:
             self._lost.difference_update(refused)
         if told:
             self.stats["repaired"] += len(told)
+            if self.metrics:
+                self.metrics.repaired.inc(len(told))
             logger.warning(
                 "pushgateway %s: told the pages of %d channel(s) whose hints were dropped to "
                 "refetch",

@@ -255,6 +255,7 @@ class ChannelsBackend(BaseBackend):
             return
         # In-memory: this process is the whole system, positions advance at once.
         prepared = self.publisher.prepare(messages)
+        self.sender._sent(len(messages))
         send_all = self.publisher.group_send_all
         try:
             loop = asyncio.get_running_loop()

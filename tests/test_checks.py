@@ -67,3 +67,46 @@ def test_options_of_other_backends(settings):
         "OPTIONS": {"stream": None},
     }
     assert check_settings() == []
+
+
+LIMITS = {"MAX_DATA_BYTES": 1024}
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        {"BACKEND": "pushgateway.backends.channels.ChannelsBackend"},
+        {
+            "BACKEND": "pushgateway.backends.fanout.FanoutBackend",
+            "OPTIONS": {"GRIP_URL": "http://127.0.0.1:1?key=k"},
+        },
+        {"BACKEND": "pushgateway.backends.locmem.LocMemBackend"},
+        {"BACKEND": "pushgateway.backends.console.ConsoleBackend"},
+        {"BACKEND": "pushgateway.backends.dummy.DummyBackend"},
+    ],
+    ids=lambda b: b["BACKEND"].rsplit(".", 1)[-1],
+)
+def test_every_backend_accepts_the_limits(settings, backend):
+    from pushgateway.backends import get_backend
+
+    settings.PUSHGATEWAY = {**backend, "OPTIONS": {**backend.get("OPTIONS", {}), **LIMITS}}
+    assert [m for m in check_settings() if m.is_serious()] == []
+    assert get_backend().limits._asdict() == LIMITS
+
+
+@pytest.mark.parametrize(
+    ("limits", "text"),
+    [
+        ({"MAX_DATA_BYTES": 0}, "MAX_DATA_BYTES must be at least 1, not 0"),
+        ({"MAX_DATA_BYTES": "4k"}, "MAX_DATA_BYTES must be a whole number, not '4k'"),
+    ],
+)
+def test_bad_limits_are_reported_and_refused(settings, limits, text):
+    from pushgateway.backends.dummy import DummyBackend
+
+    [(check_id, message)] = ids(
+        {"BACKEND": "pushgateway.backends.dummy.DummyBackend", "OPTIONS": limits}, settings
+    )
+    assert check_id == "pushgateway.E004" and text in message
+    with pytest.raises(ValueError, match=text):
+        DummyBackend(**limits)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import jwt
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
@@ -32,6 +33,7 @@ from pushgateway.protocol import (
     Position,
     Reply,
     Session,
+    TokenBucket,
     channel_error,
     has_news,
     resync_frame,
@@ -104,6 +106,7 @@ def control(kind: str, channel: str) -> tuple[str, bytes]:
 # Meta-* headers come from the proxy, which stores what this view set; they are parsed as
 # strictly as client input all the same (an int() of "²" or of 5,000 digits raises).
 SEQ_RE = re.compile(r"[0-9]{1,16}")
+CHURN_RE = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,3})?)@([0-9]{1,12}(?:\.[0-9]{1,3})?)")
 
 
 def parse_positions(header: str) -> dict[str, Position]:
@@ -124,6 +127,19 @@ def parse_count(header: str) -> int:
     return min(int(header), MAX_ERRORS + 1) if SEQ_RE.fullmatch(header) else 0
 
 
+def parse_churn(header: str, rate: float, burst: int) -> TokenBucket:
+    """Meta-Churn: `tokens@unix time`, the connection's subscribe budget when last seen
+    (full on a connection's first request, or if the header is unreadable)."""
+    match = CHURN_RE.fullmatch(header)
+    if match is None:
+        return TokenBucket(rate, burst, time.time)
+    return TokenBucket(rate, burst, time.time, float(match[1]), float(match[2]))
+
+
+def format_churn(bucket: TokenBucket) -> str:
+    return f"{bucket.tokens:.3f}@{bucket.stamp:.3f}"
+
+
 def format_positions(positions: dict[str, Position | None]) -> str:
     return ",".join(f"{c}={p.epoch}.{p.seq}" for c, p in sorted(positions.items()) if p)
 
@@ -134,11 +150,15 @@ class Connection:
     def __init__(self, request: HttpRequest) -> None:
         headers = request.headers
         self.backend = get_backend()
+        limits = self.backend.limits
         subscriptions = {c for c in headers.get("Meta-Subs", "").split(",") if not channel_error(c)}
         self.session = Session(
             authorize=check_token,
             subscriptions=subscriptions,
             max_subscriptions=MAX_SUBSCRIPTIONS,
+            churn=parse_churn(
+                headers.get("Meta-Churn", ""), limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST
+            ),
         )
         self.session.errors = parse_count(headers.get("Meta-Errors", ""))
         told = parse_positions(headers.get("Meta-Pos", ""))
@@ -212,6 +232,7 @@ def websocket_over_http(request: HttpRequest) -> HttpResponse:
     response["Set-Meta-Subs"] = ",".join(sorted(session.subscriptions))
     response["Set-Meta-Pos"] = format_positions(connection.told)
     response["Set-Meta-Errors"] = str(session.errors)
+    response["Set-Meta-Churn"] = format_churn(session.churn)
     return response
 
 

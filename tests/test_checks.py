@@ -69,7 +69,7 @@ def test_options_of_other_backends(settings):
     assert check_settings() == []
 
 
-LIMITS = {"MAX_DATA_BYTES": 1024}
+LIMITS = {"MAX_DATA_BYTES": 1024, "SUBSCRIBE_RATE": 2.5, "SUBSCRIBE_BURST": 20}
 
 
 @pytest.mark.parametrize(
@@ -99,6 +99,10 @@ def test_every_backend_accepts_the_limits(settings, backend):
     [
         ({"MAX_DATA_BYTES": 0}, "MAX_DATA_BYTES must be at least 1, not 0"),
         ({"MAX_DATA_BYTES": "4k"}, "MAX_DATA_BYTES must be a whole number, not '4k'"),
+        ({"SUBSCRIBE_BURST": 2.5}, "SUBSCRIBE_BURST must be a whole number, not 2.5"),
+        ({"SUBSCRIBE_RATE": 0}, "SUBSCRIBE_RATE must be positive, not 0"),
+        ({"SUBSCRIBE_RATE": True}, "SUBSCRIBE_RATE must be a number, not True"),
+        ({"SUBSCRIBE_RATE": float("nan")}, "SUBSCRIBE_RATE must be positive, not nan"),
     ],
 )
 def test_bad_limits_are_reported_and_refused(settings, limits, text):

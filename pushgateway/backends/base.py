@@ -20,6 +20,10 @@ class Limits(NamedTuple):
 
     #: Bytes of a hint's data serialised as JSON; publish() raises HintTooLarge past it.
     MAX_DATA_BYTES: int = 4096
+    #: Subscribes and unsubscribes per second per connection, after a burst of...
+    SUBSCRIBE_RATE: float = 10.0
+    #: ...this many at once (a page's whole set of channels fits).
+    SUBSCRIBE_BURST: int = 100
 
     @classmethod
     def problems(cls, options: dict[str, Any]) -> list[str]:

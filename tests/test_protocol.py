@@ -332,3 +332,50 @@ def test_a_token_bucket_needs_a_positive_rate_and_a_burst_of_one():
     for rate, burst in ((0, 5), (1, 0.5), (float("nan"), 5)):
         with pytest.raises(ValueError, match="rate > 0 and burst >= 1"):
             protocol.TokenBucket(rate, burst, Clock())
+
+
+# Kept from fuzzing (tests/test_fuzz.py): each once made, or could make, a reply a browser
+# cannot read (not UTF-8, not JSON) or an exception in the server.
+NASTY_FRAMES = {
+    "lone surrogate as channel": ('{"type":"subscribe","channel":"\\ud800"}', "invalid_channel"),
+    "lone surrogate raw in channel": ('{"type":"subscribe","channel":"\ud800"}', "invalid_channel"),
+    "lone surrogate in since epoch": (
+        '{"type":"subscribe","channel":"a","since":{"epoch":"\\udfff","seq":1}}',
+        None,
+    ),
+    "NaN seq": (
+        '{"type":"subscribe","channel":"a","since":{"epoch":"e","seq":NaN}}',
+        "invalid_position",
+    ),
+    "Infinity seq": (
+        '{"type":"subscribe","channel":"a","since":{"epoch":"e","seq":Infinity}}',
+        "invalid_position",
+    ),
+    "seq past 2**53": (
+        '{"type":"subscribe","channel":"a","since":{"epoch":"e","seq":9007199254740992}}',
+        "invalid_position",
+    ),
+    "4000-digit seq": (
+        '{"type":"subscribe","channel":"a","since":{"epoch":"e","seq":' + "9" * 4000 + "}}",
+        "invalid_position",
+    ),
+    "NaN type": ('{"type":NaN}', "unknown_type"),
+    "object as type": ('{"type":{"type":"ping"}}', "unknown_type"),
+    "duplicate type key: the last one counts": ('{"type":"subscribe","type":"ping"}', None),
+    "huge number as channel": ('{"type":"subscribe","channel":1e999}', "invalid_channel"),
+    "private prefix alone": ('{"type":"subscribe","channel":"private-"}', "forbidden"),
+    "4 KiB of objects": ('{"a":' * 800, "invalid_json"),
+    "NUL in channel": ('{"type":"subscribe","channel":"a\\u0000"}', "invalid_channel"),
+}
+
+
+@pytest.mark.parametrize(("text", "code"), NASTY_FRAMES.values(), ids=NASTY_FRAMES.keys())
+def test_nasty_frames_are_answered_with_frames_a_browser_can_read(text, code):
+    reply = Session().receive_text(text)
+    for frame in reply.frames:
+        frame.encode("utf-8")  # strict: what a WebSocket text frame can carry
+    answers = frames(reply)
+    if code is None:  # accepted: a subscription to confirm, or a pong
+        assert reply.subscribe or answers == [{"type": "pong"}]
+    else:
+        assert [a["code"] for a in answers] == [code]

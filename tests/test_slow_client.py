@@ -100,13 +100,14 @@ def test_a_client_that_asks_and_never_reads_the_answers_is_closed(start_daphne):
         except OSError:  # closed under us
             break
         sent += 2000
-    # What it finally reads: answers, then the close frame with 4013.
+    # The server gave up on it: draining ends in a close (or a reset, when the server drops
+    # the connection with the flood still unread), within the timeout, not in more data.
     data = bytearray()
     try:
         while chunk := flooder.recv(1 << 20):
             data += chunk
-    except (ConnectionResetError, TimeoutError):
+    except ConnectionResetError:  # the reset may also discard the close frame
         pass
     flooder.close()
-    close = data.rfind(bytes([0x88, 2]))
-    assert close >= 0 and int.from_bytes(data[close + 2 : close + 4], "big") == 4013
+    close = data.rfind(bytes([0x88, 2]))  # a close frame (JSON text never holds 0x88)
+    assert close < 0 or int.from_bytes(data[close + 2 : close + 4], "big") == 4013

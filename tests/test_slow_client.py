@@ -111,3 +111,4 @@ def test_a_client_that_asks_and_never_reads_the_answers_is_closed(start_daphne):
     flooder.close()
     close = data.rfind(bytes([0x88, 2]))  # a close frame (JSON text never holds 0x88)
     assert close < 0 or int.from_bytes(data[close + 2 : close + 4], "big") == 4013
+    assert "closing a socket that stopped reading (4013)" in daphne.process.log()

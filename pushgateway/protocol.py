@@ -375,16 +375,12 @@ class Session:
             # A refusal, not misbehaviour: a page that navigates a lot is slowed, never
             # disconnected, and a refused subscribe costs the server nothing.
             wait = math.ceil(self.churn.wait() * 10) / 10
-            return Reply(
-                frames=[
-                    error_frame(
-                        RATE_LIMITED,
-                        f"more than {self.churn.burst:g} subscribes and unsubscribes at once "
-                        f"or {self.churn.rate:g} per second; try again in {wait:g} s",
-                        channel,
-                        retry_after=wait,
-                    )
-                ]
+            return self._refuse(
+                RATE_LIMITED,
+                f"more than {self.churn.burst:g} subscribes and unsubscribes at once "
+                f"or {self.churn.rate:g} per second; try again in {wait:g} s",
+                channel,
+                retry_after=wait,
             )
         self.subscriptions.add(channel)
         return Reply(subscribe=[Subscribe(channel, since)])
@@ -403,8 +399,8 @@ class Session:
             self.churn.spend()
         return Reply(frames=[unsubscribed_frame(channel)], unsubscribe=[channel])
 
-    def _refuse(self, code: str, message: str, channel: str) -> Reply:
-        return Reply(frames=[error_frame(code, message, channel)])
+    def _refuse(self, code: str, message: str, channel: str, **extra: Any) -> Reply:
+        return Reply(frames=[error_frame(code, message, channel, **extra)])
 
     def _error(self, code: str, message: str, channel: object = None) -> Reply:
         self.errors += 1

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import types
 from collections import deque
 from urllib.parse import urlparse
 
 from channels.security.websocket import AllowedHostsOriginValidator
 
-from pushgateway.protocol import CLOSE_TOO_SLOW, Reply, Session, subscribed_frame
+from pushgateway.backends import get_backend
+from pushgateway.protocol import CLOSE_TOO_SLOW, Reply, Session, TokenBucket, subscribed_frame
 from pushgateway.tokens import check_token
 
 from .adapters import daphne_transport, pending_bytes
@@ -99,7 +101,11 @@ class PushGatewayConsumer:
                     if self.hub is None or not origin_allowed(origin):
                         await send({"type": "websocket.close"})  # daphne answers 403
                         return
-                    self.session = Session(authorize=check_token)
+                    limits = get_backend().limits
+                    churn = TokenBucket(
+                        limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST, time.monotonic
+                    )
+                    self.session = Session(authorize=check_token, churn=churn)
                     self.transport = daphne_transport(send)
                     await send({"type": "websocket.accept"})
                     if self.hub.metrics:

@@ -1,10 +1,10 @@
 """django-pushgateway: publish small hints after commit; pages subscribed to a channel re-fetch.
 
 Public API: publish, apublish, publish_for, register, unregister, channel_for, watch,
-InvalidChannelName, make_token, outbox.
+InvalidChannelName, HintTooLarge, make_token, outbox.
 """
 
-from .exceptions import AlreadyRegistered, InvalidChannelName, NotRegistered
+from .exceptions import AlreadyRegistered, HintTooLarge, InvalidChannelName, NotRegistered
 from .message import Message
 from .pages import watch
 from .publishing import apublish, publish
@@ -16,6 +16,7 @@ outbox: list[Message] = []
 
 __all__ = [
     "AlreadyRegistered",
+    "HintTooLarge",
     "InvalidChannelName",
     "Message",
     "NotRegistered",

@@ -10,7 +10,7 @@ from django.db.models import Model
 from django.db.models.signals import post_delete, post_save
 
 from .backends import get_config
-from .exceptions import AlreadyRegistered, InvalidChannelName, NotRegistered
+from .exceptions import AlreadyRegistered, HintTooLarge, InvalidChannelName, NotRegistered
 from .protocol import PRIVATE_PREFIX, is_private
 from .publishing import publish
 
@@ -66,8 +66,9 @@ class Registration:
         for channel in self.channels_for(instance):
             try:
                 publish(channel, hint, using=using)
-            except InvalidChannelName as exc:
-                # A pk or a channels() result that makes no valid name must not fail the save.
+            except (InvalidChannelName, HintTooLarge) as exc:
+                # A pk or a channels() result that makes no valid name (or a primary key too
+                # long for a hint) must not fail the save.
                 logger.error("pushgateway: no hint for %s %s: %s", hint["model"], hint["pk"], exc)
 
 

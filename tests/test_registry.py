@@ -159,3 +159,15 @@ def test_publish_for_waits_for_the_commit_and_refuses_what_it_cannot_do(outbox):
 
     with pytest.raises(pushgateway.NotRegistered):
         pushgateway.publish_for(ContentType.objects.all()[:1])
+
+
+def test_hints_over_the_size_limit_are_logged_and_do_not_fail_the_save(
+    outbox, bare_event_model, caplog, settings
+):
+    settings.PUSHGATEWAY = {**settings.PUSHGATEWAY, "OPTIONS": {"MAX_DATA_BYTES": 10}}
+    pushgateway.register(bare_event_model)
+    event = Event.objects.create(title="x")
+    assert Event.objects.filter(pk=event.pk).exists() and outbox == []
+    assert f"no hint for demo.event {event.pk}: hint data for 'demo.event.{event.pk}' is" in (
+        caplog.text
+    )

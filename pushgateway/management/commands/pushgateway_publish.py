@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pushgateway import InvalidChannelName, publish
+from pushgateway import HintTooLarge, InvalidChannelName, publish
 from pushgateway.backends import get_backend
 
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
             raise CommandError(f"--data is not valid JSON: {exc}") from exc
         try:
             publish(channel, hint)
-        except InvalidChannelName as exc:
+        except (InvalidChannelName, HintTooLarge, TypeError) as exc:
             raise CommandError(str(exc)) from exc
         backend = get_backend()
         if not backend.flush(timeout):

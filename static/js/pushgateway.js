@@ -349,11 +349,13 @@
       setLive(entry, false);
       entry.refused = frame.code;
       entry.requested = false;
-      if (frame.code === "unavailable") {
-        // The server could not join the channel just now; ask again a little later.
+      if (frame.code === "unavailable" || frame.code === "rate_limited") {
+        // The server could not join the channel just now, or this connection asked for
+        // too many too fast: ask again a little later (when it says, if it says).
+        const wait = frame.code === "rate_limited" && frame.retry_after > 0 ? frame.retry_after * 1000 : config.pollDown;
         env.setTimeout(() => {
-          if (channels.get(entry.name) === entry) subscribeFrame(entry);
-        }, config.pollDown);
+          if (channels.get(entry.name) === entry && !entry.live) subscribeFrame(entry);
+        }, wait);
       }
       if (frame.code === "forbidden") renewToken(entry);
       // too_many_subscriptions and forbidden are answers: the channel is checked by

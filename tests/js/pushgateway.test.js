@@ -756,3 +756,24 @@ test("the ES module entry exports the same API", async () => {
   assert.equal(esm.default.createClient, cjs.createClient);
   assert.deepEqual(esm.DEFAULTS, cjs.DEFAULTS);
 });
+
+test("a subscribe refused for asking too fast is asked again when the server says", () => {
+  const pg = client({positions: {a: START}, positionsUrl: null, pollDown: 0});
+  const cb = recorder();
+  pg.subscribe("a", cb);
+  latest().open();
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    latest().deliver({type: "error", code: "rate_limited", message: "slow down", channel: "a", retry_after: 2});
+  } finally {
+    console.warn = warn;
+  }
+  mock.timers.tick(1999);
+  assert.equal(latest().subscribes().length, 1);
+  mock.timers.tick(1);
+  assert.equal(latest().subscribes().length, 2);
+  latest().deliver({type: "subscribed", channel: "a", position: START, stale: false});
+  assert.deepEqual(cb.calls, []);
+  assert.equal(FakeSocket.all.length, 1);
+});

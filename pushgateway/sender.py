@@ -20,6 +20,7 @@ the parent's to deliver, and a socket shared by two processes garbles both.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import queue
@@ -31,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import metrics
+from .coalescing import Coalescer
 from .message import Message
 
 logger = logging.getLogger("pushgateway")
@@ -78,6 +80,9 @@ MAX_LOST_CHANNELS = 10_000
 
 _senders: weakref.WeakSet[BackgroundSender] = weakref.WeakSet()
 
+# Put on the queue to make the thread look at its deadlines again (a hint held back).
+WAKE = object()
+
 
 class BackgroundSender:
     """Delivers batches of messages on one daemon thread.
@@ -102,6 +107,7 @@ class BackgroundSender:
         linger: float = 0.002,
         on_exit: Callable[[], None] | None = None,
         on_fork: Callable[[], None] | None = None,
+        coalesce: float = 0.0,
     ) -> None:
         self.deliver = deliver
         self.prepare = prepare
@@ -114,6 +120,8 @@ class BackgroundSender:
         self.stats: Counter[str] = Counter()
         self.metrics = metrics.get()  # Prometheus, when OPTIONS["METRICS"] is on
         self._queue: queue.Queue[Message | None] = queue.Queue(max_queue)
+        # Identical hints within `coalesce` seconds go out once (see coalescing.py).
+        self.coalescer = Coalescer(coalesce) if coalesce > 0 else None
         self._start_afresh()
         atexit.register(self.flush, exit_timeout)
         _senders.add(self)
@@ -123,11 +131,28 @@ class BackgroundSender:
         self._lock = threading.Lock()
         self._lost: set[str] = set()
         self._repair_interval = REPAIR_INTERVAL
+        self._next_repair = 0.0
         self._last_delivery = -1.0
 
     def submit(self, messages: Sequence[Message]) -> None:
         """Queue messages for delivery; never blocks. A full queue drops and counts."""
         self._ensure_thread()
+        if self.coalescer is not None:
+            messages = self._coalesce(messages)
+        self._enqueue(messages)
+
+    def _coalesce(self, messages: Sequence[Message]) -> list[Message]:
+        now = time.monotonic()
+        waiting = self.coalescer.next_due()
+        now_too = [m for m in messages if self.coalescer.admit(m, now)]
+        if len(now_too) < len(messages):
+            self.stats["coalesced"] += len(messages) - len(now_too)
+            if waiting is None:  # the thread may sleep without a deadline: wake it
+                with contextlib.suppress(queue.Full):
+                    self._queue.put_nowait(WAKE)
+        return now_too
+
+    def _enqueue(self, messages: Sequence[Message]) -> None:
         for message in messages:
             try:
                 self._queue.put_nowait(message)
@@ -148,7 +173,10 @@ class BackgroundSender:
                 )
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything queued is delivered or given up; False on timeout."""
+        """Wait until everything queued is delivered or given up; False on timeout. Hints
+        held back by coalescing go out at once."""
+        if self.coalescer is not None:
+            self._enqueue(self.coalescer.release())
         q = self._queue
         with q.all_tasks_done:
             return q.all_tasks_done.wait_for(lambda: q.unfinished_tasks == 0, timeout)
@@ -169,6 +197,8 @@ class BackgroundSender:
         if self.repair is None:
             return
         with self._lock:
+            if not self._lost:  # the first repair waits a moment: the service just failed
+                self._next_repair = time.monotonic() + self._repair_interval
             for message in messages:
                 if len(self._lost) < MAX_LOST_CHANNELS:
                     self._lost.add(message.channel)
@@ -201,42 +231,69 @@ class BackgroundSender:
                 self._thread.start()
 
     def _run(self) -> None:
-        stopping = False
         q = self._queue
-        while not stopping:
+        while True:
             try:
-                first = q.get(timeout=self._repair_interval if self._lost else None)
+                first = q.get(timeout=self._wait())
             except queue.Empty:
-                self._try_repair()
-                continue
-            if first is None:
+                first = WAKE
+            else:
+                if first is WAKE:
+                    q.task_done()
+            if first is None:  # close()
                 q.task_done()
                 break
+            batch = [] if first is WAKE else [first]
             # Under load (the last delivery was moments ago) wait a little, so one round
             # trip carries many hints: each costs the publishing process CPU, and with it
             # the GIL its requests wait for. A lone hint goes out at once.
-            if time.monotonic() - self._last_delivery < 2 * self.linger:
+            if batch and time.monotonic() - self._last_delivery < 2 * self.linger:
                 time.sleep(self.linger)
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = q.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:  # close(): deliver what came before it, then stop
-                    q.task_done()
-                    stopping = True
-                    break
-                batch.append(item)
+            stopping = self._take(batch)
+            taken = len(batch)  # what came from the queue, and must be marked done
+            if self.coalescer is not None:
+                batch += self.coalescer.due(time.monotonic())
             try:
-                if self._deliver(batch) and self._lost:
+                delivered = self._deliver(batch) if batch else False
+                # Delivery works again, or it is time to try: tell the pages of lost hints.
+                if self._lost and (delivered or time.monotonic() >= self._next_repair):
                     self._try_repair()
             finally:
-                self._last_delivery = time.monotonic()
-                for _ in batch:
+                if batch:
+                    self._last_delivery = time.monotonic()
+                for _ in range(taken):
                     q.task_done()
+            if stopping:
+                break
         if self.on_exit:
             self.on_exit()
+
+    def _wait(self) -> float | None:
+        """How long the thread may sleep: until a repair or a held hint is due."""
+        deadlines = []
+        if self._lost:
+            deadlines.append(max(0.0, self._next_repair - time.monotonic()))
+        due = self.coalescer.next_due() if self.coalescer is not None else None
+        if due is not None:
+            deadlines.append(max(0.0, due - time.monotonic()))
+        return min(deadlines) if deadlines else None
+
+    def _take(self, batch: list[Message]) -> bool:
+        """Add what else is queued to `batch`, up to max_batch; True if close() was among it."""
+        q = self._queue
+        while len(batch) < self.max_batch:
+            try:
+                item = q.get_nowait()
+            except queue.Empty:
+                return False
+            if item is WAKE:
+                q.task_done()
+            elif item is None:  # close(): deliver what came before it, then stop
+                q.task_done()
+                return True
+            else:
+                batch.append(item)
+        return False
 
     def _deliver(self, batch: list[Message]) -> bool:
         """Deliver one batch; False if any of it was given up (counted, logged, remembered)."""
@@ -299,6 +356,7 @@ class BackgroundSender:
             logger.debug("pushgateway %s: resync failed: %s", self.name, error)
         else:
             self._repair_interval = REPAIR_INTERVAL
+        self._next_repair = time.monotonic() + self._repair_interval
 
 
 def _gave_up(failed: list[Message], error: Exception) -> str:

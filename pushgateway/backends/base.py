@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from django.core.checks import CheckMessage, Error
 
+from ..coalescing import DEFAULT_WINDOW
 from ..message import Message
 from ..protocol import Position
 
@@ -43,8 +44,17 @@ class Limits(NamedTuple):
         return problems
 
 
+def option_problems(options: dict[str, Any]) -> list[str]:
+    """What is wrong with the options every backend accepts (docs/settings.md)."""
+    problems = Limits.problems(options)
+    coalesce = options.get("COALESCE", DEFAULT_WINDOW)
+    if isinstance(coalesce, bool) or not isinstance(coalesce, int | float) or coalesce < 0:
+        problems.append(f"COALESCE must be seconds >= 0 (0: off), not {coalesce!r}")
+    return problems
+
+
 #: Options every backend accepts: they are the project's, not the backend's (docs/settings.md).
-COMMON_OPTIONS = ("PRIVATE", "TOKEN_MAX_AGE", "METRICS", *Limits._fields)
+COMMON_OPTIONS = ("PRIVATE", "TOKEN_MAX_AGE", "METRICS", "COALESCE", *Limits._fields)
 
 
 class BaseBackend:
@@ -73,10 +83,12 @@ class BaseBackend:
         unknown = sorted(set(options) - set(self.options) - set(COMMON_OPTIONS))
         if unknown:
             raise TypeError(f"{type(self).__name__} got unknown options {unknown}")
-        problems = Limits.problems(options)
+        problems = option_problems(options)
         if problems:
             raise ValueError(f"{type(self).__name__}: {'; '.join(problems)}")
         self.limits = Limits(**{k: v for k, v in options.items() if k in Limits._fields})
+        #: Seconds within which identical hints go out once (network backends; coalescing.py).
+        self.coalesce = options.get("COALESCE", DEFAULT_WINDOW)
 
     def send_messages(self, messages: Sequence[Message]) -> None:
         """Deliver (or queue for delivery) these messages."""
@@ -128,7 +140,7 @@ class BaseBackend:
                 hint="See the limits in docs/settings.md.",
                 id="pushgateway.E004",
             )
-            for problem in Limits.problems(options)
+            for problem in option_problems(options)
         ]
         unknown = sorted(set(options) - set(cls.options) - set(COMMON_OPTIONS))
         if unknown:

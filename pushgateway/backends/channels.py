@@ -223,6 +223,7 @@ class ChannelsBackend(BaseBackend):
             max_queue=QUEUE_SIZE,
             on_exit=self.publisher.close,
             on_fork=self._forget_connections,
+            coalesce=self.coalesce,
         )
         self.stats = self.sender.stats
 

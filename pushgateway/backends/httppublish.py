@@ -115,6 +115,7 @@ class HttpPublishBackend(BaseBackend):
             repair=self.repair,
             max_queue=QUEUE_SIZE,
             on_fork=self._forget_connections,
+            coalesce=self.coalesce,
         )
         self.stats = self.sender.stats
 

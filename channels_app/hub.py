@@ -368,4 +368,5 @@ def get_hub() -> Hub | None:
         for old in [old for old in _hubs if old.is_closed()]:
             del _hubs[old]
         hub = _hubs[loop] = Hub(layer, backend.aread_positions, backend.timeout, metrics.get())
+        backend.serving = True
     return hub

@@ -1,7 +1,7 @@
 """System checks: a misconfigured PUSHGATEWAY setting is reported at startup."""
 
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 
 from .backends import DEFAULT_BACKEND, load_backend_class
 from .backends.base import BaseBackend
@@ -11,6 +11,42 @@ KEYS = {"BACKEND", "OPTIONS"}
 
 @register(Tags.compatibility)
 def check_settings(app_configs=None, **kwargs):
+    configured = _configured()
+    if isinstance(configured, list):
+        return configured
+    backend, options = configured
+    return backend.check(options) + check_server(backend)
+
+
+@register(Tags.compatibility, deploy=True)
+def check_deployment(app_configs=None, **kwargs):
+    configured = _configured()
+    if isinstance(configured, list):
+        return []  # check_settings reports it
+    backend, options = configured
+    return backend.check_deployment(options)
+
+
+def check_server(backend) -> list:
+    """A page cannot open its socket under `manage.py runserver` without daphne's."""
+    if not getattr(backend, "serves_websockets", False) or not settings.DEBUG:
+        return []
+    if "daphne" in settings.INSTALLED_APPS:
+        return []
+    return [
+        Warning(
+            "'daphne' is not in INSTALLED_APPS, so manage.py runserver serves WSGI: pages "
+            "cannot open /ws/pushgateway/ and fall back to polling.",
+            hint="Put 'daphne' first in INSTALLED_APPS and set ASGI_APPLICATION = "
+            "'channels_app.asgi.application' (or your own asgi.py), or serve with an ASGI "
+            "server: daphne or uvicorn.",
+            id="pushgateway.W004",
+        )
+    ]
+
+
+def _configured():
+    """(backend class, OPTIONS), or the errors that make them unusable."""
     config = getattr(settings, "PUSHGATEWAY", {})
     if not isinstance(config, dict):
         return [Error("PUSHGATEWAY must be a dict.", id="pushgateway.E001")]
@@ -45,4 +81,4 @@ def check_settings(app_configs=None, **kwargs):
     options = config.get("OPTIONS", {})
     if not isinstance(options, dict):
         return [Error("PUSHGATEWAY['OPTIONS'] must be a dict.", id="pushgateway.E004")]
-    return backend.check(options)
+    return backend, options

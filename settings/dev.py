@@ -5,5 +5,3 @@ from .base import *  # noqa: F403
 
 DEBUG = True
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
-# One process is the point of the embedded default; the warning says so for other setups.
-SILENCED_SYSTEM_CHECKS = ["pushgateway.W001"]

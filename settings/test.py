@@ -15,7 +15,6 @@ from .base import BASE_DIR
 
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-SILENCED_SYSTEM_CHECKS = ["pushgateway.W001"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")

@@ -53,12 +53,28 @@ def test_missing_channel_layers(settings):
     assert "CHANNEL_LAYERS does not define it" in message.msg
 
 
-def test_in_memory_layer_warns_about_other_processes(settings):
+def test_the_in_memory_layer_is_fine_in_development_and_a_warning_for_deployment(settings):
     settings.PUSHGATEWAY = {}
-    settings.SILENCED_SYSTEM_CHECKS = []
-    messages = [m for m in run_checks() if m.id.startswith("pushgateway")]
-    assert [m.id for m in messages] == ["pushgateway.W001"]
-    assert "other processes" in messages[0].msg
+    assert [m for m in run_checks() if m.id.startswith("pushgateway")] == []
+    deploy = [m for m in run_checks(include_deployment_checks=True) if m.id.startswith("push")]
+    assert [m.id for m in deploy] == ["pushgateway.W001"]
+    assert "a second server process, a worker or a management command" in deploy[0].msg
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}
+    }
+    assert [
+        m for m in run_checks(include_deployment_checks=True) if m.id == "pushgateway.W001"
+    ] == []
+
+
+def test_runserver_without_daphne_is_a_warning_while_developing(settings):
+    settings.PUSHGATEWAY = {}
+    settings.DEBUG = True
+    settings.INSTALLED_APPS = [a for a in settings.INSTALLED_APPS if a != "daphne"]
+    [message] = [m for m in run_checks() if m.id.startswith("pushgateway")]
+    assert message.id == "pushgateway.W004" and "runserver serves WSGI" in message.msg
+    settings.DEBUG = False  # in production the server is started by other means
+    assert [m for m in run_checks() if m.id.startswith("pushgateway")] == []
 
 
 def test_options_of_other_backends(settings):

@@ -121,3 +121,12 @@ def test_the_demo_serves_under_uvicorn(start_daphne, redis):
             == 0
         )
         assert recv_json(ws)["data"] == 1
+
+
+def test_publishing_on_the_in_memory_layer_from_a_shell_says_no_other_process_hears_it():
+    """manage.py shell with the embedded default: the save works, and a line (once) says
+    that its hints reach no page served by another process."""
+    code = "import pushgateway\npushgateway.publish('c', 1)\npushgateway.publish('c', 2)"
+    result = run_python(code, None)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("from a process that has served no WebSocket") == 1

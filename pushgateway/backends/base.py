@@ -132,6 +132,11 @@ class BaseBackend:
         """Release resources (threads, connections); called when settings change."""
 
     @classmethod
+    def check_deployment(cls, options: dict[str, Any]) -> list[CheckMessage]:
+        """What `manage.py check --deploy` should say about these OPTIONS (nothing here)."""
+        return []
+
+    @classmethod
     def check(cls, options: dict[str, Any]) -> list[CheckMessage]:
         """System-check errors for these OPTIONS (unknown names and bad limits by default)."""
         errors = [

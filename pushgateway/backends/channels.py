@@ -25,7 +25,7 @@ from .. import protocol
 from ..message import Message
 from ..positions import DEFAULT_TTL, MemoryPositions, RedisPositions, redis_retry, retried_errors
 from ..sender import BackgroundSender, DeliveryError
-from .base import BaseBackend
+from .base import BaseBackend, logger
 
 # The channel-layer message type the hub handles.
 EVENT_TYPE = "pushgateway.frame"
@@ -172,6 +172,9 @@ class ChannelsBackend(BaseBackend):
     to that loop directly.
     """
 
+    #: Its hints reach the pages through this project's own WebSocket server (channels_app).
+    serves_websockets = True
+
     options = ("LAYER", "QUEUE_SIZE", "RETRIES", "BACKOFF_FACTOR", "TIMEOUT", "POSITION_TTL")
 
     def __init__(
@@ -190,6 +193,9 @@ class ChannelsBackend(BaseBackend):
         if self.layer is None:
             raise RuntimeError(f"pushgateway: no channel layer {LAYER!r} in CHANNEL_LAYERS")
         self.timeout = TIMEOUT
+        #: Set by channels_app's hub when this process serves WebSockets.
+        self.serving = False
+        self._said_nobody_listens = False
         self.in_process = isinstance(self.layer, InMemoryChannelLayer)
         self._tasks: set[asyncio.Task] = set()
         config = settings.CHANNEL_LAYERS[LAYER].get("CONFIG", {})
@@ -255,6 +261,14 @@ class ChannelsBackend(BaseBackend):
             self.sender.submit(messages)
             return
         # In-memory: this process is the whole system, positions advance at once.
+        if not self.serving and not self._said_nobody_listens:
+            self._said_nobody_listens = True
+            logger.warning(
+                "pushgateway: a hint went out on the in-memory channel layer from a process "
+                "that has served no WebSocket (manage.py shell, a command, a worker?): it "
+                "reaches only pages connected to this process. Publish from the server's "
+                "process, or use channels_redis (docs/deployment.md)."
+            )
         prepared = self.publisher.prepare(messages)
         self.sender._sent(len(messages))
         send_all = self.publisher.group_send_all
@@ -289,20 +303,27 @@ class ChannelsBackend(BaseBackend):
                     id="pushgateway.E005",
                 )
             )
-        elif layers[alias].get("BACKEND", "").endswith("InMemoryChannelLayer"):
-            errors.append(
-                Warning(
-                    "The in-memory channel layer only reaches WebSockets of the same process: "
-                    "hints published from other processes (manage.py shell, commands, workers, "
-                    "a second server) are not delivered.",
-                    hint="Use channels_redis (set REDIS_URL in this project) for more than one "
-                    "process.",
-                    id="pushgateway.W001",
-                )
-            )
-        else:
+        elif not layers[alias].get("BACKEND", "").endswith("InMemoryChannelLayer"):
             errors += redis_layer_warnings(alias, layers[alias])
         return errors
+
+    @classmethod
+    def check_deployment(cls, options):
+        """For `manage.py check --deploy`: one process is fine while developing."""
+        alias = options.get("LAYER", "default")
+        layer = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get(alias, {})
+        if not layer.get("BACKEND", "").endswith("InMemoryChannelLayer"):
+            return []
+        return [
+            Warning(
+                f"CHANNEL_LAYERS[{alias!r}] is the in-memory layer: hints reach only the "
+                "WebSockets of the process that publishes them, so a second server process, "
+                "a worker or a management command cannot reach any page.",
+                hint="With more than one process use channels_redis' "
+                "RedisPubSubChannelLayer (docs/deployment.md, 'One process or many').",
+                id="pushgateway.W001",
+            )
+        ]
 
 
 # redis-py 8's socket timeout when the hosts do not set one.

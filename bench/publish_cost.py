@@ -2,7 +2,8 @@
 
 Each save runs in its own transaction (so its hints are published at commit) on the
 demo's Event model, with the Channels backend on a real Redis, once on a SQLite file and
-once on PostgreSQL (a database of its own on the tests' server, TEST_POSTGRES_URL). The same
+once on PostgreSQL (a database of its own on the tests' server, TEST_POSTGRES_URL), every
+hint sent (coalescing off), and once with coalescing on as it is by default. The same
 measurement against a "Redis" that accepts connections and never answers shows that the
 save path never waits on the network: hints queue and are dropped when the queue is full.
 
@@ -38,12 +39,16 @@ ROUNDS = 20
 SAVES_PER_ROUND = 250
 
 
-def measure() -> None:
+def measure(coalesce: float) -> None:
     """In a child process: median save time, registered vs unregistered, interleaved."""
     import django
 
     django.setup()
+    from django.conf import settings
     from django.db import transaction
+
+    options = {**settings.PUSHGATEWAY.get("OPTIONS", {}), "COALESCE": coalesce}
+    settings.PUSHGATEWAY = {**settings.PUSHGATEWAY, "OPTIONS": options}
 
     import pushgateway
     from demo.models import Event
@@ -100,9 +105,11 @@ def blackhole() -> tuple[int, threading.Event]:
     return server.getsockname()[1], stop
 
 
-def run(label: str, database: SqliteDatabase | PostgresDatabase, redis_url: str) -> dict:
+def run(
+    label: str, database: SqliteDatabase | PostgresDatabase, redis_url: str, coalesce: float = 0
+) -> dict:
     result = subprocess.run(
-        [sys.executable, "-m", "bench.publish_cost", "measure"],
+        [sys.executable, "-m", "bench.publish_cost", "measure", str(coalesce)],
         cwd=ROOT,
         env=project_env(**database.env, REDIS_URL=redis_url, PYTHONPATH=str(ROOT)),
         capture_output=True,
@@ -122,8 +129,8 @@ def postgres_version(database: PostgresDatabase) -> str:
 
 
 def main() -> None:
-    if sys.argv[1:] == ["measure"]:
-        measure()
+    if sys.argv[1:2] == ["measure"]:
+        measure(float(sys.argv[2]))
         return
     work = Path(tempfile.mkdtemp(prefix="pushgateway-bench-"))
     redis = RedisServer(work)
@@ -131,7 +138,7 @@ def main() -> None:
     silent = f"redis://127.0.0.1:{port}/0"
     postgres: list[PostgresDatabase] = []
     try:
-        for _ in range(2):  # one per run, appended at once so that each is dropped
+        for _ in range(3):  # one per run, appended at once so that each is dropped
             postgres.append(PostgresDatabase("bench_pushgateway"))
         server = urlsplit(postgres[0].url)
         print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores")
@@ -140,11 +147,14 @@ def main() -> None:
             f"# median of {ROUNDS * SAVES_PER_ROUND} saves each, one transaction per save; SQLite "
             f"file; PostgreSQL {postgres_version(postgres[0])} on {server.hostname}:{server.port}"
         )
+        # Every hint sent (COALESCE 0): the cost of publishing itself. One object saved
+        # again and again is what coalescing (on by default) is for: the last row.
         rows = {
             "SQLite, Redis up": run("up", SqliteDatabase(work / "up.sqlite3"), redis.url),
             "SQLite, Redis silent": run("silent", SqliteDatabase(work / "silent.sqlite3"), silent),
             "PostgreSQL, Redis up": run("pg up", postgres[0], redis.url),
             "PostgreSQL, Redis silent": run("pg silent", postgres[1], silent),
+            "PostgreSQL, coalesced": run("pg coalesced", postgres[2], redis.url, 0.5),
         }
     finally:
         stop.set()

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-import uuid
+import itertools
+import os
+import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -17,6 +19,25 @@ def validate_channel(channel: object) -> str:
     return channel  # type: ignore[return-value]
 
 
+# Message ids: a random prefix per process and a counter, unique without a system call each
+# (uuid4 costs a read of the random device per hint). A forked child takes a prefix of its own.
+_prefix = secrets.token_hex(8)
+_counter = itertools.count()
+
+
+def _new_prefix() -> None:
+    global _prefix
+    _prefix = secrets.token_hex(8)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_prefix)
+
+
+def new_id() -> str:
+    return f"{_prefix}{next(_counter):x}"
+
+
 @dataclass(frozen=True)
 class Message:
     """One hint on one channel, as a backend sends it.
@@ -27,16 +48,20 @@ class Message:
 
     channel: str
     data: Any = None
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=new_id)
     resync: bool = False
     client: str | None = None  # the page whose request published it (see middleware.py)
+    #: `data` as JSON, when publish() has serialised it already (it checks size and form).
+    data_json: str | None = field(default=None, repr=False, compare=False)
 
     @cached_property
     def head(self) -> str:
         """The frame without its position, serialised once (see protocol.with_position)."""
         if self.resync:
             return protocol.resync_head(self.channel)
-        return protocol.message_head(self.channel, self.id, self.data, self.client)
+        return protocol.message_head(
+            self.channel, self.id, self.data, self.client, data_json=self.data_json
+        )
 
     def frame(self, position: protocol.Position | None) -> str:
         """The wire protocol frame for this hint at `position`."""

@@ -153,11 +153,21 @@ def _position_json(position: Position | None) -> str:
 # knows it (the Redis script appends it in the same round trip that assigns it).
 
 
-def message_head(channel: str, message_id: str, data: Any, client: str | None = None) -> str:
-    frame = {"type": "message", "channel": channel, "id": message_id, "data": data}
+def message_head(
+    channel: str,
+    message_id: str,
+    data: Any,
+    client: str | None = None,
+    *,
+    data_json: str | None = None,
+) -> str:
+    """The message frame without its position; `data_json` is `data` already encoded."""
+    frame = {"type": "message", "channel": channel, "id": message_id}
     if client is not None:
         frame["client"] = client  # the page whose request caused it (it skips its own)
-    return _encode(frame)[:-1]
+    if data_json is None:
+        data_json = _encode(data)
+    return _encode(frame)[:-1] + ',"data":' + data_json
 
 
 def resync_head(channel: str) -> str:

@@ -55,7 +55,7 @@ class _Pending:
         self.client = current_client.get()  # the page whose request this is, if it said
 
     def __call__(self) -> None:
-        _send(Message(self.channel, self.data, client=self.client))
+        _send(Message(self.channel, self.data, client=self.client, data_json=self.key[1]))
 
 
 def _send(message: Message) -> None:
@@ -110,8 +110,8 @@ async def apublish(channel: str, data: Any = None) -> None:
 
     Raises as publish() does."""
     validate_channel(channel)
-    _key(channel, data)
-    message = Message(channel, data, client=current_client.get())
+    _, data_json = _key(channel, data)
+    message = Message(channel, data, client=current_client.get(), data_json=data_json)
     counted = metrics.get()
     if counted:
         counted.published.inc()

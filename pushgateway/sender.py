@@ -104,7 +104,7 @@ class BackgroundSender:
         max_queue: int = 10_000,
         max_batch: int = 100,
         exit_timeout: float = 5.0,
-        linger: float = 0.002,
+        linger: float = 0.01,
         on_exit: Callable[[], None] | None = None,
         on_fork: Callable[[], None] | None = None,
         coalesce: float = 0.0,

@@ -27,6 +27,17 @@ def scrape(server) -> dict:
     return values
 
 
+def scrape_until(server, name: str, value: float, timeout: float = 20) -> dict:
+    """Scrape until the metric `name` reaches `value` (the sender retries for seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        values = scrape(server)
+        if values.get(name) == value or time.monotonic() > deadline:
+            assert values.get(name) == value, (name, values.get(name))
+            return values
+        time.sleep(0.5)
+
+
 def post_comment(server, event: int, body: str) -> None:
     """The demo's comment form, posted as a browser would (CSRF cookie and field)."""
     jar = http.cookiejar.CookieJar()
@@ -75,22 +86,10 @@ def test_counters_move_as_the_traffic_says(start_daphne, own_redis):
 
     own_redis.stop()
     post_comment(server, event, "while Redis is down")  # the save still succeeds
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        dropping = scrape(server)
-        if dropping.get("pushgateway_hints_dropped_total{reason=failed}") == 3:
-            break
-        time.sleep(0.5)
-    assert dropping["pushgateway_hints_dropped_total{reason=failed}"] == 3
+    dropping = scrape_until(server, "pushgateway_hints_dropped_total{reason=failed}", 3)
     assert dropping["pushgateway_hints_published_total"] == 9
     own_redis.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        healed = scrape(server)
-        if healed.get("pushgateway_channels_repaired_total") == 3:
-            break
-        time.sleep(0.5)
-    assert healed["pushgateway_channels_repaired_total"] == 3
+    healed = scrape_until(server, "pushgateway_channels_repaired_total", 3)
     assert healed["pushgateway_layer_outages_total"] >= 1
     stack.close()
     time.sleep(0.5)

@@ -144,4 +144,10 @@ class PushGatewayConsumer:
             )
             await self.close(CLOSE_TOO_SLOW)
             return
-        await self.send({"type": "websocket.send", "text": text})
+        try:
+            await self.send({"type": "websocket.send", "text": text})
+        except (OSError, RuntimeError):
+            # The page closed the connection while this frame was on its way (daphne raises
+            # autobahn's Disconnected, a RuntimeError; ASGI servers may raise an OSError):
+            # its disconnect event comes next. Normal, not an error.
+            self.closing = True

@@ -3,8 +3,8 @@ their own (network namespaces joined by a bridge, tests/netns.py), as in a deplo
 
 The publisher host saves a comment every 0.1 s throughout each test and counts the saves that
 fail; the clients host holds sockets to both daphne hosts, on the publisher's channels. Each
-test breaks something (a daphne host dies, Redis restarts) and checks what the pages saw and
-that no save failed.
+test breaks something (a daphne host dies, Redis restarts, the Redis host drops off the
+network) and checks what the pages saw and that no save failed.
 """
 
 from __future__ import annotations
@@ -249,3 +249,35 @@ def test_restarting_redis_heals_the_clients_of_both_daphne_hosts(site):
         assert clients.closed(server) == []
     stats = site.assert_no_failed_saves(at_least=20)
     print(f"Redis down {back - stopped:.1f}s, healed {healed - back:.1f}s after, {stats}")
+
+
+def test_a_redis_host_cut_off_from_the_network_heals_the_clients_of_both_hosts(site):
+    # Unlike a stopped Redis, which refuses connections at once, a Redis host whose cable is
+    # pulled answers nothing: every call waits out its timeout (5 s).
+    clients, publisher = site.clients, site.publisher
+    site.network["redis"].link(up=False)
+    cut = time.time()
+    during = publisher.save("probe")
+    time.sleep(12)  # past two of the publisher's attempts, within its four
+    site.network["redis"].link(up=True)
+    back = time.time()
+
+    # The hint reaches every socket on both hosts (late, or as a resync)...
+    def told(frames: list[dict]) -> bool:
+        return has_pk(during["pk"])(frames) or resyncs(frames) != []
+
+    healed = clients.wait(
+        "the hint saved during the partition on every socket of both hosts",
+        lambda: clients.every_socket(WEB, publisher.probe, told, since=cut),
+        timeout=20,
+    )
+    assert healed - back < 10
+    # ...and the steady stream flows again on every socket.
+    clients.wait(
+        "steady hints on every socket after the partition",
+        lambda: clients.every_socket(WEB, publisher.steady, at_least(10), since=healed),
+        timeout=15,
+    )
+    for server in WEB:
+        assert clients.closed(server) == []
+    site.assert_no_failed_saves(at_least=100)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -26,23 +25,26 @@ Check = Callable[[list[dict]], bool]
 
 
 class Clients:
-    """The program run by `command` (on a host), seen from the test."""
+    """The program on `host`, seen from the test: `sockets` sockets to each of `servers`
+    (name: "ADDRESS:PORT"), each subscribed to `channels`."""
 
-    def __init__(self, command: list[str], sockets: int, env: dict, log_path: Path) -> None:
-        from tests.servers import ROOT
+    def __init__(
+        self, host, servers: dict[str, str], channels: list[str], sockets: int, log_dir: Path
+    ) -> None:
+        from tests.servers import PYTHON
 
         self.sockets = sockets
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=self._log, env=env, cwd=ROOT, text=True
-        )
+        args = [PYTHON, "-m", "tests.host_clients", "--sockets", str(sockets)]
+        for channel in channels:
+            args += ["--channel", channel]
+        args += [f"{name}={where}" for name, where in servers.items()]
+        self.process = host.start("clients", args, log_dir, host.env(), pipes=True)
         self._events: list[dict] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
+        for line in self.process.proc.stdout:
             event = json.loads(line)
             with self._lock:
                 self._events.append(event)
@@ -83,7 +85,7 @@ class Clients:
                 odd = [e for e in events if "closed" in e or e["frame"]["type"] == "error"]
                 raise AssertionError(
                     f"{what}: not within {timeout}s; {len(events)} events, errors and closes: "
-                    f"{odd[:20]}, the last: {events[-5:]}\n{self.log()}"
+                    f"{odd[:20]}, the last: {events[-5:]}\n{self.process.log()}"
                 )
             time.sleep(0.05)
         return time.time()
@@ -100,14 +102,8 @@ class Clients:
             timeout=30,
         )
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self._log.close()
+        self.process.stop()
 
 
 def messages(frames: list[dict]) -> list[dict]:

@@ -16,7 +16,6 @@ import json
 import os
 import queue
 import select
-import subprocess
 import sys
 import threading
 import time
@@ -27,17 +26,13 @@ EVENTS = ("steady", "probe", "job")
 
 
 class Publisher:
-    """The program run by `command` (on a host), seen from the test."""
+    """The program run on `host`, seen from the test."""
 
-    def __init__(self, command: list[str], env: dict, log_path: Path) -> None:
-        from tests.servers import ROOT
+    def __init__(self, host, log_dir: Path, env: dict) -> None:
+        from tests.servers import PYTHON
 
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
-            cwd=ROOT, text=True,
-        )  # fmt: skip
+        args = [PYTHON, "-m", "tests.host_publisher"]
+        self.process = host.start("publisher", args, log_dir, env, pipes=True)
         self._answers: queue.Queue[dict] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         #: The id of each event it saves comments on; their hints go to comments-ID.
@@ -45,18 +40,18 @@ class Publisher:
         self.steady, self.probe, self.job = (f"comments-{pk}" for pk in self.events.values())
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
+        for line in self.process.proc.stdout:
             self._answers.put(json.loads(line))
 
     def _answer(self, timeout: float) -> dict:
         try:
             return self._answers.get(timeout=timeout)
         except queue.Empty:
-            raise AssertionError(f"the publisher did not answer:\n{self.log()}") from None
+            raise AssertionError(f"the publisher did not answer:\n{self.process.log()}") from None
 
     def ask(self, command: str) -> dict:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
+        self.process.proc.stdin.write(command + "\n")
+        self.process.proc.stdin.flush()
         return self._answer(timeout=20)
 
     def save(self, event: str) -> dict:
@@ -65,18 +60,8 @@ class Publisher:
         assert saved["pk"] is not None, f"the save failed:\n{self.ask('stats')}"
         return saved
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.stdin.close()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+        self.process.stop()
 
 
 class Saver:

@@ -69,9 +69,12 @@ class Host:
         not refused: connections to and from the host hang as after a crash)."""
         ip("-n", self.switch, "link", "set", self.port, "up" if up else "down")
 
-    def start(self, name: str, args: Sequence[str], log_dir: Path, env: dict | None = None):
-        """Start `args` on this host; its output goes to LOG_DIR/NETNS-NAME.log."""
-        return Process(f"{self.netns}-{name}", self.command(args), log_dir, env)
+    def start(
+        self, name: str, args: Sequence[str], log_dir: Path, env: dict | None = None, pipes=False
+    ) -> Process:
+        """Start `args` on this host; its output goes to LOG_DIR/NETNS-NAME.log (see
+        Process for `pipes`)."""
+        return Process(f"{self.netns}-{name}", self.command(args), log_dir, env, pipes)
 
     def start_redis(self, log_dir: Path) -> Process:
         """A Redis listening on this host's address (REDIS_PORT), without persistence."""

@@ -137,24 +137,15 @@ class Server:
 def test_20000_sockets_coming_and_going_leave_nothing_behind(network, log_dir, tmp_path):
     server = Server(network, log_dir, tmp_path)
     try:
-        publisher = server._started(
-            Publisher(
-                server.host.command([PYTHON, "-m", "tests.host_publisher"]),
-                server.env,
-                log_dir / f"{server.host.netns}-publisher.log",
-            )
-        )
+        publisher = server._started(Publisher(server.host, log_dir, server.env))
         watched = [publisher.steady, "events"]
         residents = server._started(
             Clients(
-                server.clients_host.command(
-                    [PYTHON, "-m", "tests.host_clients", "--sockets", str(RESIDENTS)]
-                    + [arg for channel in watched for arg in ("--channel", channel)]
-                    + [f"server={server.host.address}:{HTTP_PORT}"]
-                ),
+                server.clients_host,
+                {"server": f"{server.host.address}:{HTTP_PORT}"},
+                watched,
                 RESIDENTS,
-                server.clients_host.env(),
-                log_dir / f"{server.clients_host.netns}-residents.log",
+                log_dir,
             )
         )
         residents.wait_subscribed(["server"], watched)

@@ -58,22 +58,12 @@ class Site:
         SqliteDatabase(self.database)
         for name in WEB:
             self.daphnes[name] = self.network[name].start_daphne(self.log_dir, self.env(name))
-        host = self.network["publisher"]
-        self.publisher = Publisher(
-            host.command([PYTHON, "-m", "tests.host_publisher"]),
-            self.env("publisher"),
-            self.log_dir / f"{host.netns}-publisher.log",
-        )
+        self.publisher = Publisher(self.network["publisher"], self.log_dir, self.env("publisher"))
         host = self.network["clients"]
         for name in WEB:
             host.wait_for_port(self.network[name].address, HTTP_PORT)
-        args = [PYTHON, "-m", "tests.host_clients", "--sockets", str(SOCKETS)]
-        for channel in self.channels():
-            args += ["--channel", channel]
-        args += [f"{name}={self.network[name].address}:{HTTP_PORT}" for name in WEB]
-        self.clients = Clients(
-            host.command(args), SOCKETS, host.env(), self.log_dir / f"{host.netns}-clients.log"
-        )
+        servers = {name: f"{self.network[name].address}:{HTTP_PORT}" for name in WEB}
+        self.clients = Clients(host, servers, self.channels(), SOCKETS, self.log_dir)
         self.clients.wait_subscribed(WEB, self.channels())
 
     def channels(self) -> list[str]:

@@ -51,21 +51,24 @@ def network():
 class Server:
     """daphne and Redis on the server host, measured from outside."""
 
-    def __init__(self, network: Network, log_dir, tmp_path) -> None:
+    def __init__(self, network: Network, log_dir) -> None:
         self.host = network["server"]
         self.clients_host = network["clients"]
         self.log_dir = log_dir
         self.parts = []
-        self.redis = self._started(self.host.start_redis(log_dir))
+
+    def start(self, tmp_path) -> None:
+        self.keep(self.host.start_redis(self.log_dir))
         self.clients_host.wait_for_port(self.host.address, REDIS_PORT)
         database = SqliteDatabase(tmp_path / "churn.sqlite3")
         redis_url = f"redis://{self.host.address}:{REDIS_PORT}/0"
         self.env = self.host.env(REDIS_URL=redis_url, **database.env)
-        self.daphne = self._started(self.host.start_daphne(log_dir, self.env))
+        self.daphne = self.keep(self.host.start_daphne(self.log_dir, self.env))
         self.clients_host.wait_for_port(self.host.address, HTTP_PORT)
         self.pid = self.daphne.proc.pid
 
-    def _started(self, part):
+    def keep(self, part):
+        """`part` (anything with stop()) is stopped with the server."""
         self.parts.append(part)
         return part
 
@@ -134,50 +137,56 @@ class Server:
             part.stop()
 
 
-def test_20000_sockets_coming_and_going_leave_nothing_behind(network, log_dir, tmp_path):
-    server = Server(network, log_dir, tmp_path)
+@pytest.fixture
+def server(network, log_dir, tmp_path):
+    server = Server(network, log_dir)
     try:
-        publisher = server._started(Publisher(server.host, log_dir, server.env))
-        watched = [publisher.steady, "events"]
-        residents = server._started(
-            Clients(
-                server.clients_host,
-                {"server": f"{server.host.address}:{HTTP_PORT}"},
-                watched,
-                RESIDENTS,
-                log_dir,
-            )
-        )
-        residents.wait_subscribed(["server"], watched)
-        resident_groups = [f"asgi__group__pushgateway.{channel}" for channel in watched]
-
-        server.churn(WARM_UP, seed=1)
-        rss_before = server.settle(resident_groups, RESIDENTS)
-        report = server.churn(CYCLES, seed=2)
-        rss_after = server.settle(resident_groups, RESIDENTS)
-
-        # The resident pages missed nothing while 20,000 others came and went around them.
-        for frames in residents.frames("server", publisher.steady).values():
-            assert len(messages(frames)) >= 10 * report["seconds"] * 0.5
-            assert in_order(frames)
-        assert residents.closed("server") == []
-        residents.stop()
-        # With the last page gone the hub holds nothing: no group, no connection.
-        server.settle([], 0)
-        subscriptions = server.subscriptions()
-        assert len(subscriptions) == 2 and all(HUB_OWN.fullmatch(s) for s in subscriptions)
-
-        assert rss_after <= rss_before * 1.10, (rss_before, rss_after)
-        # Nothing crashed, nothing was reported as an error: pages leaving are normal.
-        log = server.daphne.log()
-        assert "Traceback" not in log and " ERROR " not in log, log[-5000:]
-        assert "took too long to shut down" not in log
-        stats = publisher.ask("stats")
-        assert stats["failed"] == 0, stats
-        print(
-            f"{report['cycles']} cycles in {report['seconds']:.0f}s {report['kinds']}; "
-            f"RSS {rss_before} KiB after the warm-up, {rss_after} KiB after the soak; "
-            f"left subscribed: {subscriptions}; saves {stats}"
-        )
+        server.start(tmp_path)
+        yield server
     finally:
         server.stop()
+
+
+def test_20000_sockets_coming_and_going_leave_nothing_behind(server, log_dir):
+    publisher = server.keep(Publisher(server.host, log_dir, server.env))
+    watched = [publisher.steady, "events"]
+    residents = server.keep(
+        Clients(
+            server.clients_host,
+            {"server": f"{server.host.address}:{HTTP_PORT}"},
+            watched,
+            RESIDENTS,
+            log_dir,
+        )
+    )
+    residents.wait_subscribed(["server"], watched)
+    resident_groups = [f"asgi__group__pushgateway.{channel}" for channel in watched]
+
+    server.churn(WARM_UP, seed=1)
+    rss_before = server.settle(resident_groups, RESIDENTS)
+    report = server.churn(CYCLES, seed=2)
+    rss_after = server.settle(resident_groups, RESIDENTS)
+
+    # The resident pages missed nothing while 20,000 others came and went around them.
+    for frames in residents.frames("server", publisher.steady).values():
+        assert len(messages(frames)) >= 10 * report["seconds"] * 0.5
+        assert in_order(frames)
+    assert residents.closed("server") == []
+    residents.stop()
+    # With the last page gone the hub holds nothing: no group, no connection.
+    server.settle([], 0)
+    subscriptions = server.subscriptions()
+    assert len(subscriptions) == 2 and all(HUB_OWN.fullmatch(s) for s in subscriptions)
+
+    assert rss_after <= rss_before * 1.10, (rss_before, rss_after)
+    # Nothing crashed, nothing was reported as an error: pages leaving are normal.
+    log = server.daphne.log()
+    assert "Traceback" not in log and " ERROR " not in log, log[-5000:]
+    assert "took too long to shut down" not in log
+    stats = publisher.ask("stats")
+    assert stats["failed"] == 0, stats
+    print(
+        f"{report['cycles']} cycles in {report['seconds']:.0f}s {report['kinds']}; "
+        f"RSS {rss_before} KiB after the warm-up, {rss_after} KiB after the soak; "
+        f"left subscribed: {subscriptions}; saves {stats}"
+    )

@@ -9,6 +9,7 @@ every handler), and every idle socket costs server memory, so it keeps only what
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import types
@@ -145,7 +146,8 @@ class PushGatewayConsumer:
     async def close(self, code: int) -> None:
         if not self.closing:
             self.closing = True
-            await self.send({"type": "websocket.close", "code": code})
+            with contextlib.suppress(OSError, RuntimeError):  # it closed first: as good
+                await self.send({"type": "websocket.close", "code": code})
 
     async def send_frame(self, text: str) -> None:
         """Send one reply frame (in order with the messages the hub pushes)."""
@@ -176,8 +178,11 @@ class PushGatewayConsumer:
             waiting_on = sending.send(None)
         except StopIteration:
             return  # written
-        except Exception:
-            logger.exception("pushgateway: send to one socket failed")
+        except (OSError, RuntimeError):
+            # The page closed the connection while this frame was on its way (daphne raises
+            # autobahn's Disconnected, a RuntimeError; other servers may raise an OSError):
+            # its disconnect event comes next. Normal, not an error.
+            self.closing = True
             return
         self.backlog, self.backlog_bytes = deque(), 0
         asyncio.ensure_future(self.drain(resume(sending, waiting_on)))

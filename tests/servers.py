@@ -47,13 +47,18 @@ def require(program: str) -> str:
 class Process:
     """A child process whose output goes to a log file that failures can show."""
 
-    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict | None = None):
+    def __init__(
+        self, name: str, args: list[str], log_dir: Path, env: dict | None = None, pipes=False
+    ):
+        """With `pipes` the test talks to it: its stdin and stdout are text pipes
+        (`proc.stdin`, `proc.stdout`), and only its stderr goes to the log."""
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(
-            args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=ROOT
-        )
+        output = {"stdout": self._log, "stderr": subprocess.STDOUT}
+        if pipes:
+            output = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": self._log}
+        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, text=pipes, **output)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -78,6 +83,8 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         self._log.close()
 
 

@@ -2,8 +2,10 @@
 
 import asyncio
 import json
+import logging
 
 import pytest
+from autobahn.exception import Disconnected
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
@@ -99,6 +101,33 @@ async def test_a_cancelled_consumer_leaves_nothing_in_the_hub():
     socket.future.cancel()  # the server gives up on the connection mid-way
     await asyncio.sleep(0.05)
     assert all(channel not in get_hub().sockets for channel in ("c1", "c2", "c3"))
+
+
+async def test_a_page_that_closes_while_frames_are_on_their_way_is_not_an_error(caplog):
+    # Between a client's close frame and the end of the connection, daphne's send raises
+    # autobahn's Disconnected. Found by tests/test_churn.py: each crashed the consumer
+    # ("Exception inside application") or was logged by the hub as an error.
+    closed = False
+
+    async def daphne_like(scope, receive, send):
+        async def server_send(message):
+            if closed and message["type"] == "websocket.send":
+                raise Disconnected("Attempt to send on a closed protocol")
+            await send(message)
+
+        return await application(scope, receive, server_send)
+
+    socket = WebsocketCommunicator(daphne_like, "/ws/pushgateway/", headers=ORIGIN)
+    assert (await socket.connect())[0]
+    await subscribe(socket, "closing-1")
+    closed = True  # the page's close frame arrived
+    await pushgateway.apublish("closing-1", 1)  # a hint on its way to the page
+    await socket.send_to(text_data=json.dumps({"type": "subscribe", "channel": "closing-2"}))
+    await asyncio.sleep(0.1)
+    assert not socket.future.done()  # the consumer is waiting for the disconnect
+    await socket.disconnect()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert "closing-1" not in get_hub().sockets and "closing-2" not in get_hub().sockets
 
 
 async def test_hub_joins_each_channel_once_per_process_and_leaves_with_the_last_socket():

@@ -1,12 +1,17 @@
-"""The wheel, installed in someone else's project: apps import, collectstatic finds the module."""
+"""The wheel: what it ships and declares, and that it works in someone else's project."""
 
+import email
+import re
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
 from tests.servers import ROOT
+
+REPOSITORY = "https://github.com/django-pushgateway/django-pushgateway"
 
 SETTINGS = """
 SECRET_KEY = "x"
@@ -29,6 +34,15 @@ def wheel(tmp_path_factory):
     return path
 
 
+def dist_info(wheel: Path) -> str:
+    [name] = {n.split("/")[0] for n in zipfile.ZipFile(wheel).namelist() if ".dist-info/" in n}
+    return name
+
+
+def metadata(wheel: Path) -> email.message.Message:
+    return email.message_from_bytes(zipfile.ZipFile(wheel).read(f"{dist_info(wheel)}/METADATA"))
+
+
 def test_wheel_ships_the_apps_and_browser_module_but_not_the_project(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "pushgateway/static/pushgateway/pushgateway.js" in names
@@ -36,6 +50,46 @@ def test_wheel_ships_the_apps_and_browser_module_but_not_the_project(wheel):
     assert "channels_app/consumer.py" in names
     tops = {name.split("/")[0] for name in names if not name.startswith("django_pushgateway")}
     assert tops == {"pushgateway", "channels_app"}
+
+
+def test_wheel_carries_the_license_it_declares(wheel):
+    meta = metadata(wheel)
+    assert meta["License-Expression"] == "BSD-3-Clause"
+    assert meta.get_all("License-File") == ["LICENSE"]
+    text = zipfile.ZipFile(wheel).read(f"{dist_info(wheel)}/licenses/LICENSE").decode()
+    assert text.startswith("BSD 3-Clause License")
+    assert "Copyright (c) the django-pushgateway authors" in text
+    assert "Neither the name of the copyright holder" in text  # the third clause
+
+
+def test_wheel_names_the_project_urls(wheel):
+    urls = dict(url.split(", ", 1) for url in metadata(wheel).get_all("Project-URL"))
+    assert urls == {
+        "Homepage": REPOSITORY,
+        "Documentation": f"{REPOSITORY}/tree/main/docs",
+        "Source": REPOSITORY,
+        "Issues": f"{REPOSITORY}/issues",
+    }
+
+
+def test_long_description_links_are_absolute_and_name_files_of_this_repository(wheel):
+    """The package index shows the README; a relative link there leads nowhere."""
+    meta = metadata(wheel)
+    assert meta["Description-Content-Type"] == "text/markdown"
+    description = meta.get_payload()
+    links = re.findall(r"\]\(\s*<?([^)\s>]+)", description)  # [text](target)
+    links += re.findall(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]+)", description, re.M)  # [ref]: target
+    links += re.findall(r"""(?:href|src)\s*=\s*["']([^"']+)""", description)  # HTML
+    assert f"{REPOSITORY}/blob/main/docs/development.md" in links
+    relative = [link for link in links if not re.match(r"(https?|mailto):|#", link)]
+    assert relative == []
+    prefix = f"{REPOSITORY}/blob/main/"
+    missing = [
+        link
+        for link in links
+        if link.startswith(prefix) and not (ROOT / link.removeprefix(prefix)).is_file()
+    ]
+    assert missing == []
 
 
 def test_collectstatic_in_another_project_serves_the_browser_module(wheel, tmp_path):

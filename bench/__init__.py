@@ -1,0 +1,1 @@
+"""Benchmarks that print comparison tables (python -m bench.fanout, bench.capacity, ...)."""

@@ -31,7 +31,7 @@ class BaselineConsumer(AsyncWebsocketConsumer):
             group = group_name(frame["channel"])
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.add(group)
-            await self.send(subscribed_frame(frame["channel"]))
+            await self.send(subscribed_frame(frame["channel"], None, None))
 
     async def bench_message(self, event):
         await self.send(text_data=event["text"])

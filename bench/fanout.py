@@ -17,11 +17,8 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import Process, RedisServer, free_port  # noqa: E402
+from bench.common import bench_environment, child, read_json, report  # noqa: E402
+from tests.servers import Process, free_port  # noqa: E402
 
 GRACE = 5.0
 TARGETS = {
@@ -90,9 +88,9 @@ async def run_clients(port: int, first: int, sockets: int, channels: int) -> Non
     clients = await asyncio.gather(*(open_one(i) for i in range(first, first + sockets)))
     while subscribed < sockets:
         await asyncio.sleep(0.05)
-    print(json.dumps({"ready": sockets}), flush=True)
+    report({"ready": sockets})
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    print(json.dumps({"latencies": latencies, "last": last_receipt}), flush=True)
+    report({"latencies": latencies, "last": last_receipt})
     for client in clients:
         client.transport.close()
 
@@ -130,7 +128,9 @@ def publish_baseline(channels: int, rate: float, count: int) -> None:
 
     def send(i: int) -> None:
         channel = f"bench-{i % channels}"
-        text = protocol.message_frame(channel, str(i), {"t": time.time(), "s": i})
+        # The same frame as the hub's, position included, so only the designs differ.
+        position = protocol.Position("baseline", i + 1)
+        text = protocol.message_frame(channel, str(i), {"t": time.time(), "s": i}, position)
         event = {"type": EVENT_TYPE, "text": text}
         loop.run_until_complete(layer.group_send(protocol.group_name(channel), event))
 
@@ -147,7 +147,7 @@ def paced(send, rate: float, count: int) -> None:
             if delay > 0:
                 time.sleep(delay)
         send(i)
-    print(json.dumps({"sent": count, "start": start, "end": time.time()}), flush=True)
+    report({"sent": count, "start": start, "end": time.time()})
 
 
 # ---------------------------------------------------------------- orchestration
@@ -158,24 +158,6 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-def child(*args: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.fanout", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-
-def read_json(proc: subprocess.Popen, timeout: float = 300) -> dict:
-    line = proc.stdout.readline()
-    if not line:
-        raise RuntimeError(f"benchmark child {proc.args} exited with {proc.wait(timeout)}")
-    return json.loads(line)
 
 
 def run_target(scenario: Scenario, app: str, env: dict, seconds: float, log_dir: Path) -> dict:
@@ -190,13 +172,16 @@ def run_target(scenario: Scenario, app: str, env: dict, seconds: float, log_dir:
     try:
         daphne.wait_for_port(port)
         # One socket first: imports, the hub and the layer connection are not per-socket.
-        warm = child("clients", str(port), "0", "1", str(scenario.channels), env=env)
+        warm = child(
+            "bench.fanout", "clients", str(port), "0", "1", str(scenario.channels), env=env
+        )
         read_json(warm)
         time.sleep(0.5)
         rss_before = rss_kib(daphne.proc.pid)
         share = math.ceil(scenario.sockets / workers_n)
         workers = [
             child(
+                "bench.fanout",
                 "clients",
                 str(port),
                 str(i * share),
@@ -215,7 +200,14 @@ def run_target(scenario: Scenario, app: str, env: dict, seconds: float, log_dir:
         if not scenario.memory_only:
             count = scenario.count or int(scenario.rate * seconds)
             kind = "publish-hub" if app.startswith("channels_app") else "publish-baseline"
-            publisher = child(kind, str(scenario.channels), str(scenario.rate), str(count), env=env)
+            publisher = child(
+                "bench.fanout",
+                kind,
+                str(scenario.channels),
+                str(scenario.rate),
+                str(count),
+                env=env,
+            )
             sent = read_json(publisher)
             publisher.wait(60)
             time.sleep(GRACE)
@@ -225,10 +217,10 @@ def run_target(scenario: Scenario, app: str, env: dict, seconds: float, log_dir:
         for worker in [*workers, warm]:
             worker.stdin.write("stop\n")
             worker.stdin.flush()
-            report = read_json(worker)
+            received = read_json(worker)
             if worker is not warm:
-                latencies += report["latencies"]
-                last = max(last, report["last"])
+                latencies += received["latencies"]
+                last = max(last, received["last"])
             worker.wait(30)
         result.update(latencies=latencies, expected=expected, last=last)
         return result
@@ -297,21 +289,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     options = parser.parse_args()
 
-    log_dir = Path(tempfile.mkdtemp(prefix="pushgateway-bench-"))
-    redis = RedisServer(log_dir)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "settings.dev",
-        "REDIS_URL": redis.url,
-        "SQLITE_PATH": str(log_dir / "db.sqlite3"),
-        "PYTHONPATH": str(ROOT),
-    }
-    env.pop("PUSHGATEWAY_BACKEND", None)
-    command = "python -m bench.fanout " + " ".join(sys.argv[1:])
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores; logs in {log_dir}")
-    print(f"# reproduce: {command.strip()}")
     everything = {}
-    try:
+    with bench_environment("bench.fanout") as (log_dir, _, env):
         for scenario in SCENARIOS:
             if options.only and scenario.name not in options.only:
                 continue
@@ -320,8 +299,6 @@ def main() -> None:
                 rows[name] = summarize(run_target(scenario, app, env, options.seconds, log_dir))
             print_table(scenario, rows)
             everything[scenario.name] = rows
-    finally:
-        redis.stop()
     if options.json:
         options.json.write_text(json.dumps(everything, indent=1))
 

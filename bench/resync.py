@@ -20,18 +20,13 @@ import argparse
 import asyncio
 import json
 import math
-import os
 import random
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from tests.servers import Process, RedisServer, free_port, run_python  # noqa: E402
+from bench.common import bench_environment, child, read_json, report
+from tests.servers import Process, free_port, run_python
 
 MODES = {"positions": True, "resync all": False}
 PER_WORKER = 2500
@@ -110,29 +105,7 @@ async def run_clients(port: int, first: int, count: int, send_since: bool) -> No
         task.cancel()
 
 
-def report(data: dict) -> None:
-    print(json.dumps(data), flush=True)
-
-
 # ---------------------------------------------------------------- orchestration
-
-
-def child(*args: str, env: dict) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.resync", *args],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-
-def read_json(proc: subprocess.Popen) -> dict:
-    line = proc.stdout.readline()
-    if not line:
-        raise RuntimeError(f"benchmark child {proc.args} exited with {proc.wait(30)}")
-    return json.loads(line)
 
 
 def run_mode(sockets: int, send_since: bool, env: dict, log_dir: Path, redis_url: str) -> dict:
@@ -156,7 +129,9 @@ def run_mode(sockets: int, send_since: bool, env: dict, log_dir: Path, redis_url
             first = i * PER_WORKER
             share = min(PER_WORKER, sockets - first)
             flag = "since" if send_since else "none"
-            workers.append(child("clients", str(port), str(first), str(share), flag, env=env))
+            workers.append(
+                child("bench.resync", "clients", str(port), str(first), str(share), flag, env=env)
+            )
         for worker in workers:
             read_json(worker)
         daphne.stop()
@@ -214,25 +189,11 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=10_000)
     options = parser.parse_args()
 
-    log_dir = Path(tempfile.mkdtemp(prefix="pushgateway-bench-"))
-    redis = RedisServer(log_dir)
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "settings.dev",
-        "REDIS_URL": redis.url,
-        "SQLITE_PATH": str(log_dir / "db.sqlite3"),
-        "PYTHONPATH": str(ROOT),
-    }
-    env.pop("PUSHGATEWAY_BACKEND", None)
-    print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores; logs in {log_dir}")
-    print(f"# reproduce: python -m bench.resync {' '.join(sys.argv[1:])}".rstrip())
-    try:
+    with bench_environment("bench.resync") as (log_dir, redis, env):
         rows = {
             name: run_mode(options.sockets, since, env, log_dir, redis.url)
             for name, since in MODES.items()
         }
-    finally:
-        redis.stop()
     print_table(options.sockets, rows)
 
 

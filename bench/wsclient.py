@@ -15,6 +15,29 @@ import struct
 from collections.abc import Callable
 
 
+def split_frames(buf: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
+    """The complete (opcode, payload) server frames at the start of `buf`, and the rest."""
+    frames = []
+    while len(buf) >= 2:
+        length = buf[1] & 0x7F
+        offset = 2
+        if length == 126:
+            if len(buf) < 4:
+                break
+            (length,) = struct.unpack_from("!H", buf, 2)
+            offset = 4
+        elif length == 127:
+            if len(buf) < 10:
+                break
+            (length,) = struct.unpack_from("!Q", buf, 2)
+            offset = 10
+        if len(buf) < offset + length:
+            break
+        frames.append((buf[0] & 0x0F, buf[offset : offset + length]))
+        buf = buf[offset + length :]
+    return frames, buf
+
+
 class ClientProtocol(asyncio.Protocol):
     def __init__(self, host: str, path: str, on_text: Callable[[bytes], None]) -> None:
         self.host = host
@@ -54,25 +77,9 @@ class ClientProtocol(asyncio.Protocol):
         self._parse_frames()
 
     def _parse_frames(self) -> None:
-        buf = self.buffer
-        while len(buf) >= 2:
-            opcode = buf[0] & 0x0F
-            length = buf[1] & 0x7F
-            offset = 2
-            if length == 126:
-                if len(buf) < 4:
-                    return
-                (length,) = struct.unpack_from("!H", buf, 2)
-                offset = 4
-            elif length == 127:
-                if len(buf) < 10:
-                    return
-                (length,) = struct.unpack_from("!Q", buf, 2)
-                offset = 10
-            if len(buf) < offset + length:
-                return
-            payload = bytes(buf[offset : offset + length])
-            del buf[: offset + length]
+        frames, rest = split_frames(bytes(self.buffer))
+        self.buffer = bytearray(rest)
+        for opcode, payload in frames:
             if opcode == 1:
                 self.on_text(payload)
             elif opcode == 8:

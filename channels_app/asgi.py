@@ -6,6 +6,7 @@ DEBUG on, static files are served too, as ``runserver`` does. Your own project c
 docs/deployment.md.
 """
 
+from asgiref.sync import markcoroutinefunction
 from django.conf import settings
 from django.core.asgi import get_asgi_application
 
@@ -14,11 +15,17 @@ django_asgi_app = get_asgi_application()
 from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from . import tuning  # noqa: E402
 from .routing import WEBSOCKET_PATH, pushgateway_socket  # noqa: E402
+
+tuning.apply()
 
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
 
 
+# Marked as a coroutine function so that servers which inspect the application (uvicorn,
+# hypercorn on Python 3.12+) take it for ASGI 3; calling it returns the chosen coroutine.
+@markcoroutinefunction
 def application(scope, receive, send):
     """Route by scope, returning the chosen application's coroutine.
 
@@ -28,6 +35,7 @@ def application(scope, receive, send):
     if scope["type"] != "websocket":
         return http_app(scope, receive, send)
     if scope["path"] == WEBSOCKET_PATH:
+        tuning.socket_opened()
         return pushgateway_socket(scope, receive, send)
     return WebsocketDenier()(scope, receive, send)
 

@@ -8,14 +8,20 @@ every handler), and every idle socket costs server memory, so it keeps only what
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+import types
+from collections import deque
 from urllib.parse import urlparse
 
 from channels.security.websocket import AllowedHostsOriginValidator
 
-from pushgateway.protocol import CLOSE_TOO_SLOW, Reply, Session, subscribed_frame
+from pushgateway.backends import get_backend
+from pushgateway.protocol import CLOSE_TOO_SLOW, Reply, Session, TokenBucket, subscribed_frame
 from pushgateway.tokens import check_token
 
+from .adapters import daphne_transport, pending_bytes
 from .hub import get_hub
 
 logger = logging.getLogger("pushgateway.consumer")
@@ -23,6 +29,13 @@ logger = logging.getLogger("pushgateway.consumer")
 # A socket whose unsent output passes this is not keeping up (a stalled or very slow client):
 # it is closed rather than left to grow the server's memory. About 1,500 hints.
 MAX_PENDING_BYTES = 256 * 1024
+
+
+@types.coroutine
+def resume(coroutine, waiting_on):
+    """Go on with a coroutine that was started by hand and yielded `waiting_on`."""
+    yield waiting_on
+    return (yield from coroutine)
 
 
 def origin_allowed(origin: str | None) -> bool:
@@ -40,24 +53,10 @@ def scope_origin(scope) -> str | None:
     return origin.decode("latin1") if origin is not None else None
 
 
-def daphne_transport(send):
-    """The Twisted transport behind daphne's `send`, or None under another server."""
-    # daphne hands every application functools.partial(server.handle_reply, protocol).
-    args = getattr(send, "args", None)
-    transport = getattr(args[0], "transport", None) if args else None
-    has_buffer = all(hasattr(transport, a) for a in ("dataBuffer", "offset", "_tempDataLen"))
-    return transport if has_buffer else None
-
-
-def pending_bytes(transport) -> int:
-    """Bytes a Twisted TCP transport holds that the kernel has not taken yet."""
-    return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-
-
 class PushGatewayConsumer:
     """One WebSocket connection speaking the pushgateway wire protocol."""
 
-    __slots__ = ("send", "session", "hub", "transport", "closing")
+    __slots__ = ("send", "session", "hub", "transport", "closing", "backlog", "backlog_bytes")
 
     @classmethod
     def as_asgi(cls):
@@ -75,6 +74,7 @@ class PushGatewayConsumer:
         self.send = send
         self.session = None
         self.closing = False
+        self.backlog = None  # frames waiting behind a send the server made wait
         origin = scope_origin(scope)
         scope = None  # nothing else is needed from it; an idle socket should not keep it
         try:
@@ -101,14 +101,24 @@ class PushGatewayConsumer:
                     if self.hub is None or not origin_allowed(origin):
                         await send({"type": "websocket.close"})  # daphne answers 403
                         return
-                    self.session = Session(authorize=check_token)
+                    limits = get_backend().limits
+                    churn = TokenBucket(
+                        limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST, time.monotonic
+                    )
+                    self.session = Session(authorize=check_token, churn=churn)
                     self.transport = daphne_transport(send)
                     await send({"type": "websocket.accept"})
+                    if self.hub.metrics:
+                        self.hub.metrics.sockets.inc()
                 elif kind == "websocket.disconnect":
                     return
         finally:
             if self.session is not None:
-                self.hub.drop(self, self.session.close_all())
+                channels = self.session.close_all()
+                self.hub.drop(self, channels)
+                if self.hub.metrics:
+                    self.hub.metrics.sockets.dec()
+                    self.hub.metrics.subscriptions.dec(len(channels))
 
     async def carry_out(self, reply: Reply) -> None:
         for subscribe in reply.subscribe:
@@ -120,9 +130,13 @@ class PushGatewayConsumer:
                     logger.warning("pushgateway: joining %r failed: %r", channel, exc)
                     await self.send_frame(self.session.subscribe_failed(channel))
                     continue
+                if self.hub.metrics:
+                    self.hub.metrics.subscriptions.inc()
             position = await self.hub.position(channel)
             await self.send_frame(subscribed_frame(channel, position, subscribe.since))
         self.hub.drop(self, reply.unsubscribe)
+        if self.hub.metrics and reply.unsubscribe:
+            self.hub.metrics.subscriptions.dec(len(reply.unsubscribe))
         for frame in reply.frames:
             await self.send_frame(frame)
         if reply.close is not None:
@@ -134,14 +148,55 @@ class PushGatewayConsumer:
             await self.send({"type": "websocket.close", "code": code})
 
     async def send_frame(self, text: str) -> None:
-        """Send one frame: a reply, or a message the hub relays. A client that does not read
-        what it is sent is closed rather than buffered for."""
+        """Send one reply frame (in order with the messages the hub pushes)."""
+        self.push({"type": "websocket.send", "text": text})
+
+    def push(self, message: dict) -> None:
+        """Send `message` without waiting: what the hub calls for every socket on a channel,
+        with one message dict for all of them.
+
+        daphne's `send` never waits, so this normally writes at once. Other servers (uvicorn,
+        hypercorn, granian) make `send` wait while the client is not reading; then the send
+        goes on in a task and later frames queue behind it, so one stalled client never holds
+        up the others. A client that lets more than MAX_PENDING_BYTES pile up, in the
+        transport (daphne) or in that queue (any server), is closed (4013).
+        """
         if self.closing:
             return
-        if self.transport is not None and pending_bytes(self.transport) > MAX_PENDING_BYTES:
-            logger.warning(
-                "pushgateway: closing a socket that stopped reading (%d)", CLOSE_TOO_SLOW
-            )
-            await self.close(CLOSE_TOO_SLOW)
+        if self.backlog is not None:
+            self.backlog_bytes += len(message["text"])
+            if self.backlog_bytes > MAX_PENDING_BYTES:
+                return self.too_slow()
+            self.backlog.append(message)
             return
-        await self.send({"type": "websocket.send", "text": text})
+        if self.transport is not None and pending_bytes(self.transport) > MAX_PENDING_BYTES:
+            return self.too_slow()
+        sending = self.send(message)
+        try:
+            waiting_on = sending.send(None)
+        except StopIteration:
+            return  # written
+        except Exception:
+            logger.exception("pushgateway: send to one socket failed")
+            return
+        self.backlog, self.backlog_bytes = deque(), 0
+        asyncio.ensure_future(self.drain(resume(sending, waiting_on)))
+
+    async def drain(self, sending) -> None:
+        try:
+            await sending
+            while self.backlog and not self.closing:
+                message = self.backlog.popleft()
+                self.backlog_bytes -= len(message["text"])
+                await self.send(message)
+        except Exception:  # the connection is gone; its disconnect event ends the consumer
+            logger.debug("pushgateway: a socket closed while frames waited for it")
+        finally:
+            self.backlog = None
+
+    def too_slow(self) -> None:
+        logger.warning("pushgateway: closing a socket that stopped reading (%d)", CLOSE_TOO_SLOW)
+        self.backlog = None
+        asyncio.ensure_future(self.close(CLOSE_TOO_SLOW))
+        if self.hub.metrics:
+            self.hub.metrics.slow_clients.inc()

@@ -18,7 +18,12 @@ subscription, or dropped on the way) refetches.
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import re
+import time
+from typing import Any
 
 import jwt
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
@@ -27,9 +32,12 @@ from django.views.decorators.csrf import csrf_exempt
 from pushgateway.backends import get_backend, get_config
 from pushgateway.backends.fanout import grip_config
 from pushgateway.protocol import (
+    MAX_ERRORS,
     Position,
     Reply,
     Session,
+    TokenBucket,
+    channel_error,
     has_news,
     resync_frame,
     subscribed_frame,
@@ -37,6 +45,8 @@ from pushgateway.protocol import (
 from pushgateway.tokens import check_token
 
 from .consumer import origin_allowed
+
+logger = logging.getLogger("pushgateway")
 
 CONTENT_TYPE = "application/websocket-events"
 # Pushpin's default connection_subscription_max: past it the proxy ignores a subscribe, so
@@ -77,15 +87,17 @@ def verify_grip_sig(token: str | None) -> bool:
     grip_url = get_config()["OPTIONS"].get("GRIP_URL")
     if not token or not grip_url:
         return False
+    try:
+        key, algorithms = verification_key(grip_url)
+    except ValueError as exc:  # nothing to verify with: refuse rather than trust
+        logger.error("pushgateway: cannot verify Grip-Sig: %s", exc)
+        return False
     grip = grip_config(grip_url)
-    key = grip.get("verify_key") or grip.get("key")
-    if not key:
-        return False  # nothing to verify with: refuse rather than trust (system check E008)
     try:
         claims = jwt.decode(
             token,
             key,
-            algorithms=["HS256", "ES256", "RS256"],
+            algorithms=algorithms,
             options={"require": ["exp"], "verify_iss": bool(grip.get("verify_iss"))},
             issuer=grip.get("verify_iss"),
         )
@@ -94,8 +106,38 @@ def verify_grip_sig(token: str | None) -> bool:
     return bool(claims)
 
 
+@functools.lru_cache(maxsize=16)
+def verification_key(grip_url: str) -> tuple[Any, list[str]]:
+    """The key Grip-Sig is verified with and the one algorithm its type allows: HS256 for
+    a shared secret (Pushpin's sig_key), ES256 or RS256 for a public key (Fastly Fanout's
+    verify-key). Never more than one: a token "signed" with HMAC over a public key, which
+    is no secret, must not pass."""
+    grip = grip_config(grip_url)
+    key = grip.get("verify_key") or grip.get("key")
+    if not key:
+        raise ValueError("GRIP_URL has no key= or verify-key= (system check pushgateway.E008)")
+    raw = key if isinstance(key, bytes) else key.encode()
+    if not raw.lstrip().startswith(b"-----BEGIN"):
+        return key, ["HS256"]
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    public = load_pem_public_key(raw)
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return public, ["ES256"]
+    if isinstance(public, rsa.RSAPublicKey):
+        return public, ["RS256"]
+    raise ValueError(f"verify-key is a {type(public).__name__}; use an EC or RSA public key")
+
+
 def control(kind: str, channel: str) -> tuple[str, bytes]:
     return "TEXT", b"c:" + json.dumps({"type": kind, "channel": channel}).encode()
+
+
+# Meta-* headers come from the proxy, which stores what this view set; they are parsed as
+# strictly as client input all the same (an int() of "²" or of 5,000 digits raises).
+SEQ_RE = re.compile(r"[0-9]{1,16}")
+CHURN_RE = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,3})?)@([0-9]{1,12}(?:\.[0-9]{1,3})?)")
 
 
 def parse_positions(header: str) -> dict[str, Position]:
@@ -104,9 +146,29 @@ def parse_positions(header: str) -> dict[str, Position]:
     for item in header.split(","):
         channel, _, value = item.partition("=")
         epoch, _, seq = value.partition(".")
-        if channel and seq.isdigit():
-            positions[channel] = Position(epoch, int(seq))
+        if SEQ_RE.fullmatch(seq):
+            position = Position.from_json({"epoch": epoch, "seq": int(seq)})
+            if position is not None and not channel_error(channel):
+                positions[channel] = position
     return positions
+
+
+def parse_count(header: str) -> int:
+    """Meta-Errors: the connection's error count so far."""
+    return min(int(header), MAX_ERRORS + 1) if SEQ_RE.fullmatch(header) else 0
+
+
+def parse_churn(header: str, rate: float, burst: int) -> TokenBucket:
+    """Meta-Churn: `tokens@unix time`, the connection's subscribe budget when last seen
+    (full on a connection's first request, or if the header is unreadable)."""
+    match = CHURN_RE.fullmatch(header)
+    if match is None:
+        return TokenBucket(rate, burst, time.time)
+    return TokenBucket(rate, burst, time.time, float(match[1]), float(match[2]))
+
+
+def format_churn(bucket: TokenBucket) -> str:
+    return f"{bucket.tokens:.3f}@{bucket.stamp:.3f}"
 
 
 def format_positions(positions: dict[str, Position | None]) -> str:
@@ -118,16 +180,21 @@ class Connection:
 
     def __init__(self, request: HttpRequest) -> None:
         headers = request.headers
-        subscriptions = {c for c in headers.get("Meta-Subs", "").split(",") if c}
+        self.backend = get_backend()
+        limits = self.backend.limits
+        subscriptions = {c for c in headers.get("Meta-Subs", "").split(",") if not channel_error(c)}
         self.session = Session(
-            authorize=check_token, subscriptions=subscriptions, max_subscriptions=MAX_SUBSCRIPTIONS
+            authorize=check_token,
+            subscriptions=subscriptions,
+            max_subscriptions=MAX_SUBSCRIPTIONS,
+            churn=parse_churn(
+                headers.get("Meta-Churn", ""), limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST
+            ),
         )
-        errors = headers.get("Meta-Errors", "")
-        self.session.errors = int(errors) if errors.isdigit() else 0
+        self.session.errors = parse_count(headers.get("Meta-Errors", ""))
         told = parse_positions(headers.get("Meta-Pos", ""))
         self.told = {c: p for c, p in told.items() if c in subscriptions}
         self.read_now: set[str] = set()  # positions read during this request
-        self.backend = get_backend()
 
     def receive(self, reply: Reply) -> list[tuple[str, bytes | None]]:
         # Controls first: the subscription is in place before the client reads "subscribed".
@@ -174,6 +241,8 @@ def websocket_over_http(request: HttpRequest) -> HttpResponse:
     session = connection.session
     out: list[tuple[str, bytes | None]] = []
     for kind, content in events:
+        if out and out[-1][0] == "CLOSE":
+            break  # the connection is closing: later events get no answer
         if kind == "OPEN":
             if not origin_allowed(request.headers.get("Origin")):
                 return HttpResponseForbidden("origin not allowed\n")
@@ -187,13 +256,14 @@ def websocket_over_http(request: HttpRequest) -> HttpResponse:
             out.append(("PONG", content))
         elif kind == "CLOSE":
             out.append(("CLOSE", content))
-    if not any(kind == "CLOSE" for kind, _ in out):
+    if not (out and out[-1][0] == "CLOSE"):
         out += connection.resyncs()
     response = HttpResponse(encode_events(out), content_type=CONTENT_TYPE)
     response["Sec-WebSocket-Extensions"] = "grip"
     response["Set-Meta-Subs"] = ",".join(sorted(session.subscriptions))
     response["Set-Meta-Pos"] = format_positions(connection.told)
     response["Set-Meta-Errors"] = str(session.errors)
+    response["Set-Meta-Churn"] = format_churn(session.churn)
     return response
 
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from typing import Protocol
 
 from channels.layers import InMemoryChannelLayer
 
+from pushgateway import metrics
 from pushgateway.backends import get_backend
 from pushgateway.backends.channels import EVENT_TYPE
 from pushgateway.protocol import Position, group_name, has_news, resync_frame
@@ -39,8 +41,10 @@ HEARTBEAT_TYPE = "pushgateway.heartbeat"
 # not timed, so an event loop busy for a while is not mistaken for a broken layer).
 HEARTBEAT_SECONDS = 1.0
 MISSING_BEATS = 2
-# How long a position the store is ahead by may wait for the hint that explains it.
-GRACE_SECONDS = 1.0
+# After a join, the position read may have raced the subscription on its way to Redis:
+# check again this much later. (A resync that overtakes a hint on its way is harmless: the
+# browser module waits half a second for the hint before it refetches.)
+RECHECK_SECONDS = 0.5
 VERIFY_SECONDS = 15.0
 # Channels' in-memory and core Redis layers forget group members added more than
 # group_expiry (default 24 h) ago; the hub renews its memberships well before that.
@@ -48,14 +52,16 @@ RENEW_SECONDS = 3600
 
 
 class Socket(Protocol):
-    async def send_frame(self, text: str) -> None: ...
+    def push(self, message: dict) -> None:
+        """Send an ASGI message without waiting (see PushGatewayConsumer.push)."""
 
 
 class Hub:
-    def __init__(self, layer, positions=None, timeout: float = 5.0) -> None:
+    def __init__(self, layer, positions=None, timeout: float = 5.0, metrics=None) -> None:
         """`positions` reads stream positions (a backend's read_positions/aread_positions);
-        `timeout` bounds every channel-layer call."""
+        `timeout` bounds every channel-layer call; `metrics` counts (pushgateway.metrics)."""
         self.layer = layer
+        self.metrics = metrics
         self.positions = positions
         self.timeout = timeout
         self.sockets: dict[str, set[Socket]] = {}
@@ -72,7 +78,8 @@ class Hub:
         self._tasks: dict[str, asyncio.Task] = {}
         self._background: set[asyncio.Task] = set()
         self._beats_sent = 0
-        self._beats_back = 0
+        self._beats_back = 0  # the highest heartbeat that came back
+        self._rejoined_at = 0  # the heartbeat after which the hub last joined all again
 
     # Subscriptions
 
@@ -129,9 +136,13 @@ class Hub:
                     await self._start()
                     await self._layer_call(self.layer.group_add, group_name(channel))
                     self.joined.add(channel)
+                    if self.metrics:
+                        self.metrics.channels.inc()
                     self._verify_soon(channel)
                 elif have and not want:
                     self.joined.discard(channel)
+                    if self.metrics:
+                        self.metrics.channels.dec()
                     self.known.pop(channel, None)
                     await self._layer_call(self.layer.group_discard, group_name(channel))
             except Exception as exc:
@@ -191,32 +202,30 @@ class Hub:
 
     def _verify_soon(self, *channels: str) -> None:
         if not self._to_verify:
-            self._spawn(self._verify_after_grace())
+            self._spawn(self._recheck())
         self._to_verify.update(channels)
 
-    async def _verify_after_grace(self) -> None:
-        await asyncio.sleep(GRACE_SECONDS)
+    async def _recheck(self) -> None:
+        await asyncio.sleep(RECHECK_SECONDS)
         channels, self._to_verify = self._to_verify, set()
         await self.verify(channels)
 
-    async def verify(self, channels: Iterable[str]) -> int:
+    async def verify(self, channels: Iterable[str], cause: str = "checked") -> int:
         """Send `resync` where the store is ahead of what this hub delivered; returns how
-        many channels that was."""
+        many channels that was. `cause` labels the resync metric."""
         # A channel with no known position has told no page a position yet (or could not):
         # its `subscribed` frame is what tells them.
         stored = await self._read(c for c in channels if c in self.known)
-        ahead = {c: p for c, p in stored.items() if has_news(self.known.get(c), p)}
-        if not ahead:
-            return 0
-        await asyncio.sleep(GRACE_SECONDS)  # a hint on its way still arrives as usual
         resynced = 0
-        for channel, position in ahead.items():
+        for channel, position in stored.items():
             if channel in self.joined and has_news(self.known.get(channel), position):
                 self.known[channel] = position
                 await self.deliver(channel, resync_frame(channel, position))
                 resynced += 1
         if resynced:
             logger.info("pushgateway hub: resync sent on %d channel(s)", resynced)
+            if self.metrics:
+                self.metrics.resyncs.labels(cause).inc(resynced)
         return resynced
 
     # The layer
@@ -248,9 +257,10 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("pushgateway hub: channel layer receive failed; retrying")
+                if self.healthy:
+                    logger.exception("pushgateway hub: channel layer receive failed; retrying")
                 self._broken()
-                await asyncio.sleep(1)
+                await asyncio.sleep(0.2)
                 continue
             kind = event.get("type")
             if kind == EVENT_TYPE:
@@ -258,12 +268,14 @@ class Hub:
                 if channel in self.joined and "seq" in event:
                     self._advance(channel, Position(event["epoch"], event["seq"]))
                 await self.deliver(channel, event["frame"])
+                if self.metrics and "t" in event:
+                    self.metrics.lag.observe(time.time() - event["t"])
             elif kind == HEARTBEAT_TYPE:
                 self._beats_back = max(self._beats_back, event.get("n", 0))
                 if not self.healthy:
                     self.healthy = True
                     logger.warning("pushgateway hub: channel layer is back; checking positions")
-                    self._spawn(self.verify(tuple(self.joined)))
+                    self._spawn(self.verify(tuple(self.joined), cause="healed"))
 
     async def _heartbeat_forever(self) -> None:
         with contextlib.suppress(Exception):
@@ -282,13 +294,16 @@ class Hub:
             if self._beats_sent - self._beats_back >= MISSING_BEATS:
                 self._broken()
                 # The layer takes messages but ours do not come back: a layer that keeps
-                # memberships in Redis lost them. Join everything again, then wait as long.
-                await self._rejoin()
-                self._beats_back = self._beats_sent - 1
+                # memberships in Redis lost them. Join everything again (not every beat).
+                if self._beats_sent - self._rejoined_at >= MISSING_BEATS:
+                    self._rejoined_at = self._beats_sent
+                    await self._rejoin()
 
     def _broken(self) -> None:
         if self.healthy:
             self.healthy = False
+            if self.metrics:
+                self.metrics.layer_outages.inc()
             logger.warning("pushgateway hub: lost the channel layer; pages resync when it is back")
 
     async def _rejoin(self) -> None:
@@ -317,13 +332,17 @@ class Hub:
                     logger.exception("pushgateway hub: checking positions failed")
 
     async def deliver(self, channel: str, frame: str) -> int:
-        """Write `frame` to every local socket on `channel`; returns how many."""
+        """Write `frame` to every local socket on `channel`; returns how many. One message
+        for all of them, and no socket is waited for."""
         sockets = tuple(self.sockets.get(channel, ()))
+        message = {"type": "websocket.send", "text": frame}
         for socket in sockets:
             try:
-                await socket.send_frame(frame)
+                socket.push(message)
             except Exception:
                 logger.exception("pushgateway hub: send to one socket failed")
+        if self.metrics:
+            self.metrics.frames.inc(len(sockets))
         return len(sockets)
 
 
@@ -348,5 +367,5 @@ def get_hub() -> Hub | None:
             return None
         for old in [old for old in _hubs if old.is_closed()]:
             del _hubs[old]
-        hub = _hubs[loop] = Hub(layer, backend.aread_positions, backend.timeout)
+        hub = _hubs[loop] = Hub(layer, backend.aread_positions, backend.timeout, metrics.get())
     return hub

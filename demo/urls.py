@@ -1,5 +1,7 @@
 from django.urls import include, path
 
+import pushgateway.metrics
+
 from . import views
 
 urlpatterns = [
@@ -7,5 +9,6 @@ urlpatterns = [
     path("events.json", views.event_list_json, name="event_list_json"),
     path("events/<int:pk>/", views.event_detail, name="event"),
     path("events/<int:pk>/comments.json", views.comments_json, name="comments_json"),
-    path("", include("channels_app.urls")),  # behind Pushpin/Fanout (PUSHGATEWAY_BACKEND=fanout)
+    path("", include("channels_app.urls")),  # the positions view; the view behind Pushpin
+    path("metrics", pushgateway.metrics.view),  # with PUSHGATEWAY_METRICS=1
 ]

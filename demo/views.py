@@ -42,10 +42,16 @@ def event_detail(request, pk):
     pushgateway.watch(request, f"comments-{pk}")
     event = get_object_or_404(Event, pk=pk)
     form = CommentForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        form.instance.event = event
-        form.save()
-        return redirect(event)
+    if request.method == "POST":
+        wants_json = "application/json" in request.headers.get("Accept", "")
+        if form.is_valid():
+            form.instance.event = event
+            comment = form.save()
+            if wants_json:  # posted by the page's own fetch(): it shows the comment itself
+                return JsonResponse(comment.as_json(), status=201)
+            return redirect(event)
+        if wants_json:
+            return JsonResponse({"errors": form.errors}, status=400)
     return render(request, "demo/event_detail.html", {"event": event, "form": form})
 
 

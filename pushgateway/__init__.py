@@ -1,14 +1,14 @@
 """django-pushgateway: publish small hints after commit; pages subscribed to a channel re-fetch.
 
-Public API: publish, apublish, register, unregister, watch, InvalidChannelName, make_token,
-outbox.
+Public API: publish, apublish, publish_for, register, unregister, channel_for, watch,
+InvalidChannelName, HintTooLarge, make_token, outbox.
 """
 
-from .exceptions import AlreadyRegistered, InvalidChannelName, NotRegistered
+from .exceptions import AlreadyRegistered, HintTooLarge, InvalidChannelName, NotRegistered
 from .message import Message
 from .pages import watch
 from .publishing import apublish, publish
-from .registry import register, unregister
+from .registry import channel_for, publish_for, register, unregister
 from .tokens import make_token
 
 #: Messages recorded by pushgateway.backends.locmem.LocMemBackend (tests read and clear it).
@@ -16,13 +16,16 @@ outbox: list[Message] = []
 
 __all__ = [
     "AlreadyRegistered",
+    "HintTooLarge",
     "InvalidChannelName",
     "Message",
     "NotRegistered",
     "apublish",
+    "channel_for",
     "make_token",
     "outbox",
     "publish",
+    "publish_for",
     "register",
     "unregister",
     "watch",

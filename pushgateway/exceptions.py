@@ -5,6 +5,10 @@ class InvalidChannelName(ValueError):
     """A channel name that is not 1-100 characters of [A-Za-z0-9._-]."""
 
 
+class HintTooLarge(ValueError):
+    """A hint whose data, serialised as JSON, is over the backend's MAX_DATA_BYTES."""
+
+
 class AlreadyRegistered(ImproperlyConfigured):
     """The model is registered with pushgateway already."""
 

@@ -29,13 +29,14 @@ class Message:
     data: Any = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     resync: bool = False
+    client: str | None = None  # the page whose request published it (see middleware.py)
 
     @cached_property
     def head(self) -> str:
         """The frame without its position, serialised once (see protocol.with_position)."""
         if self.resync:
             return protocol.resync_head(self.channel)
-        return protocol.message_head(self.channel, self.id, self.data)
+        return protocol.message_head(self.channel, self.id, self.data, self.client)
 
     def frame(self, position: protocol.Position | None) -> str:
         """The wire protocol frame for this hint at `position`."""

@@ -28,9 +28,38 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .protocol import START, Position, group_name
+from .sender import BACKOFF_MAX
 
 #: Seconds a channel's position outlives its last publish or read (3 days).
 DEFAULT_TTL = 3 * 24 * 3600
+
+
+def retried_errors() -> tuple[type[Exception], ...]:
+    """The errors worth another attempt at a Redis call: connection trouble and timeouts
+    (redis-py's own, and the builtin ones asyncio.wait_for and sockets raise)."""
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # a layer without redis-py
+        return (ConnectionError, TimeoutError)
+    return (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+
+
+def redis_retry(retries: int, backoff_factor: float, *, for_asyncio: bool = False):
+    """redis-py's Retry: `retries` more attempts after sleeps of 2, 4, 8... x backoff_factor
+    seconds (at most BACKOFF_MAX each)."""
+    from redis.backoff import ExponentialBackoff
+
+    if for_asyncio:
+        from redis.asyncio.retry import Retry
+    else:
+        from redis.retry import Retry
+    backoff = ExponentialBackoff(cap=BACKOFF_MAX, base=backoff_factor)
+    return Retry(backoff, retries, supported_errors=retried_errors())
+
+
+def _no_cleanup(error: Exception) -> None:
+    """redis-py already dropped the connection that failed; the next attempt takes another."""
 
 
 def new_epoch() -> str:
@@ -89,11 +118,10 @@ class MemoryPositions:
         pass
 
 
-# KEYS: position keys. ARGV: ttl, a fresh epoch for keys that do not exist.
-# Returns {epoch, seq} per key, after one increment each.
-ADVANCE_LUA = """
-local out = {}
-for i, key in ipairs(KEYS) do
+# One publish on a channel: its position one step further, in a fresh epoch where the key is
+# new or was forgotten. ARGV[1] is the ttl, ARGV[2] a fresh epoch.
+ADVANCE_ONE_LUA = """
+local function advance(key)
   local seq = redis.call('HINCRBY', key, 's', 1)
   local epoch = redis.call('HGET', key, 'e')
   if seq == 1 or not epoch then
@@ -102,33 +130,41 @@ for i, key in ipairs(KEYS) do
     seq = 1
   end
   redis.call('EXPIRE', key, ARGV[1])
+  return epoch, seq
+end
+"""
+
+# KEYS: position keys. Returns {epoch, seq} per key, after one increment each.
+ADVANCE_LUA = (
+    ADVANCE_ONE_LUA
+    + """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local epoch, seq = advance(key)
   out[i] = {epoch, seq}
 end
 return out
 """
+)
 
-# As ADVANCE_LUA, and publish each message on its Redis channel as the layer would: ARGV
-# after ttl and epoch holds (pubsub channel, channel, frame head) per key. The frame is the
+# As ADVANCE_LUA, and publish each message on its Redis channel as the layer would: ARGV[3]
+# is the publish time, then (pubsub channel, channel, frame head) per key. The frame is the
 # head plus the position, so it is serialised once, here, with the position it must carry;
 # the payload is the msgpack map channels_redis' RedisPubSubChannelLayer deserialises.
-ADVANCE_AND_PUBLISH_LUA = """
+ADVANCE_AND_PUBLISH_LUA = (
+    ADVANCE_ONE_LUA
+    + """
 for i, key in ipairs(KEYS) do
-  local seq = redis.call('HINCRBY', key, 's', 1)
-  local epoch = redis.call('HGET', key, 'e')
-  if seq == 1 or not epoch then
-    epoch = ARGV[2]
-    redis.call('HSET', key, 'e', epoch, 's', 1)
-    seq = 1
-  end
-  redis.call('EXPIRE', key, ARGV[1])
-  local base = 3 * i
+  local epoch, seq = advance(key)
+  local base = 3 * i + 1
   local frame = ARGV[base + 2] .. ',"position":{"epoch":"' .. epoch .. '","seq":' .. seq .. '}}'
   redis.call('PUBLISH', ARGV[base], cmsgpack.pack({
     type = 'pushgateway.frame', channel = ARGV[base + 1], frame = frame,
-    epoch = epoch, seq = seq}))
+    epoch = epoch, seq = seq, t = tonumber(ARGV[3])}))
 end
 return #KEYS
 """
+)
 
 # KEYS: position keys. Refreshes the ttl of those that exist; returns {epoch, seq} or false.
 READ_LUA = """
@@ -169,7 +205,8 @@ class RedisPositions:
     `hosts` are channels_redis-style host entries (URLs or dicts); a channel's position
     lives on the shard channels_redis uses for the channel's group, so one script can
     advance it and publish there. Synchronous calls are for the publishing thread and
-    sync views; `aread` is for the event loop. Every call has `timeout`.
+    sync views; `aread` is for the event loop. Every attempt has `timeout`; publishes make
+    `retries` more attempts after a connection error or timeout, with redis-py's backoff.
     """
 
     def __init__(
@@ -179,11 +216,18 @@ class RedisPositions:
         prefix: str = "asgi",
         ttl: float = DEFAULT_TTL,
         timeout: float = 5.0,
+        retries: int = 0,
+        backoff_factor: float = 0.3,
     ) -> None:
         self.hosts = [{"address": h} if isinstance(h, str) else dict(h) for h in hosts]
         self.prefix = prefix
         self.ttl = int(ttl)
         self.timeout = timeout
+        self.retry = redis_retry(retries, backoff_factor) if retries else None
+        self.forget_connections()
+
+    def forget_connections(self) -> None:
+        """Start with no connections (a forked child must not use its parent's)."""
         self._sync: list[_Shard] | None = None
         self._async: dict[asyncio.AbstractEventLoop, list[_Shard]] = {}
         self._lock = threading.Lock()
@@ -205,7 +249,9 @@ class RedisPositions:
 
     def _connect(self, cls, host: dict):
         options = {k: v for k, v in host.items() if k not in ("address", "max_connections")}
-        options.update(socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
+        # One attempt per call at the connection level: publishes retry the whole call
+        # (below), and reads must not make a page wait through retries.
+        options.update(socket_timeout=self.timeout, socket_connect_timeout=self.timeout, retry=None)
         if "address" in host:
             return _Shard(cls.from_url(host["address"], **options))
         return _Shard(cls(**options))
@@ -230,11 +276,18 @@ class RedisPositions:
             shards = self._async[loop] = [self._connect(aioredis.Redis, h) for h in self.hosts]
         return shards
 
+    def _publish_call(self, script, keys: list[str], args: list[Any]):
+        """A script call of a publisher: retried after connection errors and timeouts."""
+        if self.retry is None:
+            return script(keys=keys, args=args)
+        return self.retry.call_with_retry(lambda: script(keys=keys, args=args), _no_cleanup)
+
     def advance(self, channels: Sequence[str]) -> list[Position]:
         found: dict[str, list[Position]] = {}
         for index, names in self.by_shard(channels).items():
             keys = [self.key(c) for c in names]
-            result = self.shards()[index].advance(keys=keys, args=[self.ttl, new_epoch()])
+            shard = self.shards()[index]
+            result = self._publish_call(shard.advance, keys, [self.ttl, new_epoch()])
             for name, position in zip(names, result, strict=True):
                 found.setdefault(name, []).append(_position(position))
         return [found[channel].pop(0) for channel in channels]
@@ -245,11 +298,11 @@ class RedisPositions:
         for channel, head in items:
             heads.setdefault(channel, []).append(head)
         for index, names in self.by_shard(channel for channel, _ in items).items():
-            args: list[Any] = [self.ttl, new_epoch()]
+            args: list[Any] = [self.ttl, new_epoch(), repr(time.time())]
             for channel in names:
                 args += [self.pubsub_name(channel), channel, heads[channel].pop(0)]
             keys = [self.key(c) for c in names]
-            self.shards()[index].advance_and_publish(keys=keys, args=args)
+            self._publish_call(self.shards()[index].advance_and_publish, keys, args)
 
     def read(self, channels: Iterable[str]) -> dict[str, Position]:
         out = {}

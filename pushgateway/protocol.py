@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +61,25 @@ NOT_SUBSCRIBED = "not_subscribed"
 FORBIDDEN = "forbidden"
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
 UNAVAILABLE = "unavailable"
+RATE_LIMITED = "rate_limited"
+
+#: The codes of every error frame, for clients and tests that check them.
+ERROR_CODES = frozenset(
+    {
+        INVALID_JSON,
+        INVALID_FRAME,
+        UNKNOWN_TYPE,
+        INVALID_CHANNEL,
+        INVALID_POSITION,
+        FRAME_TOO_LARGE,
+        BINARY_FRAME,
+        NOT_SUBSCRIBED,
+        FORBIDDEN,
+        TOO_MANY_SUBSCRIPTIONS,
+        UNAVAILABLE,
+        RATE_LIMITED,
+    }
+)
 
 
 class Position(NamedTuple):
@@ -133,8 +153,10 @@ def _position_json(position: Position | None) -> str:
 # knows it (the Redis script appends it in the same round trip that assigns it).
 
 
-def message_head(channel: str, message_id: str, data: Any) -> str:
+def message_head(channel: str, message_id: str, data: Any, client: str | None = None) -> str:
     frame = {"type": "message", "channel": channel, "id": message_id, "data": data}
+    if client is not None:
+        frame["client"] = client  # the page whose request caused it (it skips its own)
     return _encode(frame)[:-1]
 
 
@@ -175,8 +197,58 @@ def pong_frame() -> str:
     return _encode({"type": "pong"})
 
 
-def error_frame(code: str, message: str, channel: str | None = None) -> str:
-    return _encode({"type": "error", "code": code, "message": message, "channel": channel})
+def error_frame(code: str, message: str, channel: str | None = None, **extra: Any) -> str:
+    frame = {"type": "error", "code": code, "message": message, "channel": channel, **extra}
+    return _encode(frame)
+
+
+class TokenBucket:
+    """A budget of `burst` actions at once, refilled at `rate` per second.
+
+    Time comes from `clock` (seconds; any origin), so the protocol stays free of I/O and
+    tests can drive it. A clock that goes backwards (another host's wall clock, behind
+    Pushpin) refills nothing rather than failing.
+    """
+
+    __slots__ = ("rate", "burst", "clock", "tokens", "stamp")
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        clock: Callable[[], float],
+        tokens: float | None = None,
+        stamp: float | None = None,
+    ) -> None:
+        if not (rate > 0 and burst >= 1):
+            raise ValueError(f"a token bucket needs rate > 0 and burst >= 1, not {rate}, {burst}")
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = burst if tokens is None else min(max(tokens, 0.0), burst)
+        self.stamp = clock() if stamp is None else stamp
+
+    def _refill(self) -> None:
+        now = self.clock()
+        elapsed = now - self.stamp
+        if elapsed > 0:
+            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
+        self.stamp = now
+
+    def take(self) -> bool:
+        """Spend one token; False (spending nothing) when there is none."""
+        self._refill()
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def spend(self) -> None:
+        """Spend a token if there is one: for actions that are never refused."""
+        self._refill()
+        self.tokens = max(0.0, self.tokens - 1)
+
+    def wait(self) -> float:
+        """Seconds until the next token."""
+        return max(0.0, (1 - self.tokens) / self.rate)
 
 
 class Subscribe(NamedTuple):
@@ -215,21 +287,25 @@ class Session:
     """The protocol state of one client connection: its subscriptions and its errors.
 
     The session trusts its transport to carry out each Reply; when joining a channel fails
-    the transport calls :meth:`subscribe_failed` to undo the bookkeeping.
+    the transport calls :meth:`subscribe_failed` to undo the bookkeeping. `churn`, when
+    given, is the connection's budget of joins and leaves (each costs the server a layer or
+    proxy subscription): a subscribe past it is refused with `rate_limited`.
     """
 
-    __slots__ = ("authorize", "subscriptions", "max_subscriptions", "errors")
+    __slots__ = ("authorize", "subscriptions", "max_subscriptions", "errors", "churn")
 
     def __init__(
         self,
         authorize: Authorizer = _deny_all,
         subscriptions: set[str] | None = None,
         max_subscriptions: int = MAX_SUBSCRIPTIONS,
+        churn: TokenBucket | None = None,
     ) -> None:
         self.authorize = authorize
         self.subscriptions: set[str] = set(subscriptions or ())
         self.max_subscriptions = max_subscriptions
         self.errors = 0
+        self.churn = churn
 
     def receive_bytes(self, data: bytes) -> Reply:
         return self._error(BINARY_FRAME, "send JSON text frames, not binary frames")
@@ -297,6 +373,17 @@ class Session:
                 f"at most {self.max_subscriptions} subscriptions per connection",
                 channel,
             )
+        if self.churn is not None and not self.churn.take():
+            # A refusal, not misbehaviour: a page that navigates a lot is slowed, never
+            # disconnected, and a refused subscribe costs the server nothing.
+            wait = math.ceil(self.churn.wait() * 10) / 10
+            return self._refuse(
+                RATE_LIMITED,
+                f"more than {self.churn.burst:g} subscribes and unsubscribes at once "
+                f"or {self.churn.rate:g} per second; try again in {wait:g} s",
+                channel,
+                retry_after=wait,
+            )
         self.subscriptions.add(channel)
         return Reply(subscribe=[Subscribe(channel, since)])
 
@@ -308,10 +395,14 @@ class Session:
         if channel not in self.subscriptions:
             return self._error(NOT_SUBSCRIBED, "not subscribed to this channel", channel)
         self.subscriptions.discard(channel)
+        if self.churn is not None:
+            # Never refused (that would keep sending what the client asked to stop), but
+            # paid for: subscribe-unsubscribe churn runs at half the subscribe rate.
+            self.churn.spend()
         return Reply(frames=[unsubscribed_frame(channel)], unsubscribe=[channel])
 
-    def _refuse(self, code: str, message: str, channel: str) -> Reply:
-        return Reply(frames=[error_frame(code, message, channel)])
+    def _refuse(self, code: str, message: str, channel: str, **extra: Any) -> Reply:
+        return Reply(frames=[error_frame(code, message, channel, **extra)])
 
     def _error(self, code: str, message: str, channel: object = None) -> Reply:
         self.errors += 1

@@ -8,8 +8,12 @@ from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, transaction
 
+from . import metrics
 from .backends import get_backend
+from .backends.base import Limits
+from .exceptions import HintTooLarge
 from .message import Message, validate_channel
+from .middleware import current_client
 
 logger = logging.getLogger("pushgateway")
 
@@ -17,9 +21,28 @@ logger = logging.getLogger("pushgateway")
 def _key(channel: str, data: Any) -> tuple[str, str]:
     """The de-duplication key of a hint; checks that the hint can be sent at all."""
     try:
-        return channel, json.dumps(data, sort_keys=True)
+        # As it goes on the wire (compact, UTF-8), and nothing a browser cannot parse:
+        # NaN and Infinity are not JSON, and a lone surrogate is not UTF-8.
+        text = json.dumps(
+            data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        size = len(text.encode())
     except (TypeError, ValueError) as exc:
         raise TypeError(f"hint data for {channel!r} must be JSON-serialisable: {exc}") from None
+    limit = _max_data_bytes()
+    if size > limit:
+        raise HintTooLarge(
+            f"hint data for {channel!r} is {size} bytes as JSON, over the limit of {limit} "
+            "(PUSHGATEWAY OPTIONS MAX_DATA_BYTES): send identifiers and let pages fetch the rest"
+        )
+    return channel, text
+
+
+def _max_data_bytes() -> int:
+    try:
+        return get_backend().limits.MAX_DATA_BYTES
+    except Exception:  # a backend that cannot be built is logged when the hint is sent
+        return Limits().MAX_DATA_BYTES
 
 
 class _Pending:
@@ -29,12 +52,16 @@ class _Pending:
         self.channel = channel
         self.data = data
         self.key = _key(channel, data)
+        self.client = current_client.get()  # the page whose request this is, if it said
 
     def __call__(self) -> None:
-        _send(Message(self.channel, self.data))
+        _send(Message(self.channel, self.data, client=self.client))
 
 
 def _send(message: Message) -> None:
+    counted = metrics.get()
+    if counted:
+        counted.published.inc()
     try:
         get_backend().send_messages([message])
     except Exception:
@@ -62,8 +89,9 @@ def publish(channel: str, data: Any = None, *, using: str | None = None) -> None
 
     Inside ``transaction.atomic()`` the hint waits for the commit (and is dropped on
     rollback); identical hints in one transaction are sent once. Raises
-    InvalidChannelName for a bad name and TypeError for data JSON cannot carry; never
-    raises because delivery fails.
+    InvalidChannelName for a bad name, TypeError for data JSON cannot carry and
+    HintTooLarge for data over the backend's MAX_DATA_BYTES; never raises because delivery
+    fails.
     """
     validate_channel(channel)
     hint = _Pending(channel, data)
@@ -78,10 +106,15 @@ def publish(channel: str, data: Any = None, *, using: str | None = None) -> None
 
 
 async def apublish(channel: str, data: Any = None) -> None:
-    """Publish one hint from async code, at once (async code runs outside transactions)."""
+    """Publish one hint from async code, at once (async code runs outside transactions).
+
+    Raises as publish() does."""
     validate_channel(channel)
     _key(channel, data)
-    message = Message(channel, data)
+    message = Message(channel, data, client=current_client.get())
+    counted = metrics.get()
+    if counted:
+        counted.published.inc()
     try:
         await get_backend().asend_messages([message])
     except Exception:

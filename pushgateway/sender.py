@@ -1,14 +1,20 @@
 """Delivery off the request path: a bounded queue drained by one daemon thread.
 
 Network backends hand their messages to a BackgroundSender, so a save never waits on a
-push service. Memory is bounded (a full queue drops and counts), time is bounded (each
-attempt is the backend's to time out; retries back off), and what is given up is counted
-and logged. Pending messages are flushed for a few seconds at interpreter exit, so a
-management command or script that publishes and exits still delivers.
+push service. Memory is bounded (a full queue drops and counts). Time is bounded by the
+backend's client library, which times out every attempt and retries with backoff (urllib3's
+`Retry` for HTTP, redis-py's `Retry` for Redis): the sender makes one call per batch and
+does not retry on top of them. What is given up is counted and logged. Pending messages are
+flushed for a few seconds at interpreter exit, so a management command or script that
+publishes and exits still delivers.
 
 A hint given up is not forgotten: its channel is remembered, and once delivery works again
 the backend's `repair` tells that channel's pages to refetch (a `resync`), so a page is not
 left stale by an outage it could not see.
+
+After `os.fork()` (gunicorn with a preloaded app, Celery prefork) the child's senders start
+empty, with no thread and fresh connections (`on_fork`): the hints queued before the fork are
+the parent's to deliver, and a socket shared by two processes garbles both.
 """
 
 from __future__ import annotations
@@ -19,22 +25,48 @@ import os
 import queue
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import metrics
 from .message import Message
 
 logger = logging.getLogger("pushgateway")
 
+#: No single wait between two attempts is longer than this (seconds).
+BACKOFF_MAX = 10.0
 
-class PermanentDeliveryError(Exception):
-    """Raised by a deliver function for a failure that retrying cannot fix (e.g. HTTP 403)."""
+
+class DeliveryError(Exception):
+    """Raised by a deliver or repair function that gave up on some or all of a batch.
+
+    `attempts`: how many tries were made (by the client library) before giving up.
+    `undelivered`: the indexes in the batch of what was not delivered (None: all of it);
+    the rest was. `refused`: the service refused those for good (an HTTP 4xx about the
+    items themselves), so sending them again would be refused again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int = 1,
+        undelivered: Sequence[int] | None = None,
+        refused: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.undelivered = undelivered
+        self.refused = refused
 
 
-def backoff_delays(retries: int, factor: float) -> list[float]:
-    """Sleeps before each retry, urllib3-style: 0, 2*factor, 4*factor, ..."""
-    return [0.0 if n == 0 else factor * 2**n for n in range(retries)]
+def undelivered(batch: Sequence[Any], error: Exception) -> list[Any]:
+    """The members of `batch` that `error` says were not delivered."""
+    if isinstance(error, DeliveryError) and error.undelivered is not None:
+        return [batch[i] for i in error.undelivered]
+    return list(batch)
 
 
 # While hints are waiting to be repaired, try every REPAIR_INTERVAL seconds at first, backing
@@ -44,13 +76,17 @@ REPAIR_INTERVAL_MAX = 2.0
 # Channels remembered for repair; past this many the rest are only counted and logged.
 MAX_LOST_CHANNELS = 10_000
 
+_senders: weakref.WeakSet[BackgroundSender] = weakref.WeakSet()
+
 
 class BackgroundSender:
     """Delivers batches of messages on one daemon thread.
 
-    `prepare(batch)` (optional) runs once per batch and its result is what `deliver` gets on
-    each attempt; `repair(channels)` (optional) is called with the channels whose hints
-    were given up, until it succeeds.
+    `prepare(batch)` (optional) runs once per batch and its result is what `deliver` gets;
+    `deliver` makes its attempts (through its client library) and raises when it gives up,
+    a DeliveryError when it can say more. `repair(channels)` (optional) is called with the
+    channels whose hints were given up, until it succeeds. `on_fork` (optional) runs in a
+    forked child, to drop the connections it inherited.
     """
 
     def __init__(
@@ -62,29 +98,32 @@ class BackgroundSender:
         repair: Callable[[list[str]], None] | None = None,
         max_queue: int = 10_000,
         max_batch: int = 100,
-        retries: int = 3,
-        backoff_factor: float = 0.3,
         exit_timeout: float = 5.0,
         linger: float = 0.002,
         on_exit: Callable[[], None] | None = None,
+        on_fork: Callable[[], None] | None = None,
     ) -> None:
         self.deliver = deliver
         self.prepare = prepare
         self.repair = repair
         self.name = name
         self.max_batch = max_batch
-        self.delays = backoff_delays(retries, backoff_factor)
         self.linger = linger
         self.on_exit = on_exit  # called by the thread itself when close() stops it
-        self._last_delivery = -1.0
+        self.on_fork = on_fork
         self.stats: Counter[str] = Counter()
+        self.metrics = metrics.get()  # Prometheus, when OPTIONS["METRICS"] is on
         self._queue: queue.Queue[Message | None] = queue.Queue(max_queue)
+        self._start_afresh()
+        atexit.register(self.flush, exit_timeout)
+        _senders.add(self)
+
+    def _start_afresh(self) -> None:
         self._thread: threading.Thread | None = None
-        self._pid = 0
         self._lock = threading.Lock()
         self._lost: set[str] = set()
         self._repair_interval = REPAIR_INTERVAL
-        atexit.register(self.flush, exit_timeout)
+        self._last_delivery = -1.0
 
     def submit(self, messages: Sequence[Message]) -> None:
         """Queue messages for delivery; never blocks. A full queue drops and counts."""
@@ -95,6 +134,8 @@ class BackgroundSender:
                 self.stats["queued"] += 1
             except queue.Full:
                 self.stats["dropped"] += 1
+                if self.metrics:
+                    self.metrics.dropped.labels("queue_full").inc()
                 self._lose([message])
                 if self.stats["dropped"] % 1000 != 1:  # a flood logs a line per 1000, not each
                     continue
@@ -134,16 +175,26 @@ class BackgroundSender:
                 else:
                     self.stats["unrepairable"] += 1
 
+    def _after_fork_in_child(self) -> None:
+        # Only the forking thread survives a fork, and locks other threads held stay held:
+        # everything the thread used is made anew. The parent delivers what it queued.
+        self._queue = queue.Queue(self._queue.maxsize)
+        self._start_afresh()
+        self.stats.clear()
+        if self.on_fork is not None:
+            try:
+                self.on_fork()
+            except Exception:
+                logger.exception("pushgateway %s: resetting connections after fork", self.name)
+
     def _ensure_thread(self) -> None:
-        # After a fork only the forking thread survives, and a thread that died must be
-        # replaced: start a fresh one.
+        # A thread that died (an error escaped it) is replaced on the next submit.
         thread = self._thread
-        if thread is not None and self._pid == os.getpid() and thread.is_alive():
+        if thread is not None and thread.is_alive():
             return
         with self._lock:
             thread = self._thread
-            if thread is None or self._pid != os.getpid() or not thread.is_alive():
-                self._pid = os.getpid()
+            if thread is None or not thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name=f"pushgateway-{self.name}", daemon=True
                 )
@@ -151,14 +202,15 @@ class BackgroundSender:
 
     def _run(self) -> None:
         stopping = False
+        q = self._queue
         while not stopping:
             try:
-                first = self._queue.get(timeout=self._repair_interval if self._lost else None)
+                first = q.get(timeout=self._repair_interval if self._lost else None)
             except queue.Empty:
                 self._try_repair()
                 continue
             if first is None:
-                self._queue.task_done()
+                q.task_done()
                 break
             # Under load (the last delivery was moments ago) wait a little, so one round
             # trip carries many hints: each costs the publishing process CPU, and with it
@@ -168,80 +220,101 @@ class BackgroundSender:
             batch = [first]
             while len(batch) < self.max_batch:
                 try:
-                    item = self._queue.get_nowait()
+                    item = q.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:  # close(): deliver what came before it, then stop
-                    self._queue.task_done()
+                    q.task_done()
                     stopping = True
                     break
                 batch.append(item)
             try:
-                if self._deliver_with_retries(batch) and self._lost:
+                if self._deliver(batch) and self._lost:
                     self._try_repair()
             finally:
                 self._last_delivery = time.monotonic()
                 for _ in batch:
-                    self._queue.task_done()
+                    q.task_done()
         if self.on_exit:
             self.on_exit()
 
+    def _deliver(self, batch: list[Message]) -> bool:
+        """Deliver one batch; False if any of it was given up (counted, logged, remembered)."""
+        try:
+            self.deliver(self.prepare(batch) if self.prepare else batch)
+        except Exception as exc:
+            failed = undelivered(batch, exc)
+            self._sent(len(batch) - len(failed))
+            self.stats["failed"] += len(failed)
+            if self.metrics:
+                refused = isinstance(exc, DeliveryError) and exc.refused
+                self.metrics.dropped.labels("rejected" if refused else "failed").inc(len(failed))
+            self._lose(failed)
+            logger.error("pushgateway %s: %s", self.name, _gave_up(failed, exc))
+            return False
+        self._sent(len(batch))
+        return True
+
+    def _sent(self, count: int) -> None:
+        self.stats["sent"] += count
+        if self.metrics:
+            self.metrics.sent.inc(count)
+
     def _try_repair(self) -> None:
-        """Tell the pages of channels whose hints were given up to refetch (one attempt)."""
+        """Tell the pages of channels whose hints were given up to refetch (one call)."""
         with self._lock:
             channels = sorted(self._lost)[: self.max_batch]
+        error = None
         try:
             self.repair(channels)
         except Exception as exc:
-            self._repair_interval = min(self._repair_interval * 2, REPAIR_INTERVAL_MAX)
-            logger.debug("pushgateway %s: resync failed: %s", self.name, exc)
-            return
-        self._repair_interval = REPAIR_INTERVAL
+            error = exc
+        failed = set(undelivered(channels, error)) if error else set()
+        # A resync the service refuses for good would be refused forever: forget it.
+        refused = failed if isinstance(error, DeliveryError) and error.refused else set()
+        told = [c for c in channels if c not in failed]
         with self._lock:
-            self._lost.difference_update(channels)
-        self.stats["repaired"] += len(channels)
-        logger.warning(
-            "pushgateway %s: told the pages of %d channel(s) whose hints were dropped to refetch",
-            self.name,
-            len(channels),
-        )
+            self._lost.difference_update(told)
+            self._lost.difference_update(refused)
+        if told:
+            self.stats["repaired"] += len(told)
+            if self.metrics:
+                self.metrics.repaired.inc(len(told))
+            logger.warning(
+                "pushgateway %s: told the pages of %d channel(s) whose hints were dropped to "
+                "refetch",
+                self.name,
+                len(told),
+            )
+        if refused:
+            self.stats["unrepairable"] += len(refused)
+            logger.error(
+                "pushgateway %s: the service refused a resync on %s: %s",
+                self.name,
+                ", ".join(sorted(refused)),
+                error,
+            )
+        if failed - refused:
+            self._repair_interval = min(self._repair_interval * 2, REPAIR_INTERVAL_MAX)
+            logger.debug("pushgateway %s: resync failed: %s", self.name, error)
+        else:
+            self._repair_interval = REPAIR_INTERVAL
 
-    def _deliver_with_retries(self, batch: list[Message]) -> bool:
-        """Deliver one batch, retrying; False if it was given up."""
-        prepared = None
-        for attempt in range(len(self.delays) + 1):
-            try:
-                if prepared is None:
-                    prepared = self.prepare(batch) if self.prepare else batch
-                self.deliver(prepared)
-            except PermanentDeliveryError as exc:
-                self.stats["failed"] += len(batch)
-                logger.error("pushgateway %s: dropped %d hint(s): %s", self.name, len(batch), exc)
-                self._lose(batch)
-                return False
-            except Exception as exc:
-                if attempt == len(self.delays):
-                    self.stats["failed"] += len(batch)
-                    logger.error(
-                        "pushgateway %s: gave up on %d hint(s) after %d attempts: %s",
-                        self.name,
-                        len(batch),
-                        attempt + 1,
-                        exc,
-                    )
-                    self._lose(batch)
-                    return False
-                delay = self.delays[attempt]
-                self.stats["retries"] += 1
-                logger.warning(
-                    "pushgateway %s: delivery failed (%s); retry %d in %.1fs",
-                    self.name,
-                    exc,
-                    attempt + 1,
-                    delay,
-                )
-                time.sleep(delay)
-            else:
-                self.stats["sent"] += len(batch)
-                return True
-        return False
+
+def _gave_up(failed: list[Message], error: Exception) -> str:
+    names = sorted({m.channel for m in failed})
+    channels = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    if isinstance(error, DeliveryError) and error.refused:
+        return f"the service refused {len(failed)} hint(s) on {channels}: {error}"
+    attempts = error.attempts if isinstance(error, DeliveryError) else 1
+    after = f" after {attempts} attempts" if attempts > 1 else ""
+    return f"gave up on {len(failed)} hint(s){after}: {error} (channels: {channels})"
+
+
+def _after_fork_in_child() -> None:
+    for sender in list(_senders):
+        sender._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -5,6 +5,7 @@ DATABASE_URL         set: that database (dj-database-url's format, e.g. PostgreS
 REDIS_URL            set: channels_redis pub/sub layer on that Redis (and the Fanout backend's
                      stream positions); unset: in-memory layer, positions in memory
 REDIS_LAYER          "pubsub" (default) or "core": which channels_redis layer REDIS_URL gets
+PUSHGATEWAY_METRICS  set: Prometheus metrics on, served at /metrics
 PUSHGATEWAY_BACKEND  "channels" (default) or "fanout" (reads GRIP_URL, or FANOUT_REALM and
                      FANOUT_KEY)
 """
@@ -34,6 +35,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "pushgateway.middleware.ClientIdMiddleware",
 ]
 
 ROOT_URLCONF = "demo.urls"
@@ -147,3 +149,5 @@ CHANNEL_LAYERS = channel_layers(
     os.environ.get("REDIS_URL"), os.environ.get("REDIS_LAYER", "pubsub")
 )
 PUSHGATEWAY = pushgateway_settings(os.environ)
+if os.environ.get("PUSHGATEWAY_METRICS"):  # Prometheus metrics at /metrics (docs/metrics.md)
+    PUSHGATEWAY["OPTIONS"]["METRICS"] = True

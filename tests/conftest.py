@@ -1,3 +1,4 @@
+import os
 import platform
 import re
 
@@ -5,6 +6,11 @@ import django
 import pytest
 from django.conf import settings
 from django.test import override_settings
+
+# The test process itself serves sockets only in-process: no GC freezing there (it would
+# keep every later test's cyclic garbage). Real servers started by tests get the default
+# (tests/servers.py drops this variable from their environment).
+os.environ["PUSHGATEWAY_TUNING"] = "off"
 
 import pushgateway
 
@@ -129,16 +135,17 @@ def pushpin_in_front(log_dir, start_daphne):
 @pytest.fixture
 def start_daphne(log_dir, database):
     """Start daphne processes of this project (on the SQLite file unless told another
-    database); all are stopped after the test."""
+    database; under another server if told, e.g. tests.servers.Uvicorn); all are stopped
+    after the test."""
     from tests.servers import Daphne
 
     started = []
     sqlite = database
 
-    def start(redis_url=None, database=sqlite, **env):
-        server = Daphne(log_dir, database, redis_url, **env)
-        started.append(server)
-        return server
+    def start(redis_url=None, database=sqlite, server=Daphne, **env):
+        process = server(log_dir, database, redis_url, **env)
+        started.append(process)
+        return process
 
     yield start
     for server in started:

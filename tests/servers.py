@@ -102,9 +102,10 @@ class RedisServer:
 
 
 def project_env(**extra: str | None) -> dict:
-    # The caller chooses database, layer and backend, whatever the environment says.
+    # The caller chooses database, layer, backend and tuning, whatever the environment says.
     chosen = ("DATABASE_URL", "SQLITE_PATH", "REDIS_URL", "REDIS_LAYER", "PUSHGATEWAY_BACKEND")
-    env = {k: v for k, v in os.environ.items() if k not in chosen}
+    dropped = (*chosen, "PUSHGATEWAY_TUNING")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["DJANGO_SETTINGS_MODULE"] = "settings.dev"
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: v for k, v in extra.items() if v is not None})
@@ -160,7 +161,10 @@ class PostgresDatabase:
 
 
 class Daphne:
-    """The project under daphne (settings.dev), with or without Redis."""
+    """The project under daphne (settings.dev), with or without Redis. Subclasses serve the
+    same ASGI application under another server."""
+
+    name = "daphne"
 
     def __init__(
         self,
@@ -176,11 +180,13 @@ class Daphne:
         self.env = project_env(**database.env, REDIS_URL=redis_url, **env_extra)
         self.start()
 
-    def start(self) -> None:
+    def command(self) -> list[str]:
         args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
-        self.process = Process(
-            f"daphne-{self.port}", [*args, "channels_app.asgi:application"], self.log_dir, self.env
-        )
+        return [*args, "channels_app.asgi:application"]
+
+    def start(self) -> None:
+        name = f"{self.name}-{self.port}"
+        self.process = Process(name, self.command(), self.log_dir, self.env)
         self.process.wait_for_port(self.port)
 
     def connect(self) -> ClientConnection:
@@ -188,6 +194,17 @@ class Daphne:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+class Uvicorn(Daphne):
+    """The same application under uvicorn, with the websockets library's sans-I/O protocol:
+    it finds the ASGI 3 interface by itself, and its `send` waits for slow readers."""
+
+    name = "uvicorn"
+
+    def command(self) -> list[str]:
+        args = [PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port)]
+        return [*args, "--ws", "websockets-sansio", "channels_app.asgi:application"]
 
 
 def recv_json(ws: ClientConnection, timeout: float = 5) -> dict:

@@ -3,10 +3,15 @@
 import asyncio
 import io
 import json
+import os
+import signal
+import socket
 import threading
+import time
 
 import pytest
 from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
 
 import pushgateway
 from pushgateway import protocol
@@ -22,7 +27,15 @@ from pushgateway.backends.dummy import DummyBackend
 from pushgateway.message import Message
 from pushgateway.positions import MemoryPositions, RedisPositions
 from pushgateway.protocol import START, Position
-from pushgateway.sender import BackgroundSender, backoff_delays
+from pushgateway.sender import BackgroundSender, DeliveryError
+
+PUBSUB_LAYER = "channels_redis.pubsub.RedisPubSubChannelLayer"
+
+
+def without_time(events):
+    """Layer events without their publish time, after checking it is a recent one."""
+    assert all(abs(event["t"] - time.time()) < 10 for event in events)
+    return [{k: v for k, v in event.items() if k != "t"} for event in events]
 
 
 def test_locmem_records_into_outbox(outbox):
@@ -70,8 +83,9 @@ async def test_channels_backend_sends_the_frame_to_the_channel_group():
     await backend.asend_messages(messages)
     events = [await asyncio.wait_for(layer.receive(listener), 2) for _ in messages]
     epoch = events[0]["epoch"]
-    assert events == [
-        layer_event(message, Position(epoch, seq)) for seq, message in enumerate(messages, 1)
+    assert without_time(events) == [
+        without_time([layer_event(message, Position(epoch, seq))])[0]
+        for seq, message in enumerate(messages, 1)
     ]
     assert json.loads(events[1]["frame"])["position"] == {"epoch": epoch, "seq": 2}
     assert backend.read_positions(["comments-7", "other"]) == {
@@ -86,36 +100,31 @@ def test_channels_backend_without_the_layer_says_which(settings):
         ChannelsBackend(LAYER="other")
 
 
-def test_backoff_delays_follow_urllib3():
-    assert backoff_delays(3, 0.3) == [0.0, 0.6, 1.2]
-    assert backoff_delays(0, 0.3) == []
-
-
-def test_sender_retries_then_delivers():
-    attempts = []
+def test_the_sender_leaves_retries_to_the_client_library(caplog):
+    calls = []
 
     def deliver(batch):
-        attempts.append(len(batch))
-        if len(attempts) < 3:
-            raise ConnectionError("down")
+        calls.append(len(batch))
+        raise DeliveryError("still down", attempts=4)  # the library tried four times
 
-    sender = BackgroundSender(deliver, name="t", retries=3, backoff_factor=0)
+    sender = BackgroundSender(deliver, name="t")
     sender.submit([Message("a"), Message("b")])
     assert sender.flush(5)
-    assert attempts == [2, 2, 2]
-    assert sender.stats["sent"] == 2 and sender.stats["retries"] == 2
+    assert calls == [2]  # one call for the batch: no retries on top of the library's
+    assert sender.stats["failed"] == 2 and sender.stats["sent"] == 0
+    assert "gave up on 2 hint(s) after 4 attempts: still down (channels: a, b)" in caplog.text
     sender.close()
 
 
-def test_sender_gives_up_counts_and_logs(caplog):
+def test_the_sender_counts_what_a_partly_refused_batch_delivered(caplog):
     def deliver(batch):
-        raise ConnectionError("still down")
+        raise DeliveryError("HTTP 400: bad item", undelivered=[1], refused=True)
 
-    sender = BackgroundSender(deliver, name="t", retries=2, backoff_factor=0)
-    sender.submit([Message("a")])
+    sender = BackgroundSender(deliver, name="t")
+    sender.submit([Message("a"), Message("b"), Message("c")])
     assert sender.flush(5)
-    assert sender.stats["failed"] == 1
-    assert "gave up on 1 hint(s) after 3 attempts: still down" in caplog.text
+    assert sender.stats["sent"] == 2 and sender.stats["failed"] == 1
+    assert "the service refused 1 hint(s) on b: HTTP 400: bad item" in caplog.text
     sender.close()
 
 
@@ -184,10 +193,126 @@ def test_channels_backend_reaches_real_redis_layers(settings, redis, layer, publ
     epoch = events[0]["epoch"]
     # The same event the in-memory path makes, whichever way it was serialised (the
     # pub/sub layer's comes out of a Lua script that also advanced the position).
-    assert events == [
-        layer_event(message, Position(epoch, seq)) for seq, message in enumerate(messages, 1)
+    assert without_time(events) == [
+        without_time([layer_event(message, Position(epoch, seq))])[0]
+        for seq, message in enumerate(messages, 1)
     ]
     assert backend.flush(5) and backend.stats["sent"] == 2
     # Any process sharing the Redis reads the same position.
     other = RedisPositions([redis.url])
     assert other.read([channel]) == {channel: Position(epoch, 2)}
+
+
+class ClosingServer:
+    """A "Redis" that accepts each connection and closes it at once, counting them."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
+        self.accepted = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            connection.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_publish_to_redis_is_tried_retries_plus_one_times_then_given_up(settings, caplog):
+    server = ClosingServer()
+    hosts = [{"address": server.url, "socket_timeout": None}]
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": hosts},
+        }
+    }
+    settings.PUSHGATEWAY = {"OPTIONS": {"RETRIES": 3, "BACKOFF_FACTOR": 0.05, "TIMEOUT": 1}}
+    backend = get_backend()
+    started = time.monotonic()
+    backend.send_messages([Message("comments-1")])
+    assert backend.flush(10)
+    # redis-py's Retry: one attempt and three retries (0.1 + 0.2 + 0.4 s apart), no more.
+    assert server.accepted == 4
+    assert 0.7 <= time.monotonic() - started < 5
+    assert backend.stats["failed"] == 1
+    assert "gave up on 1 hint(s) after 4 attempts" in caplog.text
+    server.close()
+
+
+def test_a_redis_that_stops_answering_does_not_hold_the_core_layers_sender(
+    settings, redis, own_redis, caplog
+):
+    """A group_send of channels_redis' core layer has no timeout of its own: the backend's
+    TIMEOUT bounds it. Two shards: the channel's group and position on one, a member of the
+    group on the other, which stops answering (SIGSTOP) after the position was advanced."""
+    hosts = [{"address": url, "socket_timeout": None} for url in (redis.url, own_redis.url)]
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": hosts}}
+    }
+    settings.PUSHGATEWAY = {"OPTIONS": {"TIMEOUT": 0.5, "RETRIES": 1, "BACKOFF_FACTOR": 0.05}}
+    backend = get_backend()
+    layer, positions = backend.layer, backend.positions
+    channel = next(
+        c
+        for c in (f"core-hang-{n}" for n in range(1000))
+        if layer.consistent_hash(protocol.group_name(c)) == 0 and [*positions.by_shard([c])] == [0]
+    )
+    member = next(m for m in (f"member{n}" for n in range(1000)) if layer.consistent_hash(m) == 1)
+    asyncio.run(_group_add(layer, protocol.group_name(channel), member))
+
+    backend.send_messages([Message(channel, 1)])
+    assert backend.flush(5) and backend.stats["sent"] == 1
+    pid = own_redis.process.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        backend.send_messages([Message(channel, 2)])
+        assert backend.flush(10)  # given up, not waiting for good
+        assert time.monotonic() - started < 3  # two attempts of 0.5 s
+        assert backend.stats["failed"] == 1
+        assert "gave up on 1 hint(s) after 2 attempts" in caplog.text
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    backend.send_messages([Message(channel, 3)])
+    assert backend.flush(5) and backend.stats["sent"] == 2  # the sender goes on
+
+
+async def _group_add(layer, group: str, member: str) -> None:
+    await layer.group_add(group, member)
+    await layer.close_pools()
+
+
+async def test_a_channel_layer_other_than_default_delivers_end_to_end(settings, redis):
+    """OPTIONS["LAYER"]: the backend publishes on that layer and the hub subscribes on it."""
+    from channels_app.asgi import application
+
+    hosts = [{"address": redis.url, "socket_timeout": None}]
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        "push": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": hosts},
+        },
+    }
+    settings.PUSHGATEWAY = {"OPTIONS": {"LAYER": "push"}}
+    socket = WebsocketCommunicator(
+        application, "/ws/pushgateway/", headers=[(b"origin", b"http://127.0.0.1")]
+    )
+    connected, _ = await socket.connect()
+    assert connected
+    await socket.send_to(text_data=json.dumps({"type": "subscribe", "channel": "layer-push"}))
+    subscribed = json.loads(await socket.receive_from(timeout=5))
+    assert subscribed["type"] == "subscribed"
+    await pushgateway.apublish("layer-push", {"pk": "1"})
+    frame = json.loads(await socket.receive_from(timeout=5))
+    assert frame["type"] == "message" and frame["data"] == {"pk": "1"}
+    await socket.disconnect()
+    await get_channel_layer("push").flush()

@@ -97,3 +97,52 @@ def test_event_list_updates_its_comment_count(browser, sites):
     expect(row).to_contain_text("1 comment")
     page.close()
     listing.close()
+
+
+def test_the_tab_that_posts_a_comment_is_not_called_back_for_it(browser, start_daphne):
+    daphne = start_daphne()
+    poster, watcher = browser.new_page(), browser.new_page()
+    poster.goto(daphne.url + "/")
+    poster.fill("#id_title", "Self-echo")
+    poster.click("button[type=submit]")
+    expect(poster.locator("h1")).to_have_text("Self-echo")
+    watcher.goto(poster.url)
+    for page in (poster, watcher):
+        expect_connected(page)
+        page.evaluate(
+            """() => {
+                window.heard = [];
+                const channel = document.querySelector("#comments").dataset.channel;
+                PushGateway.subscribe(channel, (event) => window.heard.push(event.reason));
+            }"""
+        )
+
+    poster.fill("#id_author", "Ada")
+    poster.fill("#id_body", "Posted with fetch")
+    poster.click("button[type=submit]")  # the demo posts it with PushGateway.fetch
+    for page in (poster, watcher):
+        expect(page.locator("#comments li", has_text="Posted with fetch")).to_have_count(1)
+    watcher.wait_for_timeout(1000)  # any late callback would have come by now
+    assert watcher.evaluate("window.heard") == ["message"]
+    assert poster.evaluate("window.heard") == []  # it shows what it wrote; no refetch
+    assert poster.locator("#push-log li", has_text="message").count() == 0
+    expect(watcher.locator("#push-log li", has_text="message")).to_have_count(1)
+
+
+def test_code_that_runs_before_the_deferred_module_can_wait_for_it(browser, start_daphne):
+    """{% pushgateway_script %} loads the module with `defer`: an inline script after the tag
+    runs before it, finds no PushGateway yet, and waits for the ready event instead."""
+    daphne = start_daphne()
+    page = browser.new_page()
+    page.goto(daphne.url + "/events.json")
+    page.set_content(
+        '<script id="pushgateway-config" type="application/json">{}</script>'
+        f'<script src="{daphne.url}/static/pushgateway/pushgateway.js" defer></script>'
+        "<script>"
+        "window.before = typeof PushGateway;"
+        "document.addEventListener('pushgateway:ready', (e) => {"
+        "  window.ready = typeof e.detail.subscribe; });"
+        "</script>"
+    )
+    page.wait_for_function("window.ready !== undefined")
+    assert page.evaluate("[window.before, window.ready]") == ["undefined", "function"]

@@ -67,3 +67,78 @@ def test_options_of_other_backends(settings):
         "OPTIONS": {"stream": None},
     }
     assert check_settings() == []
+
+
+CORE = "channels_redis.core.RedisChannelLayer"
+PUBSUB = "channels_redis.pubsub.RedisPubSubChannelLayer"
+URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("layer", "hosts", "expected"),
+    [
+        # redis-py's default socket timeout (5 s) cuts the core layer's 5 s blocking receive.
+        (CORE, [URL], ["pushgateway.W002"]),
+        (CORE, [{"address": URL, "socket_timeout": 3}], ["pushgateway.W002"]),
+        (CORE, [{"address": URL, "socket_timeout": None}], []),
+        (PUBSUB, [URL], []),
+        # Sentinel: the position store cannot follow, positions stay in each process.
+        (PUBSUB, [{"master_name": "m", "sentinels": [("127.0.0.1", 26379)]}], ["pushgateway.W003"]),
+    ],
+)
+def test_what_a_redis_layer_can_get_wrong_is_a_warning(settings, layer, hosts, expected):
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"},
+        "push": {"BACKEND": layer, "CONFIG": {"hosts": hosts}},
+    }
+    settings.PUSHGATEWAY = {"OPTIONS": {"LAYER": "push"}}
+    messages = check_settings()
+    assert [m.id for m in messages] == expected
+    assert all("CHANNEL_LAYERS['push']" in m.msg for m in messages)
+
+
+LIMITS = {"MAX_DATA_BYTES": 1024, "SUBSCRIBE_RATE": 2.5, "SUBSCRIBE_BURST": 20}
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        {"BACKEND": "pushgateway.backends.channels.ChannelsBackend"},
+        {
+            "BACKEND": "pushgateway.backends.fanout.FanoutBackend",
+            "OPTIONS": {"GRIP_URL": "http://127.0.0.1:1?key=k"},
+        },
+        {"BACKEND": "pushgateway.backends.locmem.LocMemBackend"},
+        {"BACKEND": "pushgateway.backends.console.ConsoleBackend"},
+        {"BACKEND": "pushgateway.backends.dummy.DummyBackend"},
+    ],
+    ids=lambda b: b["BACKEND"].rsplit(".", 1)[-1],
+)
+def test_every_backend_accepts_the_limits(settings, backend):
+    from pushgateway.backends import get_backend
+
+    settings.PUSHGATEWAY = {**backend, "OPTIONS": {**backend.get("OPTIONS", {}), **LIMITS}}
+    assert [m for m in check_settings() if m.is_serious()] == []
+    assert get_backend().limits._asdict() == LIMITS
+
+
+@pytest.mark.parametrize(
+    ("limits", "text"),
+    [
+        ({"MAX_DATA_BYTES": 0}, "MAX_DATA_BYTES must be at least 1, not 0"),
+        ({"MAX_DATA_BYTES": "4k"}, "MAX_DATA_BYTES must be a whole number, not '4k'"),
+        ({"SUBSCRIBE_BURST": 2.5}, "SUBSCRIBE_BURST must be a whole number, not 2.5"),
+        ({"SUBSCRIBE_RATE": 0}, "SUBSCRIBE_RATE must be positive, not 0"),
+        ({"SUBSCRIBE_RATE": True}, "SUBSCRIBE_RATE must be a number, not True"),
+        ({"SUBSCRIBE_RATE": float("nan")}, "SUBSCRIBE_RATE must be positive, not nan"),
+    ],
+)
+def test_bad_limits_are_reported_and_refused(settings, limits, text):
+    from pushgateway.backends.dummy import DummyBackend
+
+    [(check_id, message)] = ids(
+        {"BACKEND": "pushgateway.backends.dummy.DummyBackend", "OPTIONS": limits}, settings
+    )
+    assert check_id == "pushgateway.E004" and text in message
+    with pytest.raises(ValueError, match=text):
+        DummyBackend(**limits)

@@ -19,3 +19,18 @@ def test_bad_json_and_bad_channel_are_clear_errors(outbox):
     with pytest.raises(CommandError, match="invalid channel name 'no spaces'"):
         call_command("pushgateway_publish", "no spaces")
     assert outbox == []
+
+
+def test_with_the_in_memory_layer_it_says_no_page_can_receive_the_hint(settings):
+    settings.PUSHGATEWAY = {"BACKEND": "pushgateway.backends.channels.ChannelsBackend"}
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    with pytest.raises(CommandError, match="runs in a process of its own: no page can receive"):
+        call_command("pushgateway_publish", "comments-1")
+
+
+def test_data_over_the_limit_or_not_json_a_browser_reads_is_a_clear_error(outbox):
+    with pytest.raises(CommandError, match="over the limit of 4096"):
+        call_command("pushgateway_publish", "events", "--data", '"' + "x" * 5000 + '"')
+    with pytest.raises(CommandError, match="must be JSON-serialisable"):
+        call_command("pushgateway_publish", "events", "--data", "NaN")
+    assert outbox == []

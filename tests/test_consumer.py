@@ -77,7 +77,7 @@ async def test_a_page_that_knows_the_position_is_not_stale_and_one_behind_is():
 
 
 async def test_hints_lost_on_the_way_reach_the_page_as_a_resync(monkeypatch):
-    monkeypatch.setattr(hub_module, "GRACE_SECONDS", 0)
+    monkeypatch.setattr(hub_module, "RECHECK_SECONDS", 0)
     socket = await connect()
     await subscribe(socket, "lossy")
     # The store moves on but the hint never reaches the hub (the layer dropped it).
@@ -269,3 +269,37 @@ async def test_a_socket_that_could_never_receive_is_refused(settings):
     socket = WebsocketCommunicator(application, "/ws/pushgateway/", headers=ORIGIN)
     connected, _ = await socket.connect()
     assert not connected
+
+
+async def test_subscribes_past_the_rate_limit_are_refused_and_the_socket_keeps_working(settings):
+    settings.PUSHGATEWAY = {
+        "BACKEND": "pushgateway.backends.channels.ChannelsBackend",
+        "OPTIONS": {"SUBSCRIBE_BURST": 3, "SUBSCRIBE_RATE": 0.5},
+    }
+    socket = await connect()
+    for channel in ("r1", "r2", "r3"):
+        await subscribe(socket, channel)
+    for n in range(protocol.MAX_ERRORS + 5):  # refusals never close the connection
+        refused = await send(socket, {"type": "subscribe", "channel": f"more-{n}"})
+        assert (refused["code"], refused["retry_after"]) == (protocol.RATE_LIMITED, 2.0)
+    await pushgateway.apublish("r1", "still here")
+    assert (await receive(socket))["data"] == "still here"
+    await socket.disconnect()
+
+
+async def test_answers_count_toward_the_slow_reader_cap(monkeypatch):
+    """A client that sends pings and never reads the pongs is closed like one that does not
+    read its hints (under daphne; tests/test_slow_client.py runs the real thing)."""
+    from channels_app import consumer
+
+    class Transport:  # what the consumer reads of daphne's Twisted transport
+        pending = 0
+
+    transport = Transport()
+    monkeypatch.setattr(consumer, "daphne_transport", lambda send: transport)
+    monkeypatch.setattr(consumer, "pending_bytes", lambda t: t.pending)
+    socket = await connect()
+    assert await send(socket, {"type": "ping"}) == {"type": "pong"}
+    transport.pending = consumer.MAX_PENDING_BYTES + 1  # the pongs pile up unread
+    await socket.send_to(text_data='{"type": "ping"}')
+    assert await socket.receive_output(timeout=2) == {"type": "websocket.close", "code": 4013}

@@ -1,7 +1,10 @@
-"""The Fanout backend against a local stand-in for the hosted publish API."""
+"""The Fanout backends (GRIP and legacy realm) against a local stand-in for the hosted
+publish API."""
 
 import base64
 import json
+import os
+import re
 import socket
 import time
 
@@ -11,8 +14,11 @@ from django.db import transaction
 
 from demo.models import Event
 from pushgateway import publish
-from pushgateway.backends import get_backend
+from pushgateway.backends import get_backend, httppublish
 from pushgateway.backends.fanout import FanoutBackend
+from pushgateway.backends.grip import GripBackend
+from pushgateway.backends.realm import RealmBackend, channel_name, realm_channel
+from pushgateway.protocol import CHANNEL_RE
 from tests.fake_fanout import FakeFanout
 from tests.servers import run_python
 
@@ -220,24 +226,220 @@ def test_pending_hints_are_flushed_when_the_interpreter_exits(fanout):
     assert request["json"]["items"][0]["channel"] == "bye"
 
 
-def test_checks(settings):
-    from pushgateway.checks import check_settings
+def test_fanout_backend_builds_the_backend_its_options_are_for(fanout):
+    grip = FanoutBackend(GRIP_URL=f"{fanout.url}?key=k")
+    realm = FanoutBackend(REALM="r", REALM_KEY=REALM_KEY, REALM_URL=fanout.url)
+    assert type(grip) is GripBackend and type(realm) is RealmBackend
+    assert grip.client_config() == {"transport": "websocket"}
+    assert realm.client_config()["transport"] == "faye"
+    grip.close()
+    realm.close()
 
+
+@pytest.mark.parametrize(
+    ("backend", "options"),
+    [
+        ("grip.GripBackend", {"GRIP_URL": "{url}?key=k"}),
+        ("realm.RealmBackend", {"REALM": "r", "REALM_KEY": REALM_KEY, "REALM_URL": "{url}"}),
+    ],
+)
+def test_each_fanout_backend_works_by_its_own_dotted_path(settings, fanout, backend, options):
+    settings.PUSHGATEWAY = {
+        "BACKEND": f"pushgateway.backends.{backend}",
+        "OPTIONS": {k: v.format(url=fanout.url) for k, v in options.items()},
+    }
+    publish("comments-5", {"pk": "5"})
+    assert get_backend().flush(5)
+    [published] = fanout.published()
+    assert published["frame"]["data"] == {"pk": "5"}
+    get_backend().close()
+
+
+def test_batches_share_one_kept_alive_connection(grip, fanout):
+    for n in range(3):
+        publish("comments-1", n)
+        assert grip.flush(5)
+    assert [r["json"]["items"][0]["channel"] for r in fanout.requests] == ["comments-1"] * 3
+    assert len({r["client_port"] for r in fanout.requests}) == 1  # no new TCP/TLS handshake
+
+
+def test_a_429_is_retried_after_the_time_the_service_asks_for(grip, fanout):
+    fanout.mode, fanout.failures, fanout.fail_status, fanout.retry_after = "fail", 1, 429, "1"
+    publish("a", 1)
+    assert grip.flush(10)
+    first, second = fanout.requests
+    assert (first["status"], second["status"]) == (429, 200)
+    assert second["at"] - first["at"] >= 1  # not the 0 s a first retry waits otherwise
+    assert grip.stats["sent"] == 1 and grip.stats["retries"] == 1
+
+
+def test_a_long_retry_after_is_cut_to_the_cap(monkeypatch, fanout):
+    monkeypatch.setattr(httppublish, "RETRY_AFTER_MAX", 1)
+    backend = GripBackend(GRIP_URL=f"{fanout.url}?key=k")
+    fanout.mode, fanout.failures, fanout.fail_status, fanout.retry_after = "fail", 1, 503, "3600"
+    backend.send_messages([_message("a")])
+    assert backend.flush(10)  # not an hour
+    first, second = fanout.requests
+    assert 1 <= second["at"] - first["at"] < 3
+    backend.close()
+
+
+def hold_sender(fanout, backend):
+    """Keep the sender busy for a second (a 503 with Retry-After: 1), so that what is sent
+    meanwhile goes out in one batch."""
+    fanout.mode, fanout.failures, fanout.fail_status, fanout.retry_after = "fail", 1, 503, "1"
+    backend.send_messages([_message("hold")])
+    deadline = time.monotonic() + 5
+    while not fanout.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def test_a_refused_item_is_dropped_alone_and_the_rest_of_its_batch_delivered(grip, fanout, caplog):
+    hold_sender(fanout, grip)
+    fanout.refuse = {"bad"}
+    channels = [f"c{n}" for n in range(6)] + ["bad"] + [f"c{n}" for n in range(6, 9)]
+    grip.send_messages([_message(c, c) for c in channels])
+    assert grip.flush(10)
+    batches = fanout.requests[2:]
+    assert len(batches[0]["json"]["items"]) == 10  # the batch as a whole was refused first
+    delivered = fanout.published()[1:]
+    assert [d["frame"]["data"] for d in delivered] == [c for c in channels if c != "bad"]
+    # Posted two or three times while the refused one was looked for, advanced once.
+    assert {d["frame"]["position"]["seq"] for d in delivered} == {1}
+    assert len(batches) <= 8  # found by halving, not item by item
+    assert grip.stats["sent"] == 10 and grip.stats["failed"] == 1
+    assert "the service refused 1 hint(s) on bad: HTTP 400" in caplog.text
+    assert "invalid item on bad" in caplog.text
+
+
+def test_lost_channels_whose_resync_is_refused_are_given_up_the_others_told(grip, fanout):
+    fanout.mode, fanout.failures, fanout.fail_status = "fail", 10**6, 503
+    grip.send_messages([_message("comments-1"), _message("bad")])
+    assert grip.flush(10)
+    assert grip.sender.lost == ["bad", "comments-1"]
+    fanout.refuse, fanout.failures = {"bad"}, 0
+    deadline = time.monotonic() + 10
+    while grip.sender.lost and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert grip.sender.lost == []
+    assert [p["frame"]["channel"] for p in fanout.published(type="resync")] == ["comments-1"]
+    assert grip.stats["repaired"] == 1 and grip.stats["unrepairable"] == 1
+    requests = len(fanout.requests)
+    time.sleep(2.5)  # the refused resync is not tried again and again
+    assert len(fanout.requests) == requests
+
+
+def test_realm_mode_publishes_dotted_channels_on_bayeux_names(fanout):
+    backend = RealmBackend(REALM="r", REALM_KEY=REALM_KEY, REALM_URL=fanout.url)
+    backend.send_messages([_message("demo.comment.42", {"pk": "42"})])
+    assert backend.flush(5)
+    [published] = fanout.published()
+    # Faye subscribes to "/demo~comment~42"; the frame names the channel as pages know it.
+    assert published["channel"] == "demo~comment~42"
+    assert published["frame"]["channel"] == "demo.comment.42"
+    backend.close()
+
+
+@pytest.mark.parametrize("name", ["demo.comment.42", "a", ".a..b.", "x-_y.Z9", "a" * 100])
+def test_realm_channel_names_map_to_bayeux_and_back(name):
+    assert CHANNEL_RE.fullmatch(name)
+    bayeux = "/" + realm_channel(name)
+    # Faye's own grammar for a channel name (faye-browser 1.x, Grammar.CHANNEL_NAME).
+    segment = r"[A-Za-z0-9\-_!~()$@]+"
+    assert re.fullmatch(rf"/{segment}(/{segment})*", bayeux)
+    assert channel_name(bayeux) == channel_name(realm_channel(name)) == name
+
+
+def test_a_forked_child_does_not_deliver_the_hints_its_parent_queued(fanout):
+    backend = GripBackend(GRIP_URL=f"{fanout.url}?key=k", TIMEOUT=5)
+    fanout.mode = "hang"  # the parent's sender waits on this request...
+    backend.send_messages([_message("held")])
+    deadline = time.monotonic() + 5
+    while not fanout.requests and time.monotonic() < deadline:
+        time.sleep(0.01)
+    fanout.mode = "ok"
+    backend.send_messages([_message("queued-1"), _message("queued-2")])  # ...these wait
+    assert _in_child(lambda: backend.send_messages([_message("child")]) or backend) == 0
+    assert [_channels(r) for r in fanout.requests] == [["held"], ["child"]]
+    fanout.released.set()  # the parent's sender goes on with its own hints, once each
+    assert backend.flush(15)
+    delivered = [c for r in fanout.requests if r.get("status") == 200 for c in _channels(r)]
+    assert sorted(delivered) == ["child", "held", "queued-1", "queued-2"]
+    backend.close()
+
+
+def test_a_forked_child_opens_its_own_connection(fanout):
+    backend = GripBackend(GRIP_URL=f"{fanout.url}?key=k")
+    backend.send_messages([_message("before")])
+    assert backend.flush(5)  # the parent's connection now waits, kept alive, in its pool
+    assert _in_child(lambda: backend.send_messages([_message("child")]) or backend) == 0
+    backend.send_messages([_message("after")])
+    assert backend.flush(5)
+    before, child, after = fanout.requests
+    assert [_channels(r) for r in (before, child, after)] == [["before"], ["child"], ["after"]]
+    assert child["client_port"] != before["client_port"] == after["client_port"]
+    assert after["status"] == 200
+    backend.close()
+
+
+def _in_child(work) -> int:
+    """Run `work` in a forked child; its backend's flush decides the exit code."""
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        code = 3
+        try:
+            backend = work()
+            code = 0 if backend.flush(5) and backend.stats["sent"] == 1 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _channels(request) -> list[str]:
+    return [item["channel"] for item in request["json"]["items"]]
+
+
+@pytest.mark.parametrize("backend", ["fanout.FanoutBackend", "grip.GripBackend"])
+def test_checks_of_grip_mode(settings, backend):
     def ids(options):
-        settings.PUSHGATEWAY = {
-            "BACKEND": "pushgateway.backends.fanout.FanoutBackend",
-            "OPTIONS": options,
-        }
-        return [m.id for m in check_settings()]
+        return _check_ids(settings, f"pushgateway.backends.{backend}", options)
 
     assert ids({"GRIP_URL": "http://127.0.0.1:5561?key=k&verify-iss=pushpin"}) == []
-    assert ids({"REALM": "r", "REALM_KEY": REALM_KEY}) == []
     assert ids({}) == ["pushgateway.E006"]
-    assert ids({"GRIP_URL": "http://x?key=k", "REALM": "r"}) == ["pushgateway.E006"]
-    assert ids({"REALM": "r"}) == ["pushgateway.E006"]
-    assert ids({"REALM": "r", "REALM_KEY": "not base64!"}) == ["pushgateway.E007"]
     assert ids({"GRIP_URL": "ftp://x?key=k"}) == ["pushgateway.E007"]
     assert ids({"GRIP_URL": "http://127.0.0.1:5561"}) == ["pushgateway.E008"]
+    grip = "http://x?key=k"
+    assert ids({"GRIP_URL": grip, "POSITIONS": "redis://127.0.0.1:6379/0"}) == []
+    assert ids({"GRIP_URL": grip, "POSITIONS": "127.0.0.1:6379"}) == ["pushgateway.E009"]
+
+
+@pytest.mark.parametrize("backend", ["fanout.FanoutBackend", "realm.RealmBackend"])
+def test_checks_of_realm_mode(settings, backend):
+    def ids(options):
+        return _check_ids(settings, f"pushgateway.backends.{backend}", options)
+
+    assert ids({"REALM": "r", "REALM_KEY": REALM_KEY}) == []
+    assert ids({"REALM": "r"}) == ["pushgateway.E006"]
+    assert ids({"REALM": "r", "REALM_KEY": "not base64!"}) == ["pushgateway.E007"]
+    assert ids({"REALM": "r", "REALM_KEY": REALM_KEY, "POSITIONS": True}) == ["pushgateway.E009"]
+
+
+def test_checks_of_the_fanout_backend_name_what_it_cannot_choose_between(settings):
+    def ids(options):
+        return _check_ids(settings, "pushgateway.backends.fanout.FanoutBackend", options)
+
+    assert ids({}) == ["pushgateway.E006"]
+    assert ids({"GRIP_URL": "http://x?key=k", "REALM": "r"}) == ["pushgateway.E006"]
+    # Options of the other mode are unknown to the backend that is chosen.
+    assert ids({"GRIP_URL": "http://x?key=k", "FAYE_URL": "https://x"}) == ["pushgateway.E004"]
+
+
+def _check_ids(settings, backend, options):
+    from pushgateway.checks import check_settings
+
+    settings.PUSHGATEWAY = {"BACKEND": backend, "OPTIONS": options}
+    return [m.id for m in check_settings()]
 
 
 def _message(channel, data=None):

@@ -1,4 +1,5 @@
-"""Legacy realm mode in Chromium: the Faye client is loaded on first subscribe, with SRI."""
+"""Legacy realm mode in Chromium: the Faye client is loaded on first subscribe, with SRI, and
+subscribes to channel names as Bayeux allows them."""
 
 import base64
 import hashlib
@@ -11,17 +12,28 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import expect
 
+from tests.fake_fanout import FakeFanout
+from tests.servers import run_python
+
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
 
 FAYE_PATH = "/bayeux/static/faye-browser-1.1.2-fanout1-min.js"
+# Refuses channel names Faye's grammar refuses (faye-browser 1.x, Grammar.CHANNEL_NAME), as
+# the Bayeux server does (405), so the subscription fails.
 STAND_IN = b"""
 window.fakeFaye = {clients: []};
 window.Faye = {Client: function (url, options) {
   this.url = url; this.options = options; this.subs = {}; this.handlers = {};
   window.fakeFaye.clients.push(this);
 }};
+Faye.CHANNEL_NAME = /^\\/[A-Za-z0-9\\-_!~()$@]+(\\/[A-Za-z0-9\\-_!~()$@]+)*$/;
 Faye.Client.prototype.on = function (event, handler) { this.handlers[event] = handler; };
 Faye.Client.prototype.subscribe = function (path, callback) {
+  if (!Faye.CHANNEL_NAME.test(path)) {
+    const refused = Promise.reject(new Error("405:" + path + ":Invalid channel"));
+    refused.cancel = () => {};
+    return refused;
+  }
   this.subs[path] = callback;
   const done = Promise.resolve();
   done.cancel = () => { delete this.subs[path]; };
@@ -60,31 +72,42 @@ def faye_cdn():
     server.shutdown()
 
 
-def realm_daphne(start_daphne, faye_cdn, integrity):
+def realm_env(faye_cdn, integrity, **env):
+    return {
+        "PUSHGATEWAY_BACKEND": "fanout",
+        "FANOUT_REALM": "myrealm",
+        "FANOUT_KEY": base64.b64encode(b"k" * 32).decode(),
+        "FANOUT_FAYE_URL": faye_cdn.url + "/bayeux",
+        "FANOUT_FAYE_INTEGRITY": integrity,
+        **env,
+    }
+
+
+def realm_daphne(start_daphne, faye_cdn, integrity, **env):
     """The demo in legacy realm mode, its Faye client served by the stand-in CDN."""
-    return start_daphne(
-        PUSHGATEWAY_BACKEND="fanout",
-        FANOUT_REALM="myrealm",
-        FANOUT_KEY=base64.b64encode(b"k" * 32).decode(),
-        FANOUT_FAYE_URL=faye_cdn.url + "/bayeux",
-        FANOUT_FAYE_INTEGRITY=integrity,
-    )
+    return start_daphne(**realm_env(faye_cdn, integrity, **env))
 
 
-def test_faye_client_loads_on_first_subscribe_with_integrity(browser, start_daphne, faye_cdn):
-    daphne = realm_daphne(start_daphne, faye_cdn, INTEGRITY)
+def realm_page(browser, daphne, channels):
+    """A page of the site with the browser module, configured as the site renders it, with
+    the positions of `channels` rendered as never published."""
     html = urllib.request.urlopen(daphne.url + "/").read().decode()
     config = re.search(r'<script id="pushgateway-config"[^>]*>(.*?)</script>', html).group(1)
     assert json.loads(config)["transport"] == "faye"
-
     page = browser.new_page()
     page.goto(daphne.url + "/events.json")  # any page of the site: same origin
-    config = json.dumps({**json.loads(config), "positions": {"comments-1": START, "events": START}})
+    config = json.dumps({**json.loads(config), "positions": dict.fromkeys(channels, START)})
     page.set_content(
         f'<script id="pushgateway-config" type="application/json">{config}</script>'
         f'<script src="{daphne.url}/static/pushgateway/pushgateway.js"></script>'
     )
     page.wait_for_function("window.PushGateway !== undefined")
+    return page
+
+
+def test_faye_client_loads_on_first_subscribe_with_integrity(browser, start_daphne, faye_cdn):
+    daphne = realm_daphne(start_daphne, faye_cdn, INTEGRITY)
+    page = realm_page(browser, daphne, ["comments-1", "events"])
     assert page.locator("script[src*=faye]").count() == 0
     assert faye_cdn.requests == []
 
@@ -122,6 +145,42 @@ def test_faye_client_loads_on_first_subscribe_with_integrity(browser, start_daph
     page.evaluate("(frame) => fakeFaye.clients[0].subs['/comments-1'](frame)", frame)
     heard = page.evaluate("window.heard")
     assert [(e["reason"], e["data"]) for e in heard] == [("message", {"pk": "5"})]
+    page.close()
+
+
+def test_a_dotted_object_channel_reaches_a_faye_page_under_its_bayeux_name(
+    browser, start_daphne, faye_cdn
+):
+    realm_api = FakeFanout()
+    env = realm_env(faye_cdn, INTEGRITY, FANOUT_REALM_URL=realm_api.url + "/realm/")
+    daphne = start_daphne(**env)
+    page = realm_page(browser, daphne, ["demo.comment.42"])
+    page.evaluate(
+        """() => {
+            window.heard = [];
+            PushGateway.subscribe("demo.comment.42", (event) => window.heard.push(event));
+        }"""
+    )
+    page.wait_for_function(
+        "window.fakeFaye && Object.keys(fakeFaye.clients[0].subs).length", timeout=5000
+    )
+    assert page.evaluate("Object.keys(fakeFaye.clients[0].subs)") == ["/demo~comment~42"]
+
+    # The object's hint, published by another process of the site in realm mode.
+    code = "import pushgateway; pushgateway.publish('demo.comment.42', {'pk': '42'})"
+    result = run_python(code, None, env=env)
+    assert result.returncode == 0, result.stderr
+    [published] = realm_api.published()
+    realm_api.stop()
+    # Fanout hands it to the Faye subscribers of "/" + its realm channel.
+    page.evaluate(
+        "([path, frame]) => fakeFaye.clients[0].subs[path](frame)",
+        ["/" + published["channel"], published["frame"]],
+    )
+    heard = page.evaluate("window.heard")
+    assert [(e["channel"], e["reason"], e["data"]) for e in heard] == [
+        ("demo.comment.42", "message", {"pk": "42"})
+    ]
     page.close()
 
 

@@ -43,14 +43,14 @@ class Socket:
     def __init__(self) -> None:
         self.frames = []
 
-    async def send_frame(self, text):
-        self.frames.append(text)
+    def push(self, message):
+        self.frames.append(message["text"])
 
 
 @pytest.fixture
 def fast(monkeypatch):
     monkeypatch.setattr(hub_module, "HEARTBEAT_SECONDS", 0.05)
-    monkeypatch.setattr(hub_module, "GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(hub_module, "RECHECK_SECONDS", 0.05)
 
 
 async def until(condition, timeout=3.0):

@@ -79,7 +79,7 @@ def test_a_hint_given_up_is_repaired_once_delivery_works_again():
         deliver(channels)
         repaired.append(channels)
 
-    sender = BackgroundSender(deliver, name="t", repair=repair, retries=1, backoff_factor=0)
+    sender = BackgroundSender(deliver, name="t", repair=repair)
     sender.submit([Message("comments-1"), Message("comments-2"), Message("comments-1")])
     assert sender.flush(5)
     assert sender.stats["failed"] == 3 and sender.lost == ["comments-1", "comments-2"]

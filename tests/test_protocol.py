@@ -248,3 +248,134 @@ def test_group_names_fit_channel_layers():
     long_a, long_b = "a" * 100, "a" * 99 + "b"
     assert len(protocol.group_name(long_a)) < 100
     assert protocol.group_name(long_a) != protocol.group_name(long_b)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def churn_session(rate=2, burst=3, **kwargs):
+    clock = Clock()
+    return Session(churn=protocol.TokenBucket(rate, burst, clock), **kwargs), clock
+
+
+def subscribe(session, channel):
+    return session.receive_text(json.dumps({"type": "subscribe", "channel": channel}))
+
+
+def test_subscribes_past_the_burst_are_refused_with_when_to_try_again():
+    session, clock = churn_session(rate=2, burst=3)
+    assert all(subscribe(session, name).subscribe for name in ("a", "b", "c"))
+    refused = subscribe(session, "d")
+    [error] = frames(refused)
+    assert error == {
+        "type": "error",
+        "code": protocol.RATE_LIMITED,
+        "message": "more than 3 subscribes and unsubscribes at once or 2 per second; "
+        "try again in 0.5 s",
+        "channel": "d",
+        "retry_after": 0.5,
+    }
+    assert refused.subscribe == [] and refused.close is None
+    assert session.subscriptions == {"a", "b", "c"} and session.errors == 0
+    clock.now += 0.5  # one token back
+    assert subscribe(session, "d").subscribe == [Subscribe("d", None)]
+    assert frames(subscribe(session, "e"))[0]["code"] == protocol.RATE_LIMITED
+
+
+def test_a_client_that_ignores_rate_limits_is_refused_not_disconnected():
+    session, _ = churn_session(rate=1, burst=1)
+    subscribe(session, "a")
+    for n in range(protocol.MAX_ERRORS * 3):
+        reply = subscribe(session, f"b{n}")
+        assert frames(reply)[0]["code"] == protocol.RATE_LIMITED and reply.close is None
+    assert session.errors == 0
+
+
+def test_unsubscribes_are_never_refused_but_spend_the_same_budget():
+    session, clock = churn_session(rate=1, burst=4)
+    subscribe(session, "a")
+    subscribe(session, "b")
+    for channel in ("a", "b"):
+        assert session.receive_text(
+            json.dumps({"type": "unsubscribe", "channel": channel})
+        ).unsubscribe
+    assert session.churn.tokens == 0  # churn (subscribe, unsubscribe, ...) costs two each
+    assert frames(subscribe(session, "a"))[0]["code"] == protocol.RATE_LIMITED
+    leave_again = session.receive_text('{"type": "unsubscribe", "channel": "a"}')
+    assert frames(leave_again)[0]["code"] == protocol.NOT_SUBSCRIBED  # nothing to leave
+
+
+def test_confirming_a_subscription_again_costs_nothing():
+    session, _ = churn_session(rate=1, burst=1)
+    subscribe(session, "a")
+    for _ in range(5):
+        assert subscribe(session, "a").subscribe == [Subscribe("a", None, joined=True)]
+
+
+def test_a_clock_that_goes_backwards_refills_nothing_and_fails_nothing():
+    # Behind Pushpin each request may reach another host, whose clock may be behind.
+    session, clock = churn_session(rate=1, burst=2)
+    subscribe(session, "a")
+    subscribe(session, "b")
+    clock.now -= 30
+    assert frames(subscribe(session, "c"))[0]["code"] == protocol.RATE_LIMITED
+    clock.now += 1
+    assert subscribe(session, "c").subscribe
+
+
+def test_a_token_bucket_needs_a_positive_rate_and_a_burst_of_one():
+    for rate, burst in ((0, 5), (1, 0.5), (float("nan"), 5)):
+        with pytest.raises(ValueError, match="rate > 0 and burst >= 1"):
+            protocol.TokenBucket(rate, burst, Clock())
+
+
+# Kept from fuzzing (tests/test_fuzz.py): each once made, or could make, a reply a browser
+# cannot read (not UTF-8, not JSON) or an exception in the server.
+NASTY_FRAMES = {
+    "lone surrogate as channel": ('{"type":"subscribe","channel":"\\ud800"}', "invalid_channel"),
+    "lone surrogate raw in channel": ('{"type":"subscribe","channel":"\ud800"}', "invalid_channel"),
+    "lone surrogate in since epoch": (
+        '{"type":"subscribe","channel":"a","since":{"epoch":"\\udfff","seq":1}}',
+        None,
+    ),
+    "NaN seq": (
+        '{"type":"subscribe","channel":"a","since":{"epoch":"e","seq":NaN}}',
+        "invalid_position",
+    ),
+    "Infinity seq": (
+        '{"type":"subscribe","channel":"a","since":{"epoch":"e","seq":Infinity}}',
+        "invalid_position",
+    ),
+    "seq past 2**53": (
+        '{"type":"subscribe","channel":"a","since":{"epoch":"e","seq":9007199254740992}}',
+        "invalid_position",
+    ),
+    "4000-digit seq": (
+        '{"type":"subscribe","channel":"a","since":{"epoch":"e","seq":' + "9" * 4000 + "}}",
+        "invalid_position",
+    ),
+    "NaN type": ('{"type":NaN}', "unknown_type"),
+    "object as type": ('{"type":{"type":"ping"}}', "unknown_type"),
+    "duplicate type key: the last one counts": ('{"type":"subscribe","type":"ping"}', None),
+    "huge number as channel": ('{"type":"subscribe","channel":1e999}', "invalid_channel"),
+    "private prefix alone": ('{"type":"subscribe","channel":"private-"}', "forbidden"),
+    "4 KiB of objects": ('{"a":' * 800, "invalid_json"),
+    "NUL in channel": ('{"type":"subscribe","channel":"a\\u0000"}', "invalid_channel"),
+}
+
+
+@pytest.mark.parametrize(("text", "code"), NASTY_FRAMES.values(), ids=NASTY_FRAMES.keys())
+def test_nasty_frames_are_answered_with_frames_a_browser_can_read(text, code):
+    reply = Session().receive_text(text)
+    for frame in reply.frames:
+        frame.encode("utf-8")  # strict: what a WebSocket text frame can carry
+    answers = frames(reply)
+    if code is None:  # accepted: a subscription to confirm, or a pong
+        assert reply.subscribe or answers == [{"type": "pong"}]
+    else:
+        assert [a["code"] for a in answers] == [code]

@@ -58,3 +58,35 @@ async def test_apublish(outbox):
     assert sent(outbox) == [("comments-7", {"pk": "1"})]
     with pytest.raises(InvalidChannelName):
         await apublish("bad name")
+
+
+def test_data_over_the_size_limit_is_a_clear_error_at_publish(outbox, settings):
+    settings.PUSHGATEWAY = {**settings.PUSHGATEWAY, "OPTIONS": {"MAX_DATA_BYTES": 100}}
+    publish("c", {"pks": list(range(30))})  # 89 bytes as JSON: fine
+    message = r"hint data for 'c' is 119 bytes as JSON, over the limit of 100 \(PUSHGATEWAY"
+    with pytest.raises(pushgateway.HintTooLarge, match=message), transaction.atomic():
+        publish("c", {"pks": list(range(40))})  # raised at the call, not at the commit
+    with pytest.raises(ValueError, match="over the limit of 100"):  # HintTooLarge is one
+        publish("c", "é" * 51)  # bytes, not characters: 104 as UTF-8
+    assert [m.data for m in outbox] == [{"pks": list(range(30))}]
+
+
+async def test_apublish_has_the_same_size_limit(outbox):
+    with pytest.raises(
+        pushgateway.HintTooLarge, match="4098 bytes as JSON, over the limit of 4096"
+    ):
+        await apublish("c", "x" * 4096)
+    assert outbox == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [float("nan"), {"seq": float("inf")}, "\ud800", {"\udfff": 1}],
+    ids=["NaN", "Infinity", "lone surrogate", "lone surrogate in a key"],
+)
+def test_data_a_browser_cannot_parse_is_refused_at_publish(outbox, data):
+    # NaN and Infinity are not JSON (JSON.parse throws, the page would never hear of the
+    # change); a lone surrogate is not UTF-8 (the frame could not be sent at all).
+    with pytest.raises(TypeError, match="must be JSON-serialisable"):
+        publish("c", data)
+    assert outbox == []

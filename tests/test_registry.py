@@ -121,3 +121,53 @@ def test_capture_hints_helper():
         (f"demo.event.{event.pk}", "created"),
         ("events", "created"),
     ]
+
+
+def test_publish_for_covers_what_the_signals_do_not_see(outbox):
+    event = Event.objects.create(title="Bulk")
+    comments = Comment.objects.bulk_create(
+        [Comment(event=event, author="a", body=str(n)) for n in range(3)]
+    )
+    assert [m for m in outbox if m.channel.startswith("demo.comment")] == []  # bulk: no signals
+    outbox.clear()
+    pushgateway.publish_for(comments, "created")
+    Comment.objects.filter(event=event).update(body="edited")
+    pushgateway.publish_for(Comment.objects.filter(event=event), "updated")
+    created = [m.channel for m in outbox if m.data["action"] == "created"]
+    assert created == [
+        name
+        for c in comments
+        for name in (f"demo.comment.{c.pk}", f"comments-{event.pk}", "events")
+    ]
+    assert sorted({m.channel for m in outbox if m.data["action"] == "updated"}) == sorted(
+        [f"demo.comment.{c.pk}" for c in comments] + [f"comments-{event.pk}", "events"]
+    )
+
+
+def test_publish_for_waits_for_the_commit_and_refuses_what_it_cannot_do(outbox):
+    from django.db import transaction
+
+    event = Event.objects.create(title="Bulk")
+    outbox.clear()
+    with transaction.atomic():
+        pushgateway.publish_for([event], "deleted")
+        assert outbox == []
+    assert [m.data["action"] for m in outbox] == ["deleted", "deleted"]
+    with pytest.raises(ValueError, match="unknown action 'moved'"):
+        pushgateway.publish_for([event], "moved")
+    from django.contrib.contenttypes.models import ContentType
+
+    with pytest.raises(pushgateway.NotRegistered):
+        pushgateway.publish_for(ContentType.objects.all()[:1])
+
+
+def test_hints_over_the_size_limit_are_logged_and_do_not_fail_the_save(
+    outbox, bare_event_model, caplog, settings
+):
+    settings.PUSHGATEWAY = {**settings.PUSHGATEWAY, "OPTIONS": {"MAX_DATA_BYTES": 10}}
+    pushgateway.register(bare_event_model)
+    event = Event.objects.create(title="x")
+    assert Event.objects.filter(pk=event.pk).exists() and outbox == []
+    assert f"no hint for demo.event {event.pk}: hint data for 'demo.event.{event.pk}' is" in (
+        caplog.text
+    )

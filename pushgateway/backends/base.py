@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.checks import CheckMessage, Error
 
@@ -13,6 +13,38 @@ from ..message import Message
 from ..protocol import Position
 
 logger = logging.getLogger("pushgateway")
+
+
+class Limits(NamedTuple):
+    """The limits every backend accepts in OPTIONS (documented in docs/settings.md)."""
+
+    #: Bytes of a hint's data serialised as JSON; publish() raises HintTooLarge past it.
+    MAX_DATA_BYTES: int = 4096
+    #: Subscribes and unsubscribes per second per connection, after a burst of...
+    SUBSCRIBE_RATE: float = 10.0
+    #: ...this many at once (a page's whole set of channels fits).
+    SUBSCRIBE_BURST: int = 100
+
+    @classmethod
+    def problems(cls, options: dict[str, Any]) -> list[str]:
+        """What is wrong with the limits among `options` (other names are not looked at)."""
+        problems = []
+        for name in sorted(set(cls._fields) & set(options)):
+            value, whole = options[name], name != "SUBSCRIBE_RATE"
+            kind = int if whole else int | float
+            if isinstance(value, bool) or not isinstance(value, kind):
+                problems.append(
+                    f"{name} must be {'a whole' if whole else 'a'} number, not {value!r}"
+                )
+            elif not (value >= 1 if whole else value > 0):
+                problems.append(
+                    f"{name} must be {'at least 1' if whole else 'positive'}, not {value!r}"
+                )
+        return problems
+
+
+#: Options every backend accepts: they are the project's, not the backend's (docs/settings.md).
+COMMON_OPTIONS = ("PRIVATE", "TOKEN_MAX_AGE", "METRICS", *Limits._fields)
 
 
 class BaseBackend:
@@ -23,8 +55,12 @@ class BaseBackend:
     push service is down: network backends queue and deliver in the background.
     """
 
-    #: Option names this backend accepts in PUSHGATEWAY["OPTIONS"].
+    #: Option names this backend accepts in PUSHGATEWAY["OPTIONS"], besides the limits
+    #: (Limits' fields), which every backend accepts.
     options: Sequence[str] = ()
+
+    #: The limits in force (defaults until __init__ reads OPTIONS).
+    limits: Limits = Limits()
 
     #: Where the backend keeps stream positions (a store from pushgateway.positions), or
     #: None if it keeps none: then every position reads as unknown and pages refetch
@@ -34,9 +70,13 @@ class BaseBackend:
     def __init__(self, **options: Any) -> None:
         #: Delivery counters ("sent", "dropped", "failed", ...) for monitoring and tests.
         self.stats: Counter[str] = Counter()
-        unknown = sorted(set(options) - set(self.options))
+        unknown = sorted(set(options) - set(self.options) - set(COMMON_OPTIONS))
         if unknown:
             raise TypeError(f"{type(self).__name__} got unknown options {unknown}")
+        problems = Limits.problems(options)
+        if problems:
+            raise ValueError(f"{type(self).__name__}: {'; '.join(problems)}")
+        self.limits = Limits(**{k: v for k, v in options.items() if k in Limits._fields})
 
     def send_messages(self, messages: Sequence[Message]) -> None:
         """Deliver (or queue for delivery) these messages."""
@@ -81,14 +121,23 @@ class BaseBackend:
 
     @classmethod
     def check(cls, options: dict[str, Any]) -> list[CheckMessage]:
-        """System-check errors for these OPTIONS (unknown names by default)."""
-        unknown = sorted(set(options) - set(cls.options))
-        if not unknown:
-            return []
-        return [
+        """System-check errors for these OPTIONS (unknown names and bad limits by default)."""
+        errors = [
             Error(
-                f"Unknown PUSHGATEWAY OPTIONS {unknown} for {cls.__module__}.{cls.__name__}.",
-                hint=f"Valid options: {sorted(cls.options) or 'none'}.",
+                f"PUSHGATEWAY OPTIONS: {problem}.",
+                hint="See the limits in docs/settings.md.",
                 id="pushgateway.E004",
             )
+            for problem in Limits.problems(options)
         ]
+        unknown = sorted(set(options) - set(cls.options) - set(COMMON_OPTIONS))
+        if unknown:
+            valid = sorted({*cls.options, *COMMON_OPTIONS})
+            errors.append(
+                Error(
+                    f"Unknown PUSHGATEWAY OPTIONS {unknown} for {cls.__module__}.{cls.__name__}.",
+                    hint=f"Valid options: {valid}.",
+                    id="pushgateway.E004",
+                )
+            )
+        return errors

@@ -6,6 +6,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
 
 from ..backends import get_backend
+from ..middleware import FIELD
 from ..pages import ATTRIBUTE
 
 register = template.Library()
@@ -53,3 +54,10 @@ def pushgateway_script(context, **overrides):
         json_script(config, "pushgateway-config"),
         static("pushgateway/pushgateway.js"),
     )
+
+
+@register.simple_tag
+def pushgateway_client_field():
+    """A hidden input for a form: the browser module fills in the page's client id on
+    submit, so the hints the form's save causes skip this page (ClientIdMiddleware)."""
+    return format_html('<input type="hidden" name="{}" value="">', FIELD)

@@ -24,6 +24,8 @@
 (function (root, factory) {
   "use strict";
   const api = factory();
+  // For the ES module entry (pushgateway.mjs), however this file was loaded.
+  globalThis.PushGatewayAPI = api;
   if (typeof module === "object" && module.exports) {
     module.exports = api;
   } else {
@@ -31,6 +33,10 @@
     root.PushGateway = Object.assign(api.fromDocument(root.document), {
       createClient: api.createClient,
     });
+    // The tag loads this file with `defer`: code that runs earlier can wait for this event.
+    if (root.document && typeof CustomEvent === "function") {
+      root.document.dispatchEvent(new CustomEvent("pushgateway:ready", {detail: root.PushGateway}));
+    }
   }
 })(typeof self !== "undefined" ? self : this, function () {
   "use strict";
@@ -47,11 +53,26 @@
     pongTimeout: 10000, // no pong by then: the socket is dead, reconnect
     checkAfterSubscribe: 1500, // an early ping lets a proxied server check positions again
     resyncGrace: 500, // ms a resync from the server waits for hints still on their way
+    ignoreOwn: true, // skip hints caused by this page's own requests (see clientId)
     positionsUrl: null, // the positions view; without it polls call back blindly
     positionTtl: null, // ms the server remembers an idle channel (see positions.py)
     positions: {}, // channel -> position, rendered by the view (pushgateway.watch)
     tokens: {}, // channel -> token for private channels, rendered likewise
   };
+
+  // How a page's requests say which page made them, so the hints they cause can skip it.
+  const CLIENT_HEADER = "X-PushGateway-Client";
+  const CLIENT_FIELD = "pushgateway_client";
+
+  function newClientId(random) {
+    const bytes = new Uint8Array(12);
+    if (globalThis.crypto && globalThis.crypto.getRandomValues) {
+      globalThis.crypto.getRandomValues(bytes);
+    } else {
+      bytes.forEach((_, i) => (bytes[i] = Math.floor(random() * 256)));
+    }
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
 
   // Close codes after which reconnecting at once would only be refused again.
   const POLICY_CLOSES = [4008, 4009];
@@ -102,6 +123,8 @@
     const channels = new Map();
     let fayeClient = null; // legacy Fanout.io realm mode (transport "faye")
     let fayeLoading = null;
+    const owed = new Set(); // channels whose polls a hidden tab skipped
+    const clientId = config.clientId || newClientId(env.random);
 
     function setState(next) {
       if (next === state) return;
@@ -272,7 +295,8 @@
           schedulePing(config.checkAfterSubscribe);
         }
       } else if (frame.type === "message" && entry) {
-        message(entry, frame.position, frame.data);
+        const own = config.ignoreOwn && frame.client !== undefined && frame.client === clientId;
+        message(entry, frame.position, frame.data, own);
       } else if (frame.type === "resync" && entry) {
         resync(entry, frame.position);
       } else if (frame.type === "error") {
@@ -292,16 +316,19 @@
       }
     }
 
-    function message(entry, p, data) {
+    // A hint at position `p`; `own` when this page's own request caused it (the page has
+    // what it wrote: only a gap before it is news).
+    function message(entry, p, data, own) {
       if (!isPosition(p) || !entry.position) {
         // Before the subscription is confirmed the confirmation decides what was missed.
         if (isPosition(p) && entry.live) entry.position = p;
-        return notify(entry, "message", data);
+        return own || notify(entry, "message", data);
       }
       const known = entry.position;
       if (known.epoch === p.epoch && p.seq <= known.seq) return; // seen already
       entry.position = p;
-      notify(entry, follows(known, p) ? "message" : "resync", data);
+      if (!follows(known, p)) notify(entry, "resync", data);
+      else if (!own) notify(entry, "message", data);
     }
 
     // The server says hints on this channel may have been lost, up to position `p`. A hint
@@ -322,14 +349,40 @@
       setLive(entry, false);
       entry.refused = frame.code;
       entry.requested = false;
-      if (frame.code === "unavailable") {
-        // The server could not join the channel just now; ask again a little later.
+      if (frame.code === "unavailable" || frame.code === "rate_limited") {
+        // The server could not join the channel just now, or this connection asked for
+        // too many too fast: ask again a little later (when it says, if it says).
+        const wait = frame.code === "rate_limited" && frame.retry_after > 0 ? frame.retry_after * 1000 : config.pollDown;
         env.setTimeout(() => {
-          if (channels.get(entry.name) === entry) subscribeFrame(entry);
-        }, config.pollDown);
+          if (channels.get(entry.name) === entry && !entry.live) subscribeFrame(entry);
+        }, wait);
       }
+      if (frame.code === "forbidden") renewToken(entry);
       // too_many_subscriptions and forbidden are answers: the channel is checked by
       // polling its position instead, and not asked for again on this connection.
+    }
+
+    // A private channel's token was refused (expired, or its key rotated away): ask the
+    // page's getToken hook once for a fresh one, and subscribe with it if it is new.
+    function renewToken(entry) {
+      const getToken = entry.getToken || config.getToken;
+      if (!getToken || entry.renewing) return;
+      entry.renewing = true;
+      const stale = entry.token;
+      Promise.resolve()
+        .then(() => getToken(entry.name))
+        .then(
+          (token) => {
+            entry.renewing = false;
+            if (channels.get(entry.name) !== entry || !token || token === stale) return;
+            entry.token = token;
+            subscribeFrame(entry);
+          },
+          (error) => {
+            entry.renewing = false;
+            console.warn("PushGateway: getToken failed for " + entry.name, error);
+          }
+        );
     }
 
     // Polling: one request per page for every channel that is due, whatever their number.
@@ -366,7 +419,26 @@
         }
       }
       schedulePoll();
-      if (due.length) check(due, "poll");
+      if (!due.length) return;
+      if (isHidden()) {
+        // Nobody sees a hidden tab: its checks wait until it is shown again.
+        due.forEach((entry) => owed.add(entry));
+        return;
+      }
+      check(due, "poll");
+    }
+
+    function isHidden() {
+      const doc = win && win.document;
+      return Boolean(doc && doc.visibilityState === "hidden");
+    }
+
+    // Shown again: one request checks what the hidden tab's polls skipped.
+    function shown() {
+      wake();
+      const entries = Array.from(owed).filter((entry) => channels.get(entry.name) === entry);
+      owed.clear();
+      if (entries.length) check(entries, "poll");
     }
 
     // One request per MAX_URL characters of channel names: [{url, entries}].
@@ -417,7 +489,7 @@
 
     function checked(entry, body, reason) {
       if (channels.get(entry.name) !== entry) return;
-      if (body.errors && body.errors[entry.name] === "forbidden") return; // not this page's
+      if (body.errors && body.errors[entry.name] === "forbidden") return renewToken(entry);
       const p = body.positions ? body.positions[entry.name] : undefined;
       if (!isPosition(p)) return notify(entry, reason); // cannot be checked now
       if (behind(entry.position, p)) {
@@ -489,7 +561,7 @@
 
     function fayeSubscribe(entry) {
       if (fayeClient === null || entry.faye) return;
-      entry.faye = fayeClient.subscribe("/" + entry.name, handleFrame);
+      entry.faye = fayeClient.subscribe("/" + entry.name.replaceAll(".", "~"), handleFrame);
       entry.faye.then(
         () => {
           entry.fayeReady = true;
@@ -568,6 +640,7 @@
           live: false,
           position: isPosition(rendered) ? rendered : null,
           token: opts.token || (config.tokens || {})[channel],
+          getToken: opts.getToken, // (channel) => token or a promise of one
           refused: null,
           requested: false, // a subscribe went out on this connection and was not refused
           nextPoll: 0,
@@ -578,6 +651,7 @@
       } else {
         entry.subscriptions.add(sub);
         if (opts.token) entry.token = opts.token;
+        if (opts.getToken) entry.getToken = opts.getToken;
       }
       if (state === "idle") connect();
       return function unsubscribe() {
@@ -606,7 +680,7 @@
       const doc = win.document;
       if (doc && doc.addEventListener) {
         doc.addEventListener("visibilitychange", () => {
-          if (doc.visibilityState === "visible") wake();
+          if (doc.visibilityState === "visible") shown();
         });
       }
     }
@@ -621,10 +695,19 @@
       return client;
     }
 
+    // fetch() that says which page made the request, so the hints it causes skip this page.
+    function fetchWithId(input, init) {
+      const headers = new Headers((init && init.headers) || {});
+      headers.set(CLIENT_HEADER, clientId);
+      return env.fetch(input, Object.assign({}, init, {headers: headers}));
+    }
+
     const client = {
       subscribe: subscribe,
       onStateChange: onStateChange,
       configure: configure,
+      fetch: fetchWithId,
+      clientId: clientId,
       get state() {
         return state;
       },
@@ -642,8 +725,29 @@
         console.error("PushGateway: #pushgateway-config is not valid JSON", error);
       }
     }
-    return createClient(config);
+    const client = createClient(config);
+    // Forms with {% pushgateway_client_field %} say which page posted them, like fetch().
+    if (doc && doc.addEventListener) {
+      doc.addEventListener(
+        "submit",
+        (event) => {
+          const form = event.target;
+          if (!form || !form.querySelectorAll) return;
+          for (const input of form.querySelectorAll(`input[name="${CLIENT_FIELD}"]`)) {
+            input.value = client.clientId;
+          }
+        },
+        true
+      );
+    }
+    return client;
   }
 
-  return {createClient: createClient, fromDocument: fromDocument, DEFAULTS: DEFAULTS};
+  return {
+    createClient: createClient,
+    fromDocument: fromDocument,
+    DEFAULTS: DEFAULTS,
+    CLIENT_HEADER: CLIENT_HEADER,
+    CLIENT_FIELD: CLIENT_FIELD,
+  };
 });

@@ -654,3 +654,126 @@ test("coming back online reconnects at once instead of waiting out the backoff",
   mock.timers.tick(30000); // the cancelled backoff timer does not open a second socket
   assert.equal(FakeSocket.all.length, before + 1);
 });
+
+test("a refused private token is renewed once through the getToken hook", async () => {
+  const asked = [];
+  const pg = client({positions: {"private-a": START}});
+  const cb = recorder();
+  pg.subscribe("private-a", cb, {
+    token: "old",
+    getToken: (channel) => {
+      asked.push(channel);
+      return Promise.resolve(asked.length === 1 ? "fresh" : "fresh");
+    },
+  });
+  latest().open();
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    latest().deliver({type: "error", code: "forbidden", message: "expired", channel: "private-a"});
+    await settle();
+    assert.deepEqual(asked, ["private-a"]);
+    assert.deepEqual(latest().subscribes().at(-1), {
+      type: "subscribe",
+      channel: "private-a",
+      since: START,
+      token: "fresh",
+    });
+    // Refused again with the fresh token: the hook is asked again, but the same token is not
+    // sent twice, so a page whose user lost access does not loop.
+    latest().deliver({type: "error", code: "forbidden", message: "no", channel: "private-a"});
+    await settle();
+    assert.equal(asked.length, 2);
+    assert.equal(latest().subscribes().length, 2);
+  } finally {
+    console.warn = warn;
+  }
+  assert.deepEqual(cb.calls, []);
+});
+
+test("a hidden tab does not poll; shown again, one request checks what it skipped", async () => {
+  const doc = new EventTarget();
+  doc.visibilityState = "hidden";
+  const win = new EventTarget();
+  win.document = doc;
+  const pg = client({window: win, positions: {a: START, b: START}});
+  const a = recorder();
+  const b = recorder();
+  pg.subscribe("a", a);
+  pg.subscribe("b", b);
+  server.publish("a"); // while hidden: nobody would see the refetch
+  for (let t = 0; t < 60000; t += 5000) {
+    mock.timers.tick(5000);
+    await settle();
+  }
+  assert.equal(server.requests.length, 0);
+  assert.deepEqual(a.calls, []);
+
+  doc.visibilityState = "visible";
+  doc.dispatchEvent(new Event("visibilitychange"));
+  await settle();
+  assert.equal(server.requests.length, 1);
+  assert.deepEqual(a.reasons(), ["poll"]);
+  assert.deepEqual(b.calls, []);
+});
+
+test("hints caused by this page's own requests do not call it back", () => {
+  const {pg, cb} = subscribed("a", {throttle: 0});
+  const own = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: own, client: pg.clientId});
+  const other = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "2", data: 2, position: other, client: "someone"});
+  mock.timers.tick(1);
+  assert.deepEqual(cb.calls, [{channel: "a", reason: "message", data: 2, count: 1}]);
+
+  server.publish("a"); // lost
+  const mine = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "4", data: 4, position: mine, client: pg.clientId});
+  mock.timers.tick(1);
+  assert.deepEqual(cb.reasons(), ["message", "resync"]); // a gap before our own hint is news
+});
+
+test("a page can opt out of skipping its own hints", () => {
+  const {pg, cb} = subscribed("a", {throttle: 0, ignoreOwn: false});
+  const own = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: own, client: pg.clientId});
+  assert.deepEqual(cb.reasons(), ["message"]);
+});
+
+test("fetch says which page made the request; each client has its own id", async () => {
+  const seen = [];
+  const pg = client({fetch: (url, init) => seen.push([url, init.headers.get("X-PushGateway-Client")])});
+  await pg.fetch("/comments/", {method: "POST", headers: {"X-CSRFToken": "t"}});
+  assert.deepEqual(seen, [["/comments/", pg.clientId]]);
+  assert.match(pg.clientId, /^[0-9a-f]{24}$/);
+  assert.notEqual(client().clientId, pg.clientId);
+});
+
+test("the ES module entry exports the same API", async () => {
+  const esm = await import("../../static/js/pushgateway.mjs");
+  const cjs = require("../../static/js/pushgateway.js");
+  assert.equal(esm.createClient, cjs.createClient);
+  assert.equal(esm.default.createClient, cjs.createClient);
+  assert.deepEqual(esm.DEFAULTS, cjs.DEFAULTS);
+});
+
+test("a subscribe refused for asking too fast is asked again when the server says", () => {
+  const pg = client({positions: {a: START}, positionsUrl: null, pollDown: 0});
+  const cb = recorder();
+  pg.subscribe("a", cb);
+  latest().open();
+  const warn = console.warn;
+  console.warn = () => {};
+  try {
+    latest().deliver({type: "error", code: "rate_limited", message: "slow down", channel: "a", retry_after: 2});
+  } finally {
+    console.warn = warn;
+  }
+  mock.timers.tick(1999);
+  assert.equal(latest().subscribes().length, 1);
+  mock.timers.tick(1);
+  assert.equal(latest().subscribes().length, 2);
+  latest().deliver({type: "subscribed", channel: "a", position: START, stale: false});
+  assert.deepEqual(cb.calls, []);
+  assert.equal(FakeSocket.all.length, 1);
+});

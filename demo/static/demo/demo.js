@@ -1,4 +1,6 @@
-// The demo's page code: subscribe each live list to its channel and re-fetch it when told.
+// The demo's page code: subscribe each live list to its channel and re-fetch it when told;
+// post comments with fetch (so this tab skips the hint its own comment causes); and list what
+// the page was told, so a visitor sees push, resync and poll at work.
 (function () {
   "use strict";
 
@@ -18,6 +20,8 @@
           return item;
         })
       );
+      const last = payload.comments[payload.comments.length - 1];
+      return last ? new Date(last.created) : null;
     },
     events(list, payload) {
       if (payload.events.length === 0) return list.replaceChildren(element("li", "No events yet.", "empty"));
@@ -31,21 +35,61 @@
           return item;
         })
       );
+      return null;
     },
   };
 
+  const log = document.getElementById("push-log");
+
+  function record(event, saved) {
+    if (log.querySelector(".empty")) log.replaceChildren();
+    const line = element("li", "");
+    const when = new Date().toLocaleTimeString();
+    const since = event.reason === "message" && saved ? ` ${Date.now() - saved} ms after the save` : "";
+    line.append(element("span", event.reason, "reason"), ` ${event.channel} at ${when}${since}`);
+    log.prepend(line);
+    while (log.children.length > 8) log.lastChild.remove();
+  }
+
   function live(list) {
     const render = renderers[list.id];
-    PushGateway.subscribe(list.dataset.channel, async () => {
+    const refetch = async () => {
       const response = await fetch(list.dataset.source, {headers: {Accept: "application/json"}});
-      if (response.ok) render(list, await response.json());
-    });
+      return response.ok ? render(list, await response.json()) : null;
+    };
+    PushGateway.subscribe(list.dataset.channel, async (event) => record(event, await refetch()));
+    return refetch;
   }
 
   const badge = document.getElementById("push-state");
+  const labels = {
+    connected: "push: live",
+    connecting: "push: connecting (checking every 5 s)",
+    waiting: "push: reconnecting (checking every 5 s)",
+    idle: "push: idle",
+  };
   PushGateway.onStateChange((state) => {
     badge.dataset.state = state;
-    badge.textContent = "push: " + state;
+    badge.textContent = labels[state];
   });
-  document.querySelectorAll("[data-channel]").forEach(live);
+
+  const refetches = {};
+  document.querySelectorAll("[data-channel]").forEach((list) => (refetches[list.id] = live(list)));
+
+  // Post a comment with the page's own fetch: this tab shows it at once, and skips the hint.
+  const form = document.getElementById("comment-form");
+  if (form) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const response = await PushGateway.fetch(form.action || location.href, {
+        method: "POST",
+        body: new FormData(form),
+        headers: {Accept: "application/json"},
+      });
+      if (response.ok) {
+        form.reset();
+        await refetches.comments();
+      }
+    });
+  }
 })();

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pushgateway import InvalidChannelName, publish
+from pushgateway import HintTooLarge, InvalidChannelName, publish
 from pushgateway.backends import get_backend
 
 
@@ -17,13 +17,20 @@ class Command(BaseCommand):
         )
 
     def handle(self, channel, data, timeout, **options):
+        if getattr(get_backend(), "in_process", False):
+            raise CommandError(
+                "The in-memory channel layer reaches only WebSockets of the process that "
+                "publishes, and this command runs in a process of its own: no page can "
+                "receive this hint. Use channels_redis (see docs/deployment.md), or publish "
+                "from the server process (a view, a signal)."
+            )
         try:
             hint = None if data is None else json.loads(data)
         except ValueError as exc:
             raise CommandError(f"--data is not valid JSON: {exc}") from exc
         try:
             publish(channel, hint)
-        except InvalidChannelName as exc:
+        except (InvalidChannelName, HintTooLarge, TypeError) as exc:
             raise CommandError(str(exc)) from exc
         backend = get_backend()
         if not backend.flush(timeout):

@@ -1,0 +1,79 @@
+"""Publish through GRIP to Fastly Fanout or a self-run Pushpin.
+
+Each hint is a `ws-message` item whose content is the wire protocol's `message` frame, so a
+browser connected through the proxy sees exactly what the self-hosted layer sends. GRIP_URL
+is django-grip's format: `key=` signs (with `iss=`, as a JWT) or authorises (without, as a
+bearer token) the publish requests; `key=`/`verify-key=` with `verify-iss=` verify the
+`Grip-Sig` of requests that come through the proxy (channels_app's WebSocket-over-HTTP view).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from django.core.checks import Error
+from django.core.exceptions import ImproperlyConfigured
+
+from .httppublish import HttpPublishBackend
+
+
+@functools.lru_cache(maxsize=16)
+def grip_config(grip_url: str) -> dict[str, Any]:
+    """The parts of a GRIP_URL (django-grip's format), parsed by gripcontrol (and cached:
+    the WebSocket-over-HTTP view verifies every request with it). Do not mutate."""
+    from gripcontrol import parse_grip_uri
+
+    return parse_grip_uri(grip_url)
+
+
+class GripBackend(HttpPublishBackend):
+    """Fastly Fanout or Pushpin: OPTIONS["GRIP_URL"], and the options of every Fanout
+    backend (see HttpPublishBackend)."""
+
+    options = ("GRIP_URL", *HttpPublishBackend.options)
+    name = "grip"
+
+    def __init__(self, GRIP_URL=None, **options):
+        if not GRIP_URL:
+            raise ImproperlyConfigured("GripBackend needs OPTIONS['GRIP_URL']")
+        grip = grip_config(GRIP_URL)
+        self.endpoint = grip["control_uri"] + "/publish/"
+        self.iss, self.key = grip.get("control_iss"), grip.get("key")
+        super().__init__(**options)
+
+    def item(self, message, position) -> dict:
+        from gripcontrol import WebSocketMessageFormat
+        from pubcontrol import Item
+
+        content = WebSocketMessageFormat(message.frame(position))
+        return {"channel": message.channel, **Item(content).export(formats_field=True)}
+
+    @classmethod
+    def check(cls, options):
+        errors = super().check(options)
+        grip_url = options.get("GRIP_URL")
+        if not grip_url:
+            return errors + [
+                Error(
+                    f"{cls.__name__} needs OPTIONS['GRIP_URL'] (Fastly Fanout or Pushpin).",
+                    hint="For Pushpin: http://127.0.0.1:5561?key=<sig_key>&verify-iss=pushpin",
+                    id="pushgateway.E006",
+                )
+            ]
+        grip = grip_config(grip_url)
+        if not grip["control_uri"].startswith(("http://", "https://")):
+            errors.append(
+                Error(f"GRIP_URL {grip_url!r} is not an http(s) URL.", id="pushgateway.E007")
+            )
+        if not (grip.get("verify_key") or grip.get("key")):
+            errors.append(
+                Error(
+                    "GRIP_URL has no key= or verify-key=, so requests claiming to come "
+                    "through the proxy (Grip-Sig) cannot be verified and all are refused.",
+                    hint="For Pushpin: GRIP_URL=http://127.0.0.1:5561?key=<sig_key>"
+                    "&verify-iss=pushpin",
+                    id="pushgateway.E008",
+                )
+            )
+        return errors

@@ -1,0 +1,121 @@
+"""Prometheus metrics, when OPTIONS["METRICS"] is on (needs the `metrics` extra).
+
+Off (the default), `get()` returns None and nothing of prometheus_client is imported: every
+place that counts checks `if metrics:` first, which is all it costs.
+
+    # settings.py
+    PUSHGATEWAY = {"BACKEND": ..., "OPTIONS": {"METRICS": True}}
+    # urls.py
+    path("metrics", pushgateway.metrics.view)
+
+With several processes (daphne workers, gunicorn, Celery) set PROMETHEUS_MULTIPROC_DIR to an
+empty directory for all of them before they start: each process writes its numbers there and
+the view adds them up (prometheus_client's multiprocess mode). See docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from .backends import get_config
+
+_metrics: Metrics | None = None
+_lock = threading.Lock()
+
+
+class Metrics:
+    """The metrics of this process; names follow Prometheus' conventions. No label ever
+    holds a channel name (unbounded), only small fixed sets."""
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        live = "livesum"  # gauges add up over the processes that are alive
+        self.sockets = Gauge(
+            "pushgateway_sockets", "Open WebSockets in this process.", multiprocess_mode=live
+        )
+        self.subscriptions = Gauge(
+            "pushgateway_subscriptions",
+            "Channel subscriptions of the open WebSockets.",
+            multiprocess_mode=live,
+        )
+        self.channels = Gauge(
+            "pushgateway_channels_joined",
+            "Channel-layer groups the hub has joined (one per channel with local sockets).",
+            multiprocess_mode=live,
+        )
+        self.published = Counter(
+            "pushgateway_hints_published", "Hints handed to the backend (after commit)."
+        )
+        self.sent = Counter(
+            "pushgateway_hints_sent", "Hints the backend delivered to the layer or to Fanout."
+        )
+        self.dropped = Counter(
+            "pushgateway_hints_dropped",
+            "Hints given up: queue_full (the queue was full), failed (retries ran out), "
+            "rejected (refused by the service).",
+            ["reason"],
+        )
+        self.repaired = Counter(
+            "pushgateway_channels_repaired",
+            "Channels whose pages were told to refetch after their hints were dropped.",
+        )
+        self.frames = Counter(
+            "pushgateway_frames_delivered", "Message and resync frames written to WebSockets."
+        )
+        self.resyncs = Counter(
+            "pushgateway_resyncs_sent",
+            "resync frames sent by the hub: healed (its layer came back), checked (the "
+            "periodic or after-join check found a hint lost on the way).",
+            ["cause"],
+        )
+        self.slow_clients = Counter(
+            "pushgateway_slow_clients_closed",
+            "WebSockets closed because the client did not read what it was sent.",
+        )
+        self.layer_outages = Counter(
+            "pushgateway_layer_outages",
+            "Times the hub lost its channel layer (and, when it came back, healed).",
+        )
+        self.lag = Histogram(
+            "pushgateway_delivery_lag_seconds",
+            "From publishing a hint to writing it to the local WebSockets (clocks of the "
+            "publishing and serving hosts must agree).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+
+def enabled() -> bool:
+    return bool(get_config()["OPTIONS"].get("METRICS"))
+
+
+def get() -> Metrics | None:
+    """This process's metrics, or None when they are off."""
+    global _metrics
+    if _metrics is None and enabled():
+        with _lock:
+            if _metrics is None:
+                _metrics = Metrics()
+    return _metrics
+
+
+def view(request) -> Any:
+    """The metrics in Prometheus' text format (every process's, in multiprocess mode)."""
+    from django.http import HttpResponse, HttpResponseNotFound
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        REGISTRY,
+        CollectorRegistry,
+        generate_latest,
+        multiprocess,
+    )
+
+    if get() is None:
+        return HttpResponseNotFound("metrics are off: set PUSHGATEWAY OPTIONS['METRICS']\n")
+    registry = REGISTRY
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,95 @@
+// TypeScript declarations for the django-pushgateway browser module (pushgateway.js, and
+// pushgateway.mjs through pushgateway.d.mts). See docs/javascript.md.
+
+/** A channel's stream position: `seq` counts publishes within one `epoch`. */
+export interface Position {
+  epoch: string;
+  seq: number;
+}
+
+/** Why a subscription calls back: a hint, hints possibly missed, or a poll that saw a move. */
+export type Reason = "message" | "resync" | "poll";
+
+export type State = "idle" | "connecting" | "connected" | "waiting";
+
+export interface PushEvent<Data = unknown> {
+  channel: string;
+  reason: Reason;
+  /** The latest hint of the throttle window, or null when there was none. */
+  data: Data | null;
+  /** How many events the throttle folded into this call. */
+  count: number;
+}
+
+/** Gets a fresh token for a private channel whose token was refused (expired, rotated). */
+export type TokenSource = (channel: string) => string | null | undefined | Promise<string | null | undefined>;
+
+export interface SubscribeOptions {
+  /** ms between callbacks of this subscription (leading and trailing edge). */
+  throttle?: number;
+  /** For `private-` channels; rendered for you by pushgateway.watch(). */
+  token?: string;
+  getToken?: TokenSource;
+}
+
+export interface Config {
+  url?: string;
+  throttle?: number;
+  pollDown?: number;
+  pollUp?: number;
+  backoffInitial?: number;
+  backoffMax?: number;
+  stableAfter?: number;
+  pingInterval?: number;
+  pongTimeout?: number;
+  checkAfterSubscribe?: number;
+  resyncGrace?: number;
+  ignoreOwn?: boolean;
+  positionsUrl?: string | null;
+  positionTtl?: number | null;
+  positions?: Record<string, Position | null>;
+  tokens?: Record<string, string>;
+  getToken?: TokenSource;
+  transport?: "websocket" | "faye";
+  fayeUrl?: string;
+  fayeScript?: string;
+  fayeIntegrity?: string;
+  clientId?: string;
+  // For tests: time, randomness and transport can be injected.
+  setTimeout?: (callback: () => void, ms: number) => unknown;
+  clearTimeout?: (id: unknown) => void;
+  now?: () => number;
+  random?: () => number;
+  WebSocket?: typeof WebSocket;
+  fetch?: typeof fetch;
+  window?: EventTarget & { document?: Document };
+}
+
+export interface Client {
+  /** Calls `callback` whenever the page should refetch what it shows of `channel`. */
+  subscribe<Data = unknown>(
+    channel: string,
+    callback: (event: PushEvent<Data>) => void,
+    options?: SubscribeOptions,
+  ): () => void;
+  onStateChange(listener: (state: State, previous: State) => void): () => void;
+  configure(config: Config): Client;
+  /** fetch() that says this page made the request, so hints it causes skip this page. */
+  fetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  /** Sent with the page's own requests (header X-PushGateway-Client or form field). */
+  readonly clientId: string;
+  readonly state: State;
+}
+
+export declare function createClient(config?: Config): Client;
+export declare function fromDocument(doc: Document): Client;
+export declare const DEFAULTS: Readonly<Required<Pick<Config,
+  "url" | "throttle" | "pollDown" | "pollUp" | "backoffInitial" | "backoffMax" | "stableAfter" |
+  "pingInterval" | "pongTimeout" | "checkAfterSubscribe" | "resyncGrace" | "ignoreOwn">>>;
+export declare const CLIENT_HEADER: "X-PushGateway-Client";
+export declare const CLIENT_FIELD: "pushgateway_client";
+
+declare global {
+  /** The page's client, set by the classic script from {% pushgateway_script %}. */
+  var PushGateway: Client & { createClient: typeof createClient };
+}

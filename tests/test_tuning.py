@@ -1,0 +1,164 @@
+"""Server tuning (channels_app.tuning) and the private-API adapter it relies on."""
+
+import asyncio
+import gc
+import inspect
+import sys
+
+import pytest
+from autobahn.websocket import protocol as autobahn_protocol
+
+from channels_app import adapters, tuning
+from channels_app.asgi import application
+
+
+@pytest.fixture
+def thawed():
+    """Leave the test process as it was: nothing frozen out of the collector."""
+    gc.unfreeze()
+    gc.collect()  # no garbage of earlier tests for a thaw to find
+    yield
+    gc.unfreeze()
+
+
+def test_application_is_detected_as_asgi3_by_servers_that_inspect_it():
+    # uvicorn (before Python 3.14) asks asyncio; hypercorn and uvicorn 3.14+ ask inspect,
+    # which honours asgiref's marker from Python 3.12 on.
+    assert asyncio.iscoroutinefunction(application)
+    if sys.version_info >= (3, 12):
+        assert inspect.iscoroutinefunction(application)
+    assert application._asgi_single_callable  # daphne: called with (scope, receive, send)
+
+
+def test_autobahn_still_pretty_prints_debug_lines_where_the_adapter_expects():
+    # The adapter relies on these functions calling the module-level pformat() only to
+    # build a debug line; if autobahn changes that, the adapter must be revisited.
+    assert hasattr(autobahn_protocol, "pformat")
+    for name in adapters.AUTOBAHN_LOG_ONLY_PFORMAT:
+        owner = next(
+            cls
+            for cls in (
+                autobahn_protocol.WebSocketProtocol,
+                autobahn_protocol.WebSocketClientProtocol,
+            )
+            if name in vars(cls)
+        )
+        source = inspect.getsource(vars(owner)[name])
+        assert "pformat(" in source, name
+        debug_call = source[: source.index("pformat(")][-300:]
+        assert "self.log.debug(" in debug_call, name
+
+
+def test_autobahn_debug_formatting_is_skipped_only_for_debug_lines():
+    assert adapters.lazy_autobahn_debug_formatting()
+    lazy = autobahn_protocol.pformat
+    assert lazy.lazy_for is not None
+
+    def _connectionMade():  # noqa: N802 (named like autobahn's caller)
+        return lazy([("option", 1)])
+
+    assert _connectionMade() == ""  # txaio logs at info: the line would be dropped
+    assert lazy([("option", 1)]) == "[('option', 1)]"  # any other caller: real pformat
+    assert str(autobahn_protocol.Timings()) == "{}"
+
+
+async def test_socket_gc_freezes_after_a_burst_settles(thawed):
+    socket_gc = tuning.SocketGc(quiet=0.05, burst=1000, count_open=lambda: 10)
+    for _ in range(10):
+        socket_gc.socket_opened()
+    assert gc.get_freeze_count() == 0
+    await asyncio.sleep(0.15)
+    assert socket_gc.freezes == 1
+    assert gc.get_freeze_count() > 0
+
+
+async def test_socket_gc_looks_again_when_a_burst_ending_on_a_round_number_settles(thawed):
+    socket_gc = tuning.SocketGc(quiet=0.05, burst=3, count_open=lambda: 3)
+    for _ in range(3):
+        socket_gc.socket_opened()
+    assert socket_gc.freezes == 1
+    await asyncio.sleep(0.15)
+    assert socket_gc.freezes == 2  # the settled check (which may thaw) still ran
+
+
+def test_socket_gc_freezes_at_once_every_burst(thawed):
+    socket_gc = tuning.SocketGc(quiet=60, burst=3, count_open=lambda: 3)
+    for _ in range(3):
+        socket_gc.socket_opened()
+    assert socket_gc.freezes == 1 and gc.get_freeze_count() > 0
+
+
+class Cycle:
+    """What a closed socket may leave behind: objects only a full collection frees."""
+
+    def __init__(self):
+        self.me = self
+
+
+def test_socket_gc_thaw_reclaims_cycles_of_closed_sockets(thawed):
+    socket_gc = tuning.SocketGc(quiet=60, burst=1, count_open=lambda: 5000)
+    sockets = [Cycle() for _ in range(5000)]
+    socket_gc.socket_opened()  # frozen with the sockets alive
+    del sockets  # they close; reference counting cannot free a cycle
+    before = gc.get_freeze_count()
+    socket_gc.thaw()
+    assert gc.get_freeze_count() <= before - 5000
+
+
+def test_socket_gc_thaws_once_as_many_sockets_closed_as_are_open(thawed):
+    open_now = [0]
+    socket_gc = tuning.SocketGc(
+        quiet=60, burst=100, thaw_ratio=1.0, min_closed=10, count_open=lambda: open_now[0]
+    )
+    for _ in range(100):  # a burst of 100 opens: frozen at once, never thawed mid-burst
+        socket_gc.socket_opened()
+    open_now[0] = 100
+    socket_gc.freeze(settled=True)
+    assert (socket_gc.freezes, socket_gc.thaws) == (2, 0)
+    open_now[0] = 60  # 40 closed, 60 open: not yet
+    socket_gc.freeze(settled=True)
+    assert socket_gc.thaws == 0
+    for _ in range(30):  # 30 more open: 130 opened since the start
+        socket_gc.socket_opened()
+    open_now[0] = 80  # 50 closed, 80 open
+    socket_gc.freeze(settled=True)
+    assert socket_gc.thaws == 0
+    open_now[0] = 40  # 90 closed, 40 open: reclaim them
+    socket_gc.freeze(settled=True)
+    assert socket_gc.thaws == 1
+    assert socket_gc.closed_since_thaw() == 0
+    assert socket_gc.thaw_ratio == 4.0  # it found no cycles: the next thaw waits longer
+
+
+def test_socket_gc_keeps_thawing_as_often_while_closed_sockets_leave_cycles(thawed):
+    open_now = [1000]
+    socket_gc = tuning.SocketGc(
+        quiet=60, burst=10_000, min_closed=1, count_open=lambda: open_now[0]
+    )
+    socket_gc.opened_since_thaw = 2000  # 1000 closed
+    closed = [Cycle() for _ in range(20 * 1000)]  # 20 objects in cycles per closed socket
+    socket_gc.freeze()
+    del closed
+    socket_gc.freeze(settled=True)
+    assert socket_gc.thaws == 1
+    assert socket_gc.thaw_ratio == socket_gc.base_thaw_ratio
+
+
+def test_socket_gc_freezes_what_survives_a_full_collection(thawed):
+    socket_gc = tuning.SocketGc(count_open=lambda: 0)
+    socket_gc.install()
+    try:
+        gc.collect()
+        assert gc.get_freeze_count() > 0
+    finally:
+        socket_gc.uninstall()
+    gc.unfreeze()
+    gc.collect()
+    assert gc.get_freeze_count() == 0
+
+
+def test_apply_names_its_knobs():
+    assert tuning.apply("off") == set()
+    assert tuning.apply("autobahn") == {"autobahn"}
+    with pytest.raises(ValueError, match="unknown"):
+        tuning.apply("gc,fast")

@@ -1,0 +1,34 @@
+// Compiled (not run) by tests/test_typescript.py with `tsc --noEmit --strict`: what a
+// TypeScript user writes against the declarations, through the ES module and the global.
+import push, { createClient, type PushEvent, type Position } from "../../static/js/pushgateway.mjs";
+
+interface CommentHint {
+  model: string;
+  pk: string;
+  action: "created" | "updated" | "deleted";
+}
+
+const client = createClient({ positionsUrl: "/pushgateway/positions/", throttle: 250 });
+const unsubscribe: () => void = client.subscribe<CommentHint>(
+  "comments-7",
+  (event: PushEvent<CommentHint>) => {
+    if (event.reason === "message" && event.data !== null) {
+      const pk: string = event.data.pk;
+      console.log(pk, event.count);
+    }
+  },
+  { getToken: async (channel) => `token-for-${channel}` },
+);
+unsubscribe();
+
+const start: Position = { epoch: "", seq: 0 };
+push.createClient({ positions: { "comments-7": start } }).onStateChange((state, previous) => {
+  const connected: boolean = state === "connected" && previous !== "idle";
+  console.log(connected);
+});
+
+// The classic script's global.
+globalThis.PushGateway.subscribe("events", ({ reason }) => console.log(reason));
+void client.fetch("/comments/", { method: "POST" });
+const id: string = client.clientId;
+console.log(id);

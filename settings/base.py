@@ -56,8 +56,11 @@ TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 # In this repository the browser module lives in static/js/; the wheel ships it inside the
-# pushgateway app, at the same URL path (pushgateway/pushgateway.js).
-STATICFILES_DIRS = [("pushgateway", BASE_DIR / "static" / "js")]
+# pushgateway app, at the same URL path (pushgateway/pushgateway.js). Without static/js/ (the
+# tests of the installed wheel run on a copy of the project without the apps) the app's copy
+# is served.
+browser_module_dir = BASE_DIR / "static" / "js"
+STATICFILES_DIRS = [("pushgateway", browser_module_dir)] if browser_module_dir.is_dir() else []
 
 LOGGING = {
     "version": 1,

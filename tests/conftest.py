@@ -1,6 +1,8 @@
 import os
+import platform
 import re
 
+import django
 import pytest
 from django.conf import settings
 from django.test import override_settings
@@ -32,10 +34,12 @@ def alias(request):
 
 def pytest_report_header(config):
     postgres = settings.DATABASES["postgres"]
-    return (
+    return [
+        f"pushgateway {pushgateway.__file__} on Python {platform.python_version()}, "
+        f"Django {django.get_version()}",
         f"databases: sqlite (in memory), postgresql {postgres['TEST']['NAME']} on "
-        f"{postgres['HOST']}:{postgres['PORT']} (created when a test needs it, dropped after)"
-    )
+        f"{postgres['HOST']}:{postgres['PORT']} (created when a test needs it, dropped after)",
+    ]
 
 
 def pytest_terminal_summary(terminalreporter):

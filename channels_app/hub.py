@@ -282,22 +282,28 @@ class Hub:
             await self._layer_call(self.layer.group_add, self.heartbeat_group)
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            beat = {"type": HEARTBEAT_TYPE, "n": self._beats_sent + 1}
-            try:
-                await asyncio.wait_for(
-                    self.layer.group_send(self.heartbeat_group, beat), self.timeout
-                )
-            except Exception:
+            if not await self._beat():
                 self._broken()
                 continue
-            self._beats_sent += 1
             if self._beats_sent - self._beats_back >= MISSING_BEATS:
                 self._broken()
-                # The layer takes messages but ours do not come back: a layer that keeps
-                # memberships in Redis lost them. Join everything again (not every beat).
-                if self._beats_sent - self._rejoined_at >= MISSING_BEATS:
-                    self._rejoined_at = self._beats_sent
-                    await self._rejoin()
+            if not self.healthy and self._beats_sent > self._rejoined_at:
+                # The layer takes messages again, but the hub's may not come back: a layer
+                # that keeps memberships in Redis lost them. Join everything again (once a
+                # beat at most) and look at once whether that was it.
+                self._rejoined_at = self._beats_sent
+                await self._rejoin()
+                await self._beat()
+
+    async def _beat(self) -> bool:
+        """Send one heartbeat through the layer; whether the layer took it."""
+        beat = {"type": HEARTBEAT_TYPE, "n": self._beats_sent + 1}
+        try:
+            await asyncio.wait_for(self.layer.group_send(self.heartbeat_group, beat), self.timeout)
+        except Exception:
+            return False
+        self._beats_sent += 1
+        return True
 
     def _broken(self) -> None:
         if self.healthy:

@@ -134,6 +134,8 @@ def test_a_hint_dropped_while_the_endpoint_is_down_becomes_a_resync_when_it_is_b
         "channel": "comments-3",
         "position": grip.read_positions(["comments-3"])["comments-3"]._asdict(),
     }
+    while grip.stats["repaired"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # counted once the resync request has returned
     assert grip.stats["repaired"] == 1
 
 

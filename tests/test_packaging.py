@@ -26,6 +26,8 @@ from tests.servers import ROOT, run_python
 
 REPOSITORY = "https://github.com/django-pushgateway/django-pushgateway"
 BROWSER_MODULE = "pushgateway/static/pushgateway/pushgateway.js"
+# The classic script, its ES module entry and their TypeScript declarations.
+BROWSER_FILES = ("pushgateway.js", "pushgateway.mjs", "pushgateway.d.ts", "pushgateway.d.mts")
 
 SETTINGS = """
 SECRET_KEY = "x"
@@ -68,9 +70,11 @@ def test_wheel_ships_the_apps_and_browser_module_but_not_the_project(wheel):
     assert "channels_app/consumer.py" in names
     tops = {name.split("/")[0] for name in names if not name.startswith("django_pushgateway")}
     assert tops == {"pushgateway", "channels_app"}
-    source = ROOT / "static" / "js" / "pushgateway.js"
-    if source.exists():  # the run against the installed wheel has no sources
-        assert archive.read(BROWSER_MODULE) == source.read_bytes()
+    for name in BROWSER_FILES:
+        shipped = archive.read(f"pushgateway/static/pushgateway/{name}")
+        source = ROOT / "static" / "js" / name
+        if source.exists():  # the run against the installed wheel has no sources
+            assert shipped == source.read_bytes()
 
 
 def test_wheel_carries_the_license_it_declares(wheel):

@@ -10,6 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from django.core import signing
 from django.test import override_settings
 
 import pushgateway
@@ -68,20 +69,33 @@ async def test_a_private_object_channel_needs_the_token_the_view_rendered():
     await socket.disconnect()
 
 
-def test_tokens_expire_after_token_max_age():
+@pytest.fixture
+def later(monkeypatch):
+    """Move Django's signing clock forward by some seconds (tokens made before age)."""
+
+    def later(seconds):
+        now = time.time() + seconds
+        monkeypatch.setattr(signing.time, "time", lambda: now)
+
+    return later
+
+
+def test_tokens_expire_after_token_max_age(later):
     token = pushgateway.make_token("private-x")
     assert check_token("private-x", token)
-    with override_settings(PUSHGATEWAY={"BACKEND": LOCMEM, "OPTIONS": {"TOKEN_MAX_AGE": 1}}):
+    with override_settings(PUSHGATEWAY={"BACKEND": LOCMEM, "OPTIONS": {"TOKEN_MAX_AGE": 60}}):
+        later(59)
         assert check_token("private-x", token)
-        time.sleep(2.1)
+        later(61)
         assert not check_token("private-x", token)
+    assert check_token("private-x", token)  # no TOKEN_MAX_AGE: no expiry
     assert not check_token("private-y", token)  # one token, one channel
 
 
-def test_positions_view_refuses_an_expired_token(client):
+def test_positions_view_refuses_an_expired_token(client, later):
     token = pushgateway.make_token("private-x")
-    with override_settings(PUSHGATEWAY={"BACKEND": LOCMEM, "OPTIONS": {"TOKEN_MAX_AGE": 1}}):
-        time.sleep(2.1)
+    with override_settings(PUSHGATEWAY={"BACKEND": LOCMEM, "OPTIONS": {"TOKEN_MAX_AGE": 60}}):
+        later(61)
         body = client.get(f"/pushgateway/positions/?c=private-x:{token}").json()
     assert body["errors"] == {"private-x": "forbidden"}
 

@@ -63,13 +63,16 @@ def test_autobahn_debug_formatting_is_skipped_only_for_debug_lines():
 
 
 async def test_socket_gc_freezes_after_a_burst_settles(thawed):
+    # Compared with the count before, not with 0: CPython 3.12.1 keeps a few hundred
+    # objects in the permanent generation even after gc.unfreeze() and a collection.
+    unfrozen = gc.get_freeze_count()
     socket_gc = tuning.SocketGc(quiet=0.05, burst=1000, count_open=lambda: 10)
     for _ in range(10):
         socket_gc.socket_opened()
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == unfrozen
     await asyncio.sleep(0.15)
     assert socket_gc.freezes == 1
-    assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() > unfrozen
 
 
 async def test_socket_gc_looks_again_when_a_burst_ending_on_a_round_number_settles(thawed):
@@ -145,16 +148,17 @@ def test_socket_gc_keeps_thawing_as_often_while_closed_sockets_leave_cycles(thaw
 
 
 def test_socket_gc_freezes_what_survives_a_full_collection(thawed):
+    unfrozen = gc.get_freeze_count()  # not 0 on CPython 3.12.1 (see above)
     socket_gc = tuning.SocketGc(count_open=lambda: 0)
     socket_gc.install()
     try:
         gc.collect()
-        assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > unfrozen
     finally:
         socket_gc.uninstall()
     gc.unfreeze()
     gc.collect()
-    assert gc.get_freeze_count() == 0
+    assert gc.get_freeze_count() == unfrozen
 
 
 def test_apply_names_its_knobs():

@@ -14,18 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 from pathlib import Path
 
 
 def grip_url(publish_port: int, sig_key: str) -> str:
     return f"http://127.0.0.1:{publish_port}?key={sig_key}&verify-iss=pushpin"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_config(root: Path, port: int, publish_port: int, sig_key: str) -> Path:
@@ -50,9 +43,9 @@ sig_key={sig_key}
 sig_iss=pushpin
 updates_check=off
 [handler]
-push_in_spec=tcp://127.0.0.1:{free_port()}
-push_in_sub_specs=tcp://127.0.0.1:{free_port()}
-command_spec=tcp://127.0.0.1:{free_port()}
+push_in_spec=ipc://{{rundir}}/{{ipc_prefix}}push-in
+push_in_sub_specs=ipc://{{rundir}}/{{ipc_prefix}}push-in-sub
+command_spec=ipc://{{rundir}}/{{ipc_prefix}}command
 push_in_http_addr=127.0.0.1
 push_in_http_port={publish_port}
 """

@@ -106,7 +106,7 @@ class BaseBackend:
         try:
             return self.positions.read(channels)
         except Exception as exc:
-            logger.warning("pushgateway: cannot read positions (%s); pages will refetch", exc)
+            logger.warning("pushgateway: cannot read positions (%r); pages will refetch", exc)
             return dict.fromkeys(channels)
 
     async def aread_positions(self, channels: Iterable[str]) -> dict[str, Position | None]:
@@ -114,9 +114,17 @@ class BaseBackend:
         channels = list(channels)
         if self.positions is None or not channels:
             return dict.fromkeys(channels)
-        try:
-            return await self.positions.aread(channels)
-        except Exception as exc:
+        # A deadline missed once is more often an event loop too busy to read the answer (a
+        # reconnect storm) than a store that hangs: one more attempt spares the pages a refetch.
+        for attempts_left in (1, 0):
+            try:
+                return await self.positions.aread(channels)
+            except TimeoutError:
+                if attempts_left:
+                    continue
+                exc = "no answer within TIMEOUT, twice"
+            except Exception as error:
+                exc = repr(error)
             logger.warning("pushgateway: cannot read positions (%s); pages will refetch", exc)
             return dict.fromkeys(channels)
 

@@ -26,6 +26,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import resource
 import struct
 import subprocess
@@ -46,6 +47,7 @@ from tests.servers import Process, RedisServer, free_port  # noqa: E402
 
 APP = "bench.served:application"
 CHANNEL = "capacity"
+PUBLISHED_AT = re.compile(rb'"t":\s*([0-9.eE+-]+)')
 TICK = os.sysconf("SC_CLK_TCK")
 # Descriptors a server process needs besides its sockets (listening socket, Redis, logs...).
 FD_RESERVE = 100
@@ -198,9 +200,8 @@ class Worker:
     # callbacks from sockets
     def on_message(self, payload: bytes) -> None:
         now = time.time()
-        i = payload.find(b'"t":') + 4
-        j = payload.find(b",", i)
-        self.latencies.append(now - float(payload[i:j]))
+        match = PUBLISHED_AT.search(payload)  # the hint's data: {"s": ..., "t": ...}
+        self.latencies.append(now - float(match[1]))
         waiting = self.waiting
         if waiting is not None and len(self.latencies) >= waiting[0] and not waiting[1].done():
             waiting[1].set_result(None)

@@ -317,11 +317,18 @@ class RedisPositions:
         shards = self._ashards()
         for index, names in self.by_shard(channels).items():
             keys = [self.key(c) for c in names]
-            found = await asyncio.wait_for(
-                shards[index].read(keys=keys, args=[self.ttl]), self.timeout
-            )
+            try:
+                found = await self._aread_shard(shards[index], keys)
+            except TimeoutError:
+                # A deadline missed once is more often an event loop too busy to read the
+                # answer (a reconnect storm) than a store that hangs: one more attempt spares
+                # the pages a refetch.
+                found = await self._aread_shard(shards[index], keys)
             out.update(zip(names, map(_position, found), strict=True))
         return out
+
+    async def _aread_shard(self, shard: _Shard, keys: list[str]) -> list:
+        return await asyncio.wait_for(shard.read(keys=keys, args=[self.ttl]), self.timeout)
 
     def close(self) -> None:
         for shard in self._sync or ():

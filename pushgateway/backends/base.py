@@ -114,18 +114,10 @@ class BaseBackend:
         channels = list(channels)
         if self.positions is None or not channels:
             return dict.fromkeys(channels)
-        # A deadline missed once is more often an event loop too busy to read the answer (a
-        # reconnect storm) than a store that hangs: one more attempt spares the pages a refetch.
-        for attempts_left in (1, 0):
-            try:
-                return await self.positions.aread(channels)
-            except TimeoutError:
-                if attempts_left:
-                    continue
-                exc = "no answer within TIMEOUT, twice"
-            except Exception as error:
-                exc = repr(error)
-            logger.warning("pushgateway: cannot read positions (%s); pages will refetch", exc)
+        try:
+            return await self.positions.aread(channels)
+        except Exception as exc:
+            logger.warning("pushgateway: cannot read positions (%r); pages will refetch", exc)
             return dict.fromkeys(channels)
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -10,7 +10,6 @@ one window.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import replace
 
@@ -28,13 +27,9 @@ class Coalescer:
         self._lock = threading.Lock()
         self._next_prune = 0.0
 
-    @staticmethod
-    def key(message: Message) -> tuple[str, str]:
-        return message.channel, json.dumps(message.data, sort_keys=True, separators=(",", ":"))
-
     def admit(self, message: Message, now: float) -> bool:
         """Whether `message` goes out now; if not, it waits for the end of its window."""
-        key = self.key(message)
+        key = message.key
         with self._lock:
             last = self._sent.get(key)
             if last is None or now - last >= self.window:

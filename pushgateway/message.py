@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -9,6 +10,19 @@ from typing import Any
 
 from . import protocol
 from .exceptions import InvalidChannelName
+
+
+# One encoder for every hint (json.dumps with options builds a new one per call).
+_hint_encoder = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
+def hint_json(data: Any) -> str:
+    """A hint's data as it goes on the wire: compact, UTF-8, keys sorted (equal hints are
+    equal text), and nothing a browser cannot parse (NaN and Infinity are not JSON).
+    Raises TypeError or ValueError for data JSON cannot carry."""
+    return _hint_encoder.encode(data)
 
 
 def validate_channel(channel: object) -> str:
@@ -51,8 +65,14 @@ class Message:
     id: str = field(default_factory=new_id)
     resync: bool = False
     client: str | None = None  # the page whose request published it (see middleware.py)
-    #: `data` as JSON, when publish() has serialised it already (it checks size and form).
+    #: `data` as JSON (hint_json), when publish() has serialised it already (it checks size
+    #: and form).
     data_json: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What makes two hints the same hint: channel and data."""
+        return self.channel, self.data_json if self.data_json is not None else hint_json(self.data)
 
     @cached_property
     def head(self) -> str:

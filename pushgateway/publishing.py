@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -12,30 +11,33 @@ from . import metrics
 from .backends import get_backend
 from .backends.base import Limits
 from .exceptions import HintTooLarge
-from .message import Message, validate_channel
+from .message import Message, hint_json, validate_channel
 from .middleware import current_client
 
 logger = logging.getLogger("pushgateway")
 
 
-def _key(channel: str, data: Any) -> tuple[str, str]:
-    """The de-duplication key of a hint; checks that the hint can be sent at all."""
+def _serialise(channels: list[str], data: Any) -> str:
+    """`data` as it goes on the wire (hint_json); checks that the hint can be sent at all."""
     try:
-        # As it goes on the wire (compact, UTF-8), and nothing a browser cannot parse:
-        # NaN and Infinity are not JSON, and a lone surrogate is not UTF-8.
-        text = json.dumps(
-            data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = hint_json(data)
         size = len(text.encode())
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"hint data for {channel!r} must be JSON-serialisable: {exc}") from None
+        raise TypeError(
+            f"hint data for {_names(channels)} must be JSON-serialisable: {exc}"
+        ) from None
     limit = _max_data_bytes()
     if size > limit:
         raise HintTooLarge(
-            f"hint data for {channel!r} is {size} bytes as JSON, over the limit of {limit} "
-            "(PUSHGATEWAY OPTIONS MAX_DATA_BYTES): send identifiers and let pages fetch the rest"
+            f"hint data for {_names(channels)} is {size} bytes as JSON, over the limit of "
+            f"{limit} (PUSHGATEWAY OPTIONS MAX_DATA_BYTES): send identifiers and let pages "
+            "fetch the rest"
         )
-    return channel, text
+    return text
+
+
+def _names(channels: list[str]) -> str:
+    return ", ".join(map(repr, channels))
 
 
 def _max_data_bytes() -> int:
@@ -46,31 +48,36 @@ def _max_data_bytes() -> int:
 
 
 class _Pending:
-    """An on_commit callback that sends one hint; equal hints share a key."""
+    """An on_commit callback that sends one hint on some channels; its `keys` say which
+    (equal hints have equal keys)."""
 
-    def __init__(self, channel: str, data: Any) -> None:
-        self.channel = channel
+    def __init__(self, channels: list[str], data: Any, data_json: str) -> None:
+        self.channels = channels
         self.data = data
-        self.key = _key(channel, data)
+        self.data_json = data_json
         self.client = current_client.get()  # the page whose request this is, if it said
 
+    @property
+    def keys(self) -> list[tuple[str, str]]:
+        return [(channel, self.data_json) for channel in self.channels]
+
     def __call__(self) -> None:
-        _send(Message(self.channel, self.data, client=self.client, data_json=self.key[1]))
+        messages = [
+            Message(channel, self.data, client=self.client, data_json=self.data_json)
+            for channel in self.channels
+        ]
+        counted = metrics.get()
+        if counted:
+            counted.published.inc(len(messages))
+        try:
+            get_backend().send_messages(messages)
+        except Exception:
+            # Publishing never hurts the caller: a broken backend costs one refresh, not a 500.
+            logger.exception("pushgateway: could not publish to %s", _names(self.channels))
 
 
-def _send(message: Message) -> None:
-    counted = metrics.get()
-    if counted:
-        counted.published.inc()
-    try:
-        get_backend().send_messages([message])
-    except Exception:
-        # Publishing never hurts the caller: a broken backend costs one refresh, not a 500.
-        logger.exception("pushgateway: could not publish to %r", message.channel)
-
-
-def _pending_hints(connection) -> dict:
-    """Hints already waiting for this transaction's commit, by key.
+def _pending_hints(connection) -> set[tuple[str, str]]:
+    """The keys of the hints already waiting for this transaction's commit.
 
     Django replaces `connection.run_on_commit` whenever callbacks are dropped (rollback of
     the transaction or of a savepoint) or run (commit), so an index built for one list
@@ -79,7 +86,7 @@ def _pending_hints(connection) -> dict:
     hooks = connection.run_on_commit
     cached = getattr(connection, "_pushgateway_pending", None)
     if cached is None or cached[0] is not hooks:
-        index = {func.key: func for _, func, _ in hooks if isinstance(func, _Pending)}
+        index = {key for _, func, _ in hooks if isinstance(func, _Pending) for key in func.keys}
         cached = connection._pushgateway_pending = (hooks, index)
     return cached[1]
 
@@ -94,15 +101,23 @@ def publish(channel: str, data: Any = None, *, using: str | None = None) -> None
     fails.
     """
     validate_channel(channel)
-    hint = _Pending(channel, data)
+    publish_on([channel], data, using=using)
+
+
+def publish_on(channels: list[str], data: Any, *, using: str | None = None) -> None:
+    """publish() of one hint on several valid channels (a save's): serialised once, and
+    sent at commit by one callback, in one call to the backend."""
+    hint = _Pending(channels, data, _serialise(channels, data))
     connection = transaction.get_connection(using or DEFAULT_DB_ALIAS)
     if not connection.in_atomic_block:
         hint()
         return
     pending = _pending_hints(connection)
-    if hint.key not in pending:
-        pending[hint.key] = hint
-        transaction.on_commit(hint, using=using, robust=True)
+    fresh = [key for key in hint.keys if key not in pending]
+    if fresh:
+        hint.channels = [channel for channel, _ in fresh]
+        pending.update(fresh)
+        connection.on_commit(hint, robust=True)
 
 
 async def apublish(channel: str, data: Any = None) -> None:
@@ -110,7 +125,7 @@ async def apublish(channel: str, data: Any = None) -> None:
 
     Raises as publish() does."""
     validate_channel(channel)
-    _, data_json = _key(channel, data)
+    data_json = _serialise([channel], data)
     message = Message(channel, data, client=current_client.get(), data_json=data_json)
     counted = metrics.get()
     if counted:

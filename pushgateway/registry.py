@@ -10,9 +10,9 @@ from django.db.models import Model
 from django.db.models.signals import post_delete, post_save
 
 from .backends import get_config
-from .exceptions import AlreadyRegistered, HintTooLarge, InvalidChannelName, NotRegistered
-from .protocol import PRIVATE_PREFIX, is_private
-from .publishing import publish
+from .exceptions import AlreadyRegistered, HintTooLarge, NotRegistered
+from .protocol import PRIVATE_PREFIX, channel_error, is_private
+from .publishing import publish_on
 
 logger = logging.getLogger("pushgateway")
 
@@ -63,13 +63,23 @@ class Registration:
         if action not in self.actions:
             return
         hint = {"model": instance._meta.label_lower, "pk": str(instance.pk), "action": action}
+        # A pk or a channels() result that makes no valid name (or a primary key too long
+        # for a hint) must not fail the save: what cannot be sent is logged.
+        channels = []
         for channel in self.channels_for(instance):
-            try:
-                publish(channel, hint, using=using)
-            except (InvalidChannelName, HintTooLarge) as exc:
-                # A pk or a channels() result that makes no valid name (or a primary key too
-                # long for a hint) must not fail the save.
-                logger.error("pushgateway: no hint for %s %s: %s", hint["model"], hint["pk"], exc)
+            problem = channel_error(channel)
+            if problem:
+                logger.error(
+                    "pushgateway: no hint for %s %s: %s", hint["model"], hint["pk"], problem
+                )
+            else:
+                channels.append(channel)
+        if not channels:
+            return
+        try:
+            publish_on(channels, hint, using=using)
+        except HintTooLarge as exc:
+            logger.error("pushgateway: no hint for %s %s: %s", hint["model"], hint["pk"], exc)
 
 
 _registry: dict[type[Model], Registration] = {}

@@ -114,6 +114,18 @@ def test_identical_hints_in_one_transaction_are_sent_once(outbox, alias):
     ]
 
 
+def test_a_saves_hints_are_de_duplicated_channel_by_channel(outbox, alias):
+    """A save publishes one hint on several channels; a channel that has it waiting already
+    does not get it twice, and the others still do."""
+    event = Event.objects.using(alias).create(title="Party")
+    outbox.clear()
+    hint = {"model": "demo.event", "pk": str(event.pk), "action": "updated"}
+    with transaction.atomic(using=alias):
+        publish("events", hint, using=alias)
+        event.save()
+    assert sent(outbox) == [("events", hint), (f"demo.event.{event.pk}", hint)]
+
+
 def test_each_transaction_gets_its_own_hint(outbox, alias):
     for _ in range(2):
         with transaction.atomic(using=alias):

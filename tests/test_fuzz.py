@@ -12,6 +12,7 @@ test_protocol.py and test_grip.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -349,12 +350,13 @@ class Sockets:
 
     def __init__(self, daphne, count: int) -> None:
         self.daphne = daphne
+        self.connections = contextlib.ExitStack()  # every one opened, closed at the end
         self.open = [self.connect() for _ in range(count)]
         self.frames = 0
         self.closes: Counter[int] = Counter()
 
     def connect(self):
-        return self.daphne.connect(), Session()
+        return self.connections.enter_context(self.daphne.connect()), Session()
 
     def exchange(self, index: int, frame: str | bytes) -> None:
         from websockets.exceptions import ConnectionClosed
@@ -417,8 +419,7 @@ def test_a_real_daphne_answers_generated_frames_and_keeps_serving(redis, start_d
             while frame["type"] != "message":  # answers still on their way are fine
                 frame = recv_json(ws)
             assert (frame["channel"], frame["data"]) == ("after-the-fuzz", 1)
-    for ws, _ in sockets.open:
-        ws.close()
+    sockets.connections.close()
     log = daphne.process.log()
     assert "Traceback" not in log and "ERROR" not in log, log[-3000:]
 

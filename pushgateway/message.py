@@ -11,7 +11,6 @@ from typing import Any
 from . import protocol
 from .exceptions import InvalidChannelName
 
-
 # One encoder for every hint (json.dumps with options builds a new one per call).
 _hint_encoder = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False

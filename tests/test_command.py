@@ -34,3 +34,17 @@ def test_data_over_the_limit_or_not_json_a_browser_reads_is_a_clear_error(outbox
     with pytest.raises(CommandError, match="must be JSON-serialisable"):
         call_command("pushgateway_publish", "events", "--data", "NaN")
     assert outbox == []
+
+
+def test_the_demos_seeding_says_one_line_and_publishes_nothing(tmp_path):
+    """`./dev demo` seeds a fresh database with `manage.py demo_data`. No page can watch a
+    database being created, so its hints would only make noise: with the demo's in-memory
+    layer a warning that no page can receive them, behind Pushpin errors while Pushpin is
+    not up yet. A new user sees one line."""
+    from tests.servers import SqliteDatabase, manage, run_python
+
+    database = SqliteDatabase(tmp_path / "demo.sqlite3")
+    seeded = manage("demo_data", redis_url=None, env=database.env)
+    assert (seeded.returncode, seeded.stdout, seeded.stderr) == (0, "created a sample event\n", "")
+    count = "from demo.models import *; print(Event.objects.count(), Comment.objects.count())"
+    assert run_python(count, redis_url=None, env=database.env).stdout == "1 1\n"

@@ -62,6 +62,7 @@ class Demo:
             PUSHPIN_PUBLISH_PORT=str(self.publish_port),
         )
         self.output = tmp_path / "dev.log"
+        self.processes: dict[int, str] = {}  # what the script started, once it serves
         with open(self.output, "wb") as output:
             # A session of its own: Ctrl-C in a terminal signals the whole process group.
             self.script = subprocess.Popen(
@@ -77,7 +78,13 @@ class Demo:
         self.processes = processes_below(self.script.pid)
 
     def log(self) -> str:
-        return self.output.read_text(errors="replace")
+        """The script's output, Pushpin's log and what still runs (for failure messages)."""
+        pushpin_log = self.state[1].read_text(errors="replace") if self.state[1].exists() else ""
+        running = {p: c for p, c in self.processes.items() if alive(p, c)}
+        return (
+            f"{self.output.read_text(errors='replace')}\n--- Pushpin's log:\n{pushpin_log[-4000:]}"
+            f"\n--- still running: {running}"
+        )
 
     def wait_until_served(self, timeout: float = 60) -> None:
         """Until a page comes from daphne through Pushpin."""
@@ -151,3 +158,20 @@ def test_pushpin_is_stopped_however_the_demo_ends(demo, end):
     assert demo.left_running() == {}, demo.log()
     assert not listening(demo.pushpin_port) and not listening(demo.publish_port)
     assert not listening(demo.port)
+
+
+def test_a_pushpin_that_does_not_stop_is_killed_with_its_services(demo):
+    """Ctrl-C ends the demo even when Pushpin hangs: 10 s after TERM the script kills
+    Pushpin's runner and its services, and every port is free."""
+    [runner] = [pid for pid, command in demo.processes.items() if " --config " in command]
+    os.kill(runner, signal.SIGSTOP)  # a runner that cannot act on TERM
+
+    ctrl_c(demo)
+
+    try:
+        demo.script.wait(20)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"./dev pushpin-demo did not exit:\n{demo.log()}") from None
+    assert "still running 10 s after TERM; killing it" in demo.log()
+    assert demo.left_running() == {}, demo.log()
+    assert not listening(demo.pushpin_port) and not listening(demo.publish_port)

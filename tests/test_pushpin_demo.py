@@ -64,7 +64,10 @@ class Demo:
         self.output = tmp_path / "dev.log"
         self.processes: dict[int, str] = {}  # what the script started, once it serves
         with open(self.output, "wb") as output:
-            # A session of its own: Ctrl-C in a terminal signals the whole process group.
+            # A session of its own: Ctrl-C in a terminal signals the whole process group. And
+            # SIGINT at its default, as in a terminal, even where the suite runs with it ignored
+            # (started in the background of a shell): bash cannot trap a signal it was
+            # started ignoring.
             self.script = subprocess.Popen(
                 [str(ROOT / "dev"), "pushpin-demo"],
                 cwd=ROOT,
@@ -73,6 +76,7 @@ class Demo:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             )
         self.wait_until_served()
         self.processes = processes_below(self.script.pid)

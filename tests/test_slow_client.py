@@ -61,13 +61,17 @@ def test_stalled_client_is_closed_and_others_get_everything(redis, start_daphne,
     client is cut off and the reader gets every hint, in order, without a stall."""
     daphne = start_daphne(redis.url, server=server)
     stalled = stalled_client(daphne.port, "busy")
-    received = []
+    received, others = [], []
     with daphne.connect() as reader:
         subscribe(reader, "busy")
 
         def read_all():
             while len(received) < HINTS:
-                received.append(json.loads(reader.recv(timeout=30))["data"]["n"])
+                frame = json.loads(reader.recv(timeout=30))
+                if frame["type"] == "message":
+                    received.append(frame["data"]["n"])
+                else:  # a resync: the hub's check of its layer ran late on the busy loop
+                    others.append(frame["type"])
 
         thread = threading.Thread(target=read_all)
         thread.start()
@@ -76,6 +80,7 @@ def test_stalled_client_is_closed_and_others_get_everything(redis, start_daphne,
         thread.join(60)
 
     assert received == list(range(HINTS))  # in order, none lost, nothing held back
+    assert set(others) <= {"resync"}, others  # a refetch at worst, never an error
     assert "closing a socket that stopped reading (4013)" in daphne.process.log()
     # The server gave up on the stalled socket: draining it ends in a cut, not in all the data.
     # daphne drops the connection; uvicorn writes its close frame once the client reads again,

@@ -63,15 +63,17 @@ class Registration:
         if action not in self.actions:
             return
         hint = {"model": instance._meta.label_lower, "pk": str(instance.pk), "action": action}
+
         # A pk or a channels() result that makes no valid name (or a primary key too long
         # for a hint) must not fail the save: what cannot be sent is logged.
+        def no_hint(reason) -> None:
+            logger.error("pushgateway: no hint for %s %s: %s", hint["model"], hint["pk"], reason)
+
         channels = []
         for channel in self.channels_for(instance):
             problem = channel_error(channel)
             if problem:
-                logger.error(
-                    "pushgateway: no hint for %s %s: %s", hint["model"], hint["pk"], problem
-                )
+                no_hint(problem)
             else:
                 channels.append(channel)
         if not channels:
@@ -79,7 +81,7 @@ class Registration:
         try:
             publish_on(channels, hint, using=using)
         except HintTooLarge as exc:
-            logger.error("pushgateway: no hint for %s %s: %s", hint["model"], hint["pk"], exc)
+            no_hint(exc)
 
 
 _registry: dict[type[Model], Registration] = {}

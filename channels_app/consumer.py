@@ -19,17 +19,14 @@ from urllib.parse import urlparse
 from channels.security.websocket import AllowedHostsOriginValidator
 
 from pushgateway.backends import get_backend
-from pushgateway.protocol import CLOSE_TOO_SLOW, Reply, Session, TokenBucket, subscribed_frame
+from pushgateway.constants import MAX_PENDING_BYTES, CloseCode
+from pushgateway.protocol import Reply, Session, TokenBucket, subscribed_frame
 from pushgateway.tokens import check_token
 
 from .adapters import daphne_transport, pending_bytes
 from .hub import get_hub
 
 logger = logging.getLogger("pushgateway.consumer")
-
-# A socket whose unsent output passes this is not keeping up (a stalled or very slow client):
-# it is closed rather than left to grow the server's memory. About 1,500 hints.
-MAX_PENDING_BYTES = 256 * 1024
 
 
 @types.coroutine
@@ -200,8 +197,10 @@ class PushGatewayConsumer:
             self.backlog = None
 
     def too_slow(self) -> None:
-        logger.warning("pushgateway: closing a socket that stopped reading (%d)", CLOSE_TOO_SLOW)
+        logger.warning(
+            "pushgateway: closing a socket that stopped reading (%d)", CloseCode.TRY_AGAIN_LATER
+        )
         self.backlog = None
-        asyncio.ensure_future(self.close(CLOSE_TOO_SLOW))
+        asyncio.ensure_future(self.close(CloseCode.TRY_AGAIN_LATER))
         if self.hub.metrics:
             self.hub.metrics.slow_clients.inc()

@@ -31,8 +31,8 @@ from django.views.decorators.csrf import csrf_exempt
 
 from pushgateway.backends import get_backend, get_config
 from pushgateway.backends.fanout import grip_config
+from pushgateway.constants import MAX_ERRORS, MAX_PROXY_SUBSCRIPTIONS
 from pushgateway.protocol import (
-    MAX_ERRORS,
     Position,
     Reply,
     Session,
@@ -49,9 +49,6 @@ from .consumer import origin_allowed
 logger = logging.getLogger("pushgateway")
 
 CONTENT_TYPE = "application/websocket-events"
-# Pushpin's default connection_subscription_max: past it the proxy ignores a subscribe, so
-# the client is told here instead (too_many_subscriptions) of waiting for hints that never come.
-MAX_SUBSCRIPTIONS = 20
 
 
 def parse_events(body: bytes) -> list[tuple[str, bytes | None]]:
@@ -186,7 +183,7 @@ class Connection:
         self.session = Session(
             authorize=check_token,
             subscriptions=subscriptions,
-            max_subscriptions=MAX_SUBSCRIPTIONS,
+            max_subscriptions=MAX_PROXY_SUBSCRIPTIONS,
             churn=parse_churn(
                 headers.get("Meta-Churn", ""), limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST
             ),

@@ -2,9 +2,9 @@
 
 from django.urls import path
 
-from .consumer import PushGatewayConsumer
+from pushgateway.constants import WEBSOCKET_PATH
 
-WEBSOCKET_PATH = "/ws/pushgateway/"
+from .consumer import PushGatewayConsumer
 
 pushgateway_socket = PushGatewayConsumer.as_asgi()
 

@@ -7,10 +7,12 @@
 
 from django.urls import path
 
+from pushgateway.constants import POSITIONS_PATH, WEBSOCKET_PATH
+
 from .grip import websocket_over_http
 from .views import positions
 
 urlpatterns = [
-    path("pushgateway/positions/", positions, name="pushgateway-positions"),
-    path("ws/pushgateway/", websocket_over_http, name="pushgateway-websocket-over-http"),
+    path(POSITIONS_PATH.lstrip("/"), positions, name="pushgateway-positions"),
+    path(WEBSOCKET_PATH.lstrip("/"), websocket_over_http, name="pushgateway-websocket-over-http"),
 ]

@@ -20,23 +20,24 @@ from django.views.decorators.http import require_GET
 
 from pushgateway import protocol
 from pushgateway.backends import get_backend
+from pushgateway.constants import MAX_POSITIONS_PER_REQUEST, ErrorCode
 from pushgateway.tokens import check_token
-
-MAX_CHANNELS = protocol.MAX_SUBSCRIPTIONS
 
 
 @require_GET
 async def positions(request: HttpRequest) -> JsonResponse:
     wanted = request.GET.getlist("c")
-    if len(wanted) > MAX_CHANNELS:
-        return JsonResponse({"error": f"at most {MAX_CHANNELS} channels per request"}, status=400)
+    if len(wanted) > MAX_POSITIONS_PER_REQUEST:
+        return JsonResponse(
+            {"error": f"at most {MAX_POSITIONS_PER_REQUEST} channels per request"}, status=400
+        )
     names, errors = [], {}
     for item in wanted:
         channel, _, token = item.partition(":")
         if protocol.channel_error(channel):
-            errors[channel[:100]] = protocol.INVALID_CHANNEL
+            errors[channel[:100]] = ErrorCode.INVALID_CHANNEL
         elif protocol.is_private(channel) and not check_token(channel, token):
-            errors[channel] = protocol.FORBIDDEN
+            errors[channel] = ErrorCode.FORBIDDEN
         else:
             names.append(channel)
     found = await get_backend().aread_positions(names)

@@ -1,7 +1,8 @@
 """django-pushgateway: publish small hints after commit; pages subscribed to a channel re-fetch.
 
 Public API: publish, apublish, publish_for, register, unregister, channel_for, watch,
-InvalidChannelName, HintTooLarge, make_token, outbox.
+make_token, outbox, Message, InvalidChannelName, HintTooLarge, AlreadyRegistered,
+NotRegistered.
 """
 
 from .exceptions import AlreadyRegistered, HintTooLarge, InvalidChannelName, NotRegistered

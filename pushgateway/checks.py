@@ -5,6 +5,7 @@ from django.core.checks import Error, Tags, Warning, register
 
 from .backends import DEFAULT_BACKEND, load_backend_class
 from .backends.base import BaseBackend
+from .constants import WEBSOCKET_PATH
 
 KEYS = {"BACKEND", "OPTIONS"}
 
@@ -36,7 +37,7 @@ def check_server(backend) -> list:
     return [
         Warning(
             "'daphne' is not in INSTALLED_APPS, so manage.py runserver serves WSGI: pages "
-            "cannot open /ws/pushgateway/ and fall back to polling.",
+            f"cannot open {WEBSOCKET_PATH} and fall back to polling.",
             hint="Put 'daphne' first in INSTALLED_APPS and set ASGI_APPLICATION = "
             "'channels_app.asgi.application' (or your own asgi.py), or serve with an ASGI "
             "server: daphne or uvicorn.",

@@ -14,9 +14,9 @@ import re
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
-HEADER = "X-PushGateway-Client"
-FIELD = "pushgateway_client"
-CLIENT_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+from .constants import CLIENT_FIELD, CLIENT_HEADER, CLIENT_ID_PATTERN
+
+CLIENT_ID = re.compile(CLIENT_ID_PATTERN)
 
 current_client: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "pushgateway_client", default=None
@@ -24,13 +24,13 @@ current_client: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 
 def client_of(request) -> str | None:
-    client = request.headers.get(HEADER)
+    client = request.headers.get(CLIENT_HEADER)
     if (
         client is None
         and request.method == "POST"
         and not request.content_type.startswith("application/json")
     ):
-        client = request.POST.get(FIELD)
+        client = request.POST.get(CLIENT_FIELD)
     return client if client and CLIENT_ID.fullmatch(client) else None
 
 

@@ -18,67 +18,22 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-VERSION = 2
-
-CHANNEL_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
-CHANNEL_RULE = "1-100 characters from A-Z, a-z, 0-9, '.', '_' and '-'"
-PRIVATE_PREFIX = "private-"
-
-# A subscribe frame with a 100-character channel, a position and a signed token fits in
-# well under 1 KiB.
-MAX_FRAME_BYTES = 4096
-# A frame this large is not a confused client but abuse: close at once.
-MAX_FRAME_BYTES_HARD = 64 * 1024
-MAX_SUBSCRIPTIONS = 100
-# Errors (bad input, not refusals) tolerated on one connection before it is closed.
-MAX_ERRORS = 20
-MAX_EPOCH_LENGTH = 32
-MAX_SEQ = 2**53 - 1  # what a JavaScript number holds exactly
-
-# Close codes: the application range, which every ASGI server can send (daphne refuses
-# 1008 and 1009 themselves). 4000 + the RFC 6455 code they stand for.
-CLOSE_POLICY_VIOLATION = 4008  # more than MAX_ERRORS errors
-CLOSE_TOO_BIG = 4009  # a frame over MAX_FRAME_BYTES_HARD
-CLOSE_TRY_AGAIN_LATER = 4013  # the client does not read what it is sent
-CLOSE_TOO_SLOW = CLOSE_TRY_AGAIN_LATER
-
-# Error codes (the `code` of an error frame); documented in docs/protocol.md.
-INVALID_JSON = "invalid_json"
-INVALID_FRAME = "invalid_frame"
-UNKNOWN_TYPE = "unknown_type"
-INVALID_CHANNEL = "invalid_channel"
-INVALID_POSITION = "invalid_position"
-FRAME_TOO_LARGE = "frame_too_large"
-BINARY_FRAME = "binary_frame"
-NOT_SUBSCRIBED = "not_subscribed"
-# Refusals: answers about capacity or authorisation, not misbehaviour; they do not count
-# toward MAX_ERRORS.
-FORBIDDEN = "forbidden"
-TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
-UNAVAILABLE = "unavailable"
-RATE_LIMITED = "rate_limited"
-
-#: The codes of every error frame, for clients and tests that check them.
-ERROR_CODES = frozenset(
-    {
-        INVALID_JSON,
-        INVALID_FRAME,
-        UNKNOWN_TYPE,
-        INVALID_CHANNEL,
-        INVALID_POSITION,
-        FRAME_TOO_LARGE,
-        BINARY_FRAME,
-        NOT_SUBSCRIBED,
-        FORBIDDEN,
-        TOO_MANY_SUBSCRIPTIONS,
-        UNAVAILABLE,
-        RATE_LIMITED,
-    }
+from .constants import (
+    CHANNEL_RE,
+    CHANNEL_RULE,
+    MAX_EPOCH_LENGTH,
+    MAX_ERRORS,
+    MAX_FRAME_BYTES,
+    MAX_FRAME_BYTES_HARD,
+    MAX_SEQ,
+    MAX_SUBSCRIPTIONS,
+    PRIVATE_PREFIX,
+    CloseCode,
+    ErrorCode,
 )
 
 
@@ -207,7 +162,7 @@ def pong_frame() -> str:
     return _encode({"type": "pong"})
 
 
-def error_frame(code: str, message: str, channel: str | None = None, **extra: Any) -> str:
+def error_frame(code: ErrorCode, message: str, channel: str | None = None, **extra: Any) -> str:
     frame = {"type": "error", "code": code, "message": message, "channel": channel, **extra}
     return _encode(frame)
 
@@ -318,22 +273,24 @@ class Session:
         self.churn = churn
 
     def receive_bytes(self, data: bytes) -> Reply:
-        return self._error(BINARY_FRAME, "send JSON text frames, not binary frames")
+        return self._error(ErrorCode.BINARY_FRAME, "send JSON text frames, not binary frames")
 
     def receive_text(self, text: str) -> Reply:
         size = len(text.encode("utf-8", "surrogatepass"))
         if size > MAX_FRAME_BYTES_HARD:
-            reply = self._error(FRAME_TOO_LARGE, f"frame of {size} bytes; closing")
-            reply.close = CLOSE_TOO_BIG
+            reply = self._error(ErrorCode.FRAME_TOO_LARGE, f"frame of {size} bytes; closing")
+            reply.close = CloseCode.MESSAGE_TOO_BIG
             return reply
         if size > MAX_FRAME_BYTES:
-            return self._error(FRAME_TOO_LARGE, f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
+            return self._error(
+                ErrorCode.FRAME_TOO_LARGE, f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}"
+            )
         try:
             frame = json.loads(text)
         except (ValueError, RecursionError):  # 4 KiB of '[' is too deep for json
-            return self._error(INVALID_JSON, "frame is not valid JSON")
+            return self._error(ErrorCode.INVALID_JSON, "frame is not valid JSON")
         if not isinstance(frame, dict):
-            return self._error(INVALID_FRAME, "frame must be a JSON object")
+            return self._error(ErrorCode.INVALID_FRAME, "frame must be a JSON object")
         kind = frame.get("type")
         if kind == "ping":
             return Reply(frames=[pong_frame()])
@@ -342,7 +299,7 @@ class Session:
         if kind == "unsubscribe":
             return self._unsubscribe(frame)
         return self._error(
-            UNKNOWN_TYPE,
+            ErrorCode.UNKNOWN_TYPE,
             f"unknown frame type {_show(kind)}; use subscribe, unsubscribe or ping",
         )
 
@@ -354,20 +311,20 @@ class Session:
     def subscribe_failed(self, channel: str) -> str:
         """Undo a subscription the transport could not join; returns the error frame to send."""
         self.subscriptions.discard(channel)
-        return error_frame(UNAVAILABLE, "subscribe failed; try again later", channel)
+        return error_frame(ErrorCode.UNAVAILABLE, "subscribe failed; try again later", channel)
 
     def _subscribe(self, frame: dict[str, Any]) -> Reply:
         channel = frame.get("channel")
         problem = channel_error(channel)
         if problem:
-            return self._error(INVALID_CHANNEL, problem, channel)
+            return self._error(ErrorCode.INVALID_CHANNEL, problem, channel)
         since = None
         if frame.get("since") is not None:
             since = Position.from_json(frame["since"])
             if since is None:
                 return self._error(
-                    INVALID_POSITION,
-                    "since must be {epoch: string of at most 32 characters, "
+                    ErrorCode.INVALID_POSITION,
+                    f"since must be {{epoch: string of at most {MAX_EPOCH_LENGTH} characters, "
                     "seq: integer >= 0} or absent",
                     channel,
                 )
@@ -376,10 +333,12 @@ class Session:
         if is_private(channel):
             token = frame.get("token")
             if not isinstance(token, str) or not self.authorize(channel, token):
-                return self._refuse(FORBIDDEN, "private channel needs a valid token", channel)
+                return self._refuse(
+                    ErrorCode.FORBIDDEN, "private channel needs a valid token", channel
+                )
         if len(self.subscriptions) >= self.max_subscriptions:
             return self._refuse(
-                TOO_MANY_SUBSCRIPTIONS,
+                ErrorCode.TOO_MANY_SUBSCRIPTIONS,
                 f"at most {self.max_subscriptions} subscriptions per connection",
                 channel,
             )
@@ -388,7 +347,7 @@ class Session:
             # disconnected, and a refused subscribe costs the server nothing.
             wait = math.ceil(self.churn.wait() * 10) / 10
             return self._refuse(
-                RATE_LIMITED,
+                ErrorCode.RATE_LIMITED,
                 f"more than {self.churn.burst:g} subscribes and unsubscribes at once "
                 f"or {self.churn.rate:g} per second; try again in {wait:g} s",
                 channel,
@@ -401,9 +360,9 @@ class Session:
         channel = frame.get("channel")
         problem = channel_error(channel)
         if problem:
-            return self._error(INVALID_CHANNEL, problem, channel)
+            return self._error(ErrorCode.INVALID_CHANNEL, problem, channel)
         if channel not in self.subscriptions:
-            return self._error(NOT_SUBSCRIBED, "not subscribed to this channel", channel)
+            return self._error(ErrorCode.NOT_SUBSCRIBED, "not subscribed to this channel", channel)
         self.subscriptions.discard(channel)
         if self.churn is not None:
             # Never refused (that would keep sending what the client asked to stop), but
@@ -411,15 +370,15 @@ class Session:
             self.churn.spend()
         return Reply(frames=[unsubscribed_frame(channel)], unsubscribe=[channel])
 
-    def _refuse(self, code: str, message: str, channel: str, **extra: Any) -> Reply:
+    def _refuse(self, code: ErrorCode, message: str, channel: str, **extra: Any) -> Reply:
         return Reply(frames=[error_frame(code, message, channel, **extra)])
 
-    def _error(self, code: str, message: str, channel: object = None) -> Reply:
+    def _error(self, code: ErrorCode, message: str, channel: object = None) -> Reply:
         self.errors += 1
         name = channel if isinstance(channel, str) and not channel_error(channel) else None
         reply = Reply(frames=[error_frame(code, message, name)])
         if self.errors > MAX_ERRORS:
-            reply.close = CLOSE_POLICY_VIOLATION
+            reply.close = CloseCode.POLICY_VIOLATION
         return reply
 
 

@@ -10,8 +10,9 @@ from django.db.models import Model
 from django.db.models.signals import post_delete, post_save
 
 from .backends import get_config
+from .constants import PRIVATE_PREFIX
 from .exceptions import AlreadyRegistered, HintTooLarge, NotRegistered
-from .protocol import PRIVATE_PREFIX, channel_error, is_private
+from .protocol import channel_error, is_private
 from .publishing import publish_on
 
 logger = logging.getLogger("pushgateway")

@@ -13,8 +13,9 @@ import pushgateway
 from channels_app import hub as hub_module
 from channels_app.asgi import application
 from channels_app.hub import get_hub
-from pushgateway import protocol
+from pushgateway import constants, protocol
 from pushgateway.backends import get_backend
+from pushgateway.constants import ErrorCode
 
 ORIGIN = [(b"origin", b"http://127.0.0.1")]
 
@@ -167,15 +168,15 @@ async def test_other_channels_are_not_delivered():
 @pytest.mark.parametrize(
     ("frame", "code"),
     [
-        ("{", protocol.INVALID_JSON),
-        ('"subscribe"', protocol.INVALID_FRAME),
-        ({"type": "publish", "channel": "x"}, protocol.UNKNOWN_TYPE),
-        ({"type": "subscribe", "channel": "../etc"}, protocol.INVALID_CHANNEL),
-        ({"type": "subscribe", "channel": "a", "pad": "x" * 8000}, protocol.FRAME_TOO_LARGE),
-        ({"type": "subscribe", "channel": "private-x"}, protocol.FORBIDDEN),
-        ("[" * 4000, protocol.INVALID_JSON),
-        ({"type": "subscribe", "channel": "private-x", "token": "\ud800"}, protocol.FORBIDDEN),
-        ({"type": "subscribe", "channel": "a", "since": {"seq": "1"}}, protocol.INVALID_POSITION),
+        ("{", ErrorCode.INVALID_JSON),
+        ('"subscribe"', ErrorCode.INVALID_FRAME),
+        ({"type": "publish", "channel": "x"}, ErrorCode.UNKNOWN_TYPE),
+        ({"type": "subscribe", "channel": "../etc"}, ErrorCode.INVALID_CHANNEL),
+        ({"type": "subscribe", "channel": "a", "pad": "x" * 8000}, ErrorCode.FRAME_TOO_LARGE),
+        ({"type": "subscribe", "channel": "private-x"}, ErrorCode.FORBIDDEN),
+        ("[" * 4000, ErrorCode.INVALID_JSON),
+        ({"type": "subscribe", "channel": "private-x", "token": "\ud800"}, ErrorCode.FORBIDDEN),
+        ({"type": "subscribe", "channel": "a", "since": {"seq": "1"}}, ErrorCode.INVALID_POSITION),
     ],
 )
 async def test_bad_frames_get_errors_and_the_socket_keeps_working(frame, code):
@@ -191,13 +192,13 @@ async def test_bad_frames_get_errors_and_the_socket_keeps_working(frame, code):
 async def test_binary_frame_is_an_error():
     socket = await connect()
     await socket.send_to(bytes_data=b"\x01")
-    assert json.loads(await socket.receive_from(timeout=2))["code"] == protocol.BINARY_FRAME
+    assert json.loads(await socket.receive_from(timeout=2))["code"] == ErrorCode.BINARY_FRAME
     await socket.disconnect()
 
 
 async def test_persistent_misbehaviour_closes_with_4008():
     socket = await connect()
-    for _ in range(protocol.MAX_ERRORS + 1):
+    for _ in range(constants.MAX_ERRORS + 1):
         await socket.send_to(text_data="garbage")
         await socket.receive_from(timeout=2)
     assert await socket.receive_output(timeout=2) == {"type": "websocket.close", "code": 4008}
@@ -208,7 +209,7 @@ async def test_private_channel_with_signed_token():
     token = pushgateway.make_token("private-user-1")
     await subscribe(socket, "private-user-1", token=token)
     wrong = {"type": "subscribe", "channel": "private-user-2", "token": token}
-    assert (await send(socket, wrong))["code"] == protocol.FORBIDDEN
+    assert (await send(socket, wrong))["code"] == ErrorCode.FORBIDDEN
     await socket.disconnect()
 
 
@@ -308,9 +309,9 @@ async def test_subscribes_past_the_rate_limit_are_refused_and_the_socket_keeps_w
     socket = await connect()
     for channel in ("r1", "r2", "r3"):
         await subscribe(socket, channel)
-    for n in range(protocol.MAX_ERRORS + 5):  # refusals never close the connection
+    for n in range(constants.MAX_ERRORS + 5):  # refusals never close the connection
         refused = await send(socket, {"type": "subscribe", "channel": f"more-{n}"})
-        assert (refused["code"], refused["retry_after"]) == (protocol.RATE_LIMITED, 2.0)
+        assert (refused["code"], refused["retry_after"]) == (ErrorCode.RATE_LIMITED, 2.0)
     await pushgateway.apublish("r1", "still here")
     assert (await receive(socket))["data"] == "still here"
     await socket.disconnect()

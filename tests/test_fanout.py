@@ -18,7 +18,7 @@ from pushgateway.backends import get_backend, httppublish
 from pushgateway.backends.fanout import FanoutBackend
 from pushgateway.backends.grip import GripBackend
 from pushgateway.backends.realm import RealmBackend, channel_name, realm_channel
-from pushgateway.protocol import CHANNEL_RE
+from pushgateway.constants import CHANNEL_RE
 from tests.fake_fanout import FakeFanout
 from tests.servers import run_python
 

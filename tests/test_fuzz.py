@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from channels_app.grip import encode_events, parse_events
 from pushgateway import protocol
+from pushgateway.constants import ErrorCode
 from pushgateway.protocol import Position, Session, TokenBucket
 
 # At least this many frames per run, in every test that counts them.
@@ -163,7 +164,7 @@ def check_frame(text: str) -> dict:
     frame = json.loads(text, parse_constant=pytest.fail)  # NaN and Infinity are not JSON
     assert isinstance(frame, dict) and frame["type"] in SERVER_TYPES, frame
     if frame["type"] == "error":
-        assert frame["code"] in protocol.ERROR_CODES, frame
+        assert frame["code"] in set(ErrorCode), frame
         assert isinstance(frame["message"], str) and frame["message"]
         assert frame["channel"] is None or not protocol.channel_error(frame["channel"])
     return frame
@@ -246,7 +247,7 @@ def test_the_session_answers_every_generated_frame_without_raising():
     )
     assert transport.frames >= SESSION_FRAMES
     # The frames reached every answer and every close the protocol has.
-    assert set(transport.seen) == protocol.ERROR_CODES | {
+    assert set(transport.seen) == set(ErrorCode) | {
         "subscribed",
         "unsubscribed",
         "pong",
@@ -449,7 +450,7 @@ def test_the_positions_view_answers_every_generated_query_without_a_500(client, 
         assert response.status_code == 200, response
         body = response.json()
         assert set(body) == {"positions", "errors"}
-        assert set(body["errors"].values()) <= {protocol.INVALID_CHANNEL, protocol.FORBIDDEN}
+        assert set(body["errors"].values()) <= {ErrorCode.INVALID_CHANNEL, ErrorCode.FORBIDDEN}
 
     with caplog.at_level(logging.ERROR, logger="django.request"):
         fuzz()

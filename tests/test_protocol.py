@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from pushgateway import protocol
+from pushgateway import constants, protocol
+from pushgateway.constants import CloseCode, ErrorCode
 from pushgateway.protocol import Position, Session, Subscribe
 
 
@@ -67,7 +68,7 @@ def test_a_malformed_since_is_an_error_naming_the_channel(since):
     session = Session()
     reply = session.receive_text(json.dumps({"type": "subscribe", "channel": "a", "since": since}))
     [error] = frames(reply)
-    assert (error["code"], error["channel"]) == (protocol.INVALID_POSITION, "a")
+    assert (error["code"], error["channel"]) == (ErrorCode.INVALID_POSITION, "a")
     assert reply.subscribe == [] and session.subscriptions == set()
 
 
@@ -85,7 +86,7 @@ def test_unsubscribe_leaves_and_unknown_unsubscribe_is_an_error():
     assert frames(reply) == [{"type": "unsubscribed", "channel": "a"}]
     assert reply.unsubscribe == ["a"]
     again = session.receive_text('{"type": "unsubscribe", "channel": "a"}')
-    assert frames(again)[0]["code"] == protocol.NOT_SUBSCRIBED
+    assert frames(again)[0]["code"] == ErrorCode.NOT_SUBSCRIBED
     assert again.unsubscribe == []
 
 
@@ -96,21 +97,21 @@ def test_ping_gets_pong():
 @pytest.mark.parametrize(
     ("text", "code", "channel"),
     [
-        ("not json", protocol.INVALID_JSON, None),
-        ("[1, 2]", protocol.INVALID_FRAME, None),
-        ('{"type": "dance"}', protocol.UNKNOWN_TYPE, None),
-        ('{"channel": "a"}', protocol.UNKNOWN_TYPE, None),
-        ('{"type": "subscribe"}', protocol.INVALID_CHANNEL, None),
-        ('{"type": "subscribe", "channel": "has space"}', protocol.INVALID_CHANNEL, None),
-        ('{"type": "subscribe", "channel": ""}', protocol.INVALID_CHANNEL, None),
-        ('{"type": "subscribe", "channel": 7}', protocol.INVALID_CHANNEL, None),
-        ('{"type": "subscribe", "channel": "' + "x" * 101 + '"}', protocol.INVALID_CHANNEL, None),
-        ('{"type": "subscribe", "channel": "private-x"}', protocol.FORBIDDEN, "private-x"),
-        ("[" * 4000, protocol.INVALID_JSON, None),  # too deep for json: RecursionError
-        ('{"type": "\\ud800"}', protocol.UNKNOWN_TYPE, None),  # a lone surrogate
+        ("not json", ErrorCode.INVALID_JSON, None),
+        ("[1, 2]", ErrorCode.INVALID_FRAME, None),
+        ('{"type": "dance"}', ErrorCode.UNKNOWN_TYPE, None),
+        ('{"channel": "a"}', ErrorCode.UNKNOWN_TYPE, None),
+        ('{"type": "subscribe"}', ErrorCode.INVALID_CHANNEL, None),
+        ('{"type": "subscribe", "channel": "has space"}', ErrorCode.INVALID_CHANNEL, None),
+        ('{"type": "subscribe", "channel": ""}', ErrorCode.INVALID_CHANNEL, None),
+        ('{"type": "subscribe", "channel": 7}', ErrorCode.INVALID_CHANNEL, None),
+        ('{"type": "subscribe", "channel": "' + "x" * 101 + '"}', ErrorCode.INVALID_CHANNEL, None),
+        ('{"type": "subscribe", "channel": "private-x"}', ErrorCode.FORBIDDEN, "private-x"),
+        ("[" * 4000, ErrorCode.INVALID_JSON, None),  # too deep for json: RecursionError
+        ('{"type": "\\ud800"}', ErrorCode.UNKNOWN_TYPE, None),  # a lone surrogate
         (
             '{"type": "subscribe", "channel": "a", "pad": "' + "x" * 5000 + '"}',
-            protocol.FRAME_TOO_LARGE,
+            ErrorCode.FRAME_TOO_LARGE,
             None,
         ),
     ],
@@ -130,37 +131,37 @@ def test_bad_frames_get_an_error_frame_and_the_session_goes_on(text, code, chann
 
 def test_binary_frames_are_refused():
     reply = Session().receive_bytes(b"\x00\x01")
-    assert frames(reply)[0]["code"] == protocol.BINARY_FRAME
+    assert frames(reply)[0]["code"] == ErrorCode.BINARY_FRAME
     assert reply.close is None
 
 
 def test_huge_frame_closes_with_an_application_code():
-    reply = Session().receive_text("x" * (protocol.MAX_FRAME_BYTES_HARD + 1))
-    assert frames(reply)[0]["code"] == protocol.FRAME_TOO_LARGE
-    assert reply.close == protocol.CLOSE_TOO_BIG
+    reply = Session().receive_text("x" * (constants.MAX_FRAME_BYTES_HARD + 1))
+    assert frames(reply)[0]["code"] == ErrorCode.FRAME_TOO_LARGE
+    assert reply.close == CloseCode.MESSAGE_TOO_BIG
 
 
 def test_a_client_that_keeps_misbehaving_is_closed():
     session = Session()
-    replies = [session.receive_text("garbage") for _ in range(protocol.MAX_ERRORS + 1)]
+    replies = [session.receive_text("garbage") for _ in range(constants.MAX_ERRORS + 1)]
     assert all(r.close is None for r in replies[:-1])
-    assert replies[-1].close == protocol.CLOSE_POLICY_VIOLATION == 4008
+    assert replies[-1].close == CloseCode.POLICY_VIOLATION == 4008
 
 
 def test_close_codes_are_ones_every_asgi_server_can_send():
     # daphne refuses 1008 and 1009 (its WebSocket library allows 1000 and 3000-4999 only).
-    for code in (protocol.CLOSE_POLICY_VIOLATION, protocol.CLOSE_TOO_BIG, protocol.CLOSE_TOO_SLOW):
+    for code in (CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG, CloseCode.TRY_AGAIN_LATER):
         assert 4000 <= code <= 4999
 
 
 def test_refusals_are_answers_that_never_close_the_connection():
     session = Session(max_subscriptions=1)
     session.receive_text('{"type": "subscribe", "channel": "a"}')
-    for n in range(protocol.MAX_ERRORS * 3):
+    for n in range(constants.MAX_ERRORS * 3):
         over = session.receive_text(json.dumps({"type": "subscribe", "channel": f"b{n}"}))
         private = session.receive_text('{"type": "subscribe", "channel": "private-x"}')
-        assert frames(over)[0]["code"] == protocol.TOO_MANY_SUBSCRIPTIONS
-        assert frames(private)[0]["code"] == protocol.FORBIDDEN
+        assert frames(over)[0]["code"] == ErrorCode.TOO_MANY_SUBSCRIPTIONS
+        assert frames(private)[0]["code"] == ErrorCode.FORBIDDEN
         assert over.close is None and private.close is None
     assert session.errors == 0
 
@@ -168,7 +169,7 @@ def test_refusals_are_answers_that_never_close_the_connection():
 def test_private_channels_need_a_token_the_authorizer_accepts():
     session = Session(authorize=lambda channel, token: token == f"ok:{channel}")
     denied = session.receive_text('{"type":"subscribe","channel":"private-a","token":"bad"}')
-    assert frames(denied)[0]["code"] == protocol.FORBIDDEN
+    assert frames(denied)[0]["code"] == ErrorCode.FORBIDDEN
     allowed = session.receive_text(
         '{"type":"subscribe","channel":"private-a","token":"ok:private-a"}'
     )
@@ -180,7 +181,7 @@ def test_subscription_limit():
     for name in ("a", "b"):
         assert session.receive_text(json.dumps({"type": "subscribe", "channel": name})).subscribe
     reply = session.receive_text('{"type": "subscribe", "channel": "c"}')
-    assert frames(reply)[0]["code"] == protocol.TOO_MANY_SUBSCRIPTIONS
+    assert frames(reply)[0]["code"] == ErrorCode.TOO_MANY_SUBSCRIPTIONS
     assert session.subscriptions == {"a", "b"}
 
 
@@ -190,7 +191,7 @@ def test_subscribe_failed_undoes_the_subscription():
     error = json.loads(session.subscribe_failed("a"))
     assert error == {
         "type": "error",
-        "code": protocol.UNAVAILABLE,
+        "code": ErrorCode.UNAVAILABLE,
         "message": "subscribe failed; try again later",
         "channel": "a",
     }
@@ -274,7 +275,7 @@ def test_subscribes_past_the_burst_are_refused_with_when_to_try_again():
     [error] = frames(refused)
     assert error == {
         "type": "error",
-        "code": protocol.RATE_LIMITED,
+        "code": ErrorCode.RATE_LIMITED,
         "message": "more than 3 subscribes and unsubscribes at once or 2 per second; "
         "try again in 0.5 s",
         "channel": "d",
@@ -284,15 +285,15 @@ def test_subscribes_past_the_burst_are_refused_with_when_to_try_again():
     assert session.subscriptions == {"a", "b", "c"} and session.errors == 0
     clock.now += 0.5  # one token back
     assert subscribe(session, "d").subscribe == [Subscribe("d", None)]
-    assert frames(subscribe(session, "e"))[0]["code"] == protocol.RATE_LIMITED
+    assert frames(subscribe(session, "e"))[0]["code"] == ErrorCode.RATE_LIMITED
 
 
 def test_a_client_that_ignores_rate_limits_is_refused_not_disconnected():
     session, _ = churn_session(rate=1, burst=1)
     subscribe(session, "a")
-    for n in range(protocol.MAX_ERRORS * 3):
+    for n in range(constants.MAX_ERRORS * 3):
         reply = subscribe(session, f"b{n}")
-        assert frames(reply)[0]["code"] == protocol.RATE_LIMITED and reply.close is None
+        assert frames(reply)[0]["code"] == ErrorCode.RATE_LIMITED and reply.close is None
     assert session.errors == 0
 
 
@@ -305,9 +306,9 @@ def test_unsubscribes_are_never_refused_but_spend_the_same_budget():
             json.dumps({"type": "unsubscribe", "channel": channel})
         ).unsubscribe
     assert session.churn.tokens == 0  # churn (subscribe, unsubscribe, ...) costs two each
-    assert frames(subscribe(session, "a"))[0]["code"] == protocol.RATE_LIMITED
+    assert frames(subscribe(session, "a"))[0]["code"] == ErrorCode.RATE_LIMITED
     leave_again = session.receive_text('{"type": "unsubscribe", "channel": "a"}')
-    assert frames(leave_again)[0]["code"] == protocol.NOT_SUBSCRIBED  # nothing to leave
+    assert frames(leave_again)[0]["code"] == ErrorCode.NOT_SUBSCRIBED  # nothing to leave
 
 
 def test_confirming_a_subscription_again_costs_nothing():
@@ -323,7 +324,7 @@ def test_a_clock_that_goes_backwards_refills_nothing_and_fails_nothing():
     subscribe(session, "a")
     subscribe(session, "b")
     clock.now -= 30
-    assert frames(subscribe(session, "c"))[0]["code"] == protocol.RATE_LIMITED
+    assert frames(subscribe(session, "c"))[0]["code"] == ErrorCode.RATE_LIMITED
     clock.now += 1
     assert subscribe(session, "c").subscribe
 

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from pushgateway.protocol import CLOSE_TOO_SLOW
+from pushgateway.constants import CloseCode
 from tests.servers import Daphne, Uvicorn, run_python, subscribe
 
 pytestmark = pytest.mark.servers
@@ -95,7 +95,9 @@ def test_stalled_client_is_closed_and_others_get_everything(redis, start_daphne,
         tail = b"reset"
     assert total < HINTS * len(PAD)  # it was cut off long before the end
     assert tail == (
-        b"\x88\x02" + CLOSE_TOO_SLOW.to_bytes(2, "big") if server is Uvicorn else b"reset"
+        b"\x88\x02" + CloseCode.TRY_AGAIN_LATER.to_bytes(2, "big")
+        if server is Uvicorn
+        else b"reset"
     )
     stalled.close()
 

@@ -22,6 +22,7 @@ from typing import Any
 from django.core.checks import Error
 from django.core.exceptions import ImproperlyConfigured
 
+from ..constants import BAYEUX_DOT
 from .httppublish import HttpPublishBackend
 
 DEFAULT_REALM_URL = "https://api.fanout.io/realm/"
@@ -32,12 +33,12 @@ FAYE_INTEGRITY = "sha384-/9uLm3UDnP3tBHstjgZiqLa7fopVRjYmFinSBjz+FPS/ibb2C4aowhI
 
 def realm_channel(channel: str) -> str:
     """The realm (Bayeux) channel a channel name is published on: "a.b" -> "a~b"."""
-    return channel.replace(".", "~")
+    return channel.replace(".", BAYEUX_DOT)
 
 
 def channel_name(realm: str) -> str:
     """The channel name of a realm channel (or Bayeux channel): "/a~b" -> "a.b"."""
-    return realm.removeprefix("/").replace("~", ".")
+    return realm.removeprefix("/").replace(BAYEUX_DOT, ".")
 
 
 def realm_key(key: str) -> bytes:

@@ -6,17 +6,10 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
 
 from ..backends import get_backend
-from ..middleware import FIELD
+from ..constants import CLIENT_DEFAULTS, CLIENT_FIELD
 from ..pages import ATTRIBUTE
 
 register = template.Library()
-
-DEFAULTS = {
-    "url": "/ws/pushgateway/",
-    "throttle": 500,
-    "pollDown": 5000,
-    "pollUp": 300000,
-}
 
 
 def positions_url() -> str | None:
@@ -30,20 +23,19 @@ def positions_url() -> str | None:
 def pushgateway_script(context, **overrides):
     """Render the config as JSON and the module's script tag.
 
-    Keyword arguments override the defaults: url (path or ws(s):// URL of the socket),
-    throttle, pollDown and pollUp (milliseconds). The positions and tokens the view read
+    Keyword arguments override the defaults (pushgateway.constants.CLIENT_DEFAULTS): url
+    (path or ws(s):// URL of the socket), positionsUrl, throttle, pollDown and pollUp
+    (milliseconds). The positions and tokens the view read
     with pushgateway.watch() are rendered too.
     """
-    unknown = sorted(set(overrides) - set(DEFAULTS))
+    unknown = sorted(set(overrides) - set(CLIENT_DEFAULTS))
     if unknown:
         raise template.TemplateSyntaxError(
-            f"pushgateway_script got unknown arguments {unknown}; valid: {sorted(DEFAULTS)}"
+            f"pushgateway_script got unknown arguments {unknown}; valid: {sorted(CLIENT_DEFAULTS)}"
         )
     backend = get_backend()
-    config = {**DEFAULTS, **backend.client_config(), **overrides}
-    url = positions_url()
-    if url:
-        config["positionsUrl"] = url
+    config = {**CLIENT_DEFAULTS, "positionsUrl": positions_url(), **backend.client_config()}
+    config.update(overrides)
     if backend.positions is not None:
         config["positionTtl"] = int(backend.positions.ttl * 1000)
     page = getattr(context.get("request"), ATTRIBUTE, None)
@@ -60,4 +52,4 @@ def pushgateway_script(context, **overrides):
 def pushgateway_client_field():
     """A hidden input for a form: the browser module fills in the page's client id on
     submit, so the hints the form's save causes skip this page (ClientIdMiddleware)."""
-    return format_html('<input type="hidden" name="{}" value="">', FIELD)
+    return format_html('<input type="hidden" name="{}" value="">', CLIENT_FIELD)

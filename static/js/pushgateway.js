@@ -41,11 +41,43 @@
 })(typeof self !== "undefined" ? self : this, function () {
   "use strict";
 
-  const DEFAULTS = {
-    url: "/ws/pushgateway/",
-    throttle: 500, // ms between callbacks of one subscription
-    pollDown: 5000, // ms between position checks while a channel is not live
-    pollUp: 300000, // ms between position checks while it is
+  // The protocol's facts (codes, limits, names, defaults), each defined once in Python.
+  // facts:begin
+  // Generated from pushgateway/constants.py by `./dev facts`; do not edit.
+  const FACTS = {
+    version: 2,
+    closeCodes: {POLICY_VIOLATION: 4008, MESSAGE_TOO_BIG: 4009, TRY_AGAIN_LATER: 4013},
+    policyCloses: [4008, 4009],
+    errorCodes: {
+      INVALID_JSON: "invalid_json",
+      INVALID_FRAME: "invalid_frame",
+      UNKNOWN_TYPE: "unknown_type",
+      INVALID_CHANNEL: "invalid_channel",
+      INVALID_POSITION: "invalid_position",
+      FRAME_TOO_LARGE: "frame_too_large",
+      BINARY_FRAME: "binary_frame",
+      NOT_SUBSCRIBED: "not_subscribed",
+      FORBIDDEN: "forbidden",
+      TOO_MANY_SUBSCRIPTIONS: "too_many_subscriptions",
+      UNAVAILABLE: "unavailable",
+      RATE_LIMITED: "rate_limited",
+    },
+    channelPattern: "[A-Za-z0-9._-]{1,100}",
+    maxPositionsPerRequest: 100,
+    clientHeader: "X-PushGateway-Client",
+    clientField: "pushgateway_client",
+    bayeuxDot: "~",
+    defaults: {
+      url: "/ws/pushgateway/",
+      positionsUrl: "/pushgateway/positions/",
+      throttle: 500,
+      pollDown: 5000,
+      pollUp: 300000,
+    },
+  };
+  // facts:end
+
+  const DEFAULTS = Object.assign({}, FACTS.defaults, {
     backoffInitial: 1000,
     backoffMax: 30000,
     stableAfter: 10000, // a connection up this long resets the backoff
@@ -54,15 +86,14 @@
     checkAfterSubscribe: 1500, // an early ping lets a proxied server check positions again
     resyncGrace: 500, // ms a resync from the server waits for hints still on their way
     ignoreOwn: true, // skip hints caused by this page's own requests (see clientId)
-    positionsUrl: null, // the positions view; without it polls call back blindly
     positionTtl: null, // ms the server remembers an idle channel (see positions.py)
     positions: {}, // channel -> position, rendered by the view (pushgateway.watch)
     tokens: {}, // channel -> token for private channels, rendered likewise
-  };
+  });
 
   // How a page's requests say which page made them, so the hints they cause can skip it.
-  const CLIENT_HEADER = "X-PushGateway-Client";
-  const CLIENT_FIELD = "pushgateway_client";
+  const CLIENT_HEADER = FACTS.clientHeader;
+  const CLIENT_FIELD = FACTS.clientField;
 
   function newClientId(random) {
     const bytes = new Uint8Array(12);
@@ -75,8 +106,10 @@
   }
 
   // Close codes after which reconnecting at once would only be refused again.
-  const POLICY_CLOSES = [4008, 4009];
+  const POLICY_CLOSES = FACTS.policyCloses;
+  const ERRORS = FACTS.errorCodes;
   const STRENGTH = {message: 1, poll: 2, resync: 3};
+  const CHANNEL_RE = new RegExp("^(?:" + FACTS.channelPattern + ")$");
   const MAX_URL = 4000;
 
   function isPosition(p) {
@@ -349,15 +382,15 @@
       setLive(entry, false);
       entry.refused = frame.code;
       entry.requested = false;
-      if (frame.code === "unavailable" || frame.code === "rate_limited") {
+      if (frame.code === ERRORS.UNAVAILABLE || frame.code === ERRORS.RATE_LIMITED) {
         // The server could not join the channel just now, or this connection asked for
         // too many too fast: ask again a little later (when it says, if it says).
-        const wait = frame.code === "rate_limited" && frame.retry_after > 0 ? frame.retry_after * 1000 : config.pollDown;
+        const wait = frame.code === ERRORS.RATE_LIMITED && frame.retry_after > 0 ? frame.retry_after * 1000 : config.pollDown;
         env.setTimeout(() => {
           if (channels.get(entry.name) === entry && !entry.live) subscribeFrame(entry);
         }, wait);
       }
-      if (frame.code === "forbidden") renewToken(entry);
+      if (frame.code === ERRORS.FORBIDDEN) renewToken(entry);
       // too_many_subscriptions and forbidden are answers: the channel is checked by
       // polling its position instead, and not asked for again on this connection.
     }
@@ -489,7 +522,7 @@
 
     function checked(entry, body, reason) {
       if (channels.get(entry.name) !== entry) return;
-      if (body.errors && body.errors[entry.name] === "forbidden") return renewToken(entry);
+      if (body.errors && body.errors[entry.name] === ERRORS.FORBIDDEN) return renewToken(entry);
       const p = body.positions ? body.positions[entry.name] : undefined;
       if (!isPosition(p)) return notify(entry, reason); // cannot be checked now
       if (behind(entry.position, p)) {
@@ -561,7 +594,7 @@
 
     function fayeSubscribe(entry) {
       if (fayeClient === null || entry.faye) return;
-      entry.faye = fayeClient.subscribe("/" + entry.name.replaceAll(".", "~"), handleFrame);
+      entry.faye = fayeClient.subscribe("/" + entry.name.replaceAll(".", FACTS.bayeuxDot), handleFrame);
       entry.faye.then(
         () => {
           entry.fayeReady = true;
@@ -571,7 +604,7 @@
         },
         (error) => {
           entry.faye = null;
-          handleFrame({type: "error", code: "unavailable", message: String(error), channel: entry.name});
+          handleFrame({type: "error", code: ERRORS.UNAVAILABLE, message: String(error), channel: entry.name});
         }
       );
     }
@@ -623,7 +656,7 @@
     };
 
     function subscribe(channel, callback, opts) {
-      if (typeof channel !== "string" || !/^[A-Za-z0-9._-]{1,100}$/.test(channel)) {
+      if (typeof channel !== "string" || !CHANNEL_RE.test(channel)) {
         throw new TypeError("PushGateway: invalid channel name " + JSON.stringify(channel));
       }
       if (typeof callback !== "function") {
@@ -747,6 +780,7 @@
     createClient: createClient,
     fromDocument: fromDocument,
     DEFAULTS: DEFAULTS,
+    FACTS: FACTS,
     CLIENT_HEADER: CLIENT_HEADER,
     CLIENT_FIELD: CLIENT_FIELD,
   };

@@ -1,0 +1,174 @@
+"""The protocol's facts, each defined once: codes, limits, names and the browser's defaults.
+
+Python imports them from here. The browser module cannot import Python, so it carries them as
+a generated table (`browser_facts()`, written into static/js/pushgateway.js between its
+``facts:begin``/``facts:end`` markers by ``python -m pushgateway.constants``); a unit test
+fails when the two disagree. docs/protocol.md describes every value.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+#: The wire protocol's version (docs/protocol.md).
+VERSION = 2
+
+
+class CloseCode(enum.IntEnum):
+    """Close codes the server sends. In the application range, which every ASGI server can
+    send (daphne refuses 1008 and 1009 themselves): 4000 + the RFC 6455 code each stands for."""
+
+    #: The connection caused more than MAX_ERRORS errors.
+    POLICY_VIOLATION = 4008
+    #: A frame over MAX_FRAME_BYTES_HARD.
+    MESSAGE_TOO_BIG = 4009
+    #: The client does not read what it is sent (over MAX_PENDING_BYTES waiting).
+    TRY_AGAIN_LATER = 4013
+
+
+#: Closes after which reconnecting at once would only be refused again: the browser module
+#: waits its longest backoff.
+POLICY_CLOSES = (CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG)
+
+
+class ErrorCode(enum.StrEnum):
+    """The `code` of an error frame."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_FRAME = "invalid_frame"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_CHANNEL = "invalid_channel"
+    INVALID_POSITION = "invalid_position"
+    FRAME_TOO_LARGE = "frame_too_large"
+    BINARY_FRAME = "binary_frame"
+    NOT_SUBSCRIBED = "not_subscribed"
+    FORBIDDEN = "forbidden"
+    TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+    UNAVAILABLE = "unavailable"
+    RATE_LIMITED = "rate_limited"
+
+    @property
+    def is_refusal(self) -> bool:
+        """An answer about capacity or authorisation, not misbehaviour: it does not count
+        toward MAX_ERRORS."""
+        return self in REFUSALS
+
+
+REFUSALS = frozenset(
+    {
+        ErrorCode.FORBIDDEN,
+        ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+        ErrorCode.UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+    }
+)
+
+# Channel names: what channel layers accept in a group name, with room for our prefix.
+MAX_CHANNEL_LENGTH = 100
+CHANNEL_PATTERN = f"[A-Za-z0-9._-]{{1,{MAX_CHANNEL_LENGTH}}}"
+CHANNEL_RE = re.compile(CHANNEL_PATTERN)
+CHANNEL_RULE = f"1-{MAX_CHANNEL_LENGTH} characters from A-Z, a-z, 0-9, '.', '_' and '-'"
+#: Channels whose names start with it need a signed token to subscribe.
+PRIVATE_PREFIX = "private-"
+
+# A subscribe frame with a 100-character channel, a position and a signed token fits in
+# well under 1 KiB.
+MAX_FRAME_BYTES = 4096
+# A frame this large is not a confused client but abuse: close at once.
+MAX_FRAME_BYTES_HARD = 64 * 1024
+#: Errors (bad input, not refusals) tolerated on one connection before it is closed.
+MAX_ERRORS = 20
+MAX_EPOCH_LENGTH = 32
+#: What a JavaScript number holds exactly.
+MAX_SEQ = 2**53 - 1
+#: Subscriptions of one WebSocket to the self-hosted layer.
+MAX_SUBSCRIPTIONS = 100
+#: Subscriptions of one connection through Pushpin or Fastly Fanout: Pushpin's default
+#: connection_subscription_max, past which the proxy ignores a subscribe.
+MAX_PROXY_SUBSCRIPTIONS = 20
+#: Channels one request to the positions view may ask about.
+MAX_POSITIONS_PER_REQUEST = 100
+#: Unsent bytes a socket may hold before it is closed as too slow (about 1,500 hints).
+MAX_PENDING_BYTES = 256 * 1024
+
+# Where the browser finds the server (channels_app.urls and channels_app.routing).
+WEBSOCKET_PATH = "/ws/pushgateway/"
+POSITIONS_PATH = "/pushgateway/positions/"
+
+# How a page's requests say which page made them, so the hints they cause skip that page.
+CLIENT_HEADER = "X-PushGateway-Client"
+CLIENT_FIELD = "pushgateway_client"
+CLIENT_ID_PATTERN = "[0-9A-Za-z_-]{1,64}"
+
+#: Bayeux channel segments hold no '.', and channel names never hold this: the legacy realm
+#: API publishes "a.b" as "a~b" (pushgateway.backends.realm, the browser's Faye transport).
+BAYEUX_DOT = "~"
+
+#: The browser module's defaults that the template tag may override (milliseconds).
+CLIENT_DEFAULTS = {
+    "url": WEBSOCKET_PATH,
+    "positionsUrl": POSITIONS_PATH,
+    "throttle": 500,  # between callbacks of one subscription
+    "pollDown": 5000,  # between position checks while a channel is not live
+    "pollUp": 300000,  # between position checks while it is
+}
+
+
+def browser_facts() -> dict[str, Any]:
+    """What the browser module needs of the facts above, as its FACTS table holds them."""
+    return {
+        "version": VERSION,
+        "closeCodes": {code.name: code.value for code in CloseCode},
+        "policyCloses": [code.value for code in POLICY_CLOSES],
+        "errorCodes": {code.name: code.value for code in ErrorCode},
+        "channelPattern": CHANNEL_PATTERN,
+        "maxPositionsPerRequest": MAX_POSITIONS_PER_REQUEST,
+        "clientHeader": CLIENT_HEADER,
+        "clientField": CLIENT_FIELD,
+        "bayeuxDot": BAYEUX_DOT,
+        "defaults": CLIENT_DEFAULTS,
+    }
+
+
+BEGIN, END = "// facts:begin", "// facts:end"
+BROWSER_MODULE = Path(__file__).resolve().parent.parent / "static" / "js" / "pushgateway.js"
+
+
+def _js(value: Any) -> str:
+    """`value` as a JavaScript literal (object keys unquoted: they are identifiers)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_js(v)}" for k, v in value.items()) + "}"
+    return json.dumps(value, separators=(", ", ": "))
+
+
+def browser_table() -> str:
+    """The lines between the markers in the browser module: FACTS, a key a line."""
+    lines = [
+        "  // Generated from pushgateway/constants.py by `./dev facts`; do not edit.",
+        "  const FACTS = {",
+    ]
+    for key, value in browser_facts().items():
+        line = f"    {key}: {_js(value)},"
+        if len(line) > 100 and isinstance(value, dict):
+            items = [f"      {k}: {_js(v)}," for k, v in value.items()]
+            line = "\n".join([f"    {key}: {{", *items, "    },"])
+        lines.append(line)
+    return "\n".join([*lines, "  };", ""])
+
+
+def with_table(source: str) -> str:
+    """`source` (the browser module) with its FACTS table made anew."""
+    head, begin, rest = source.partition(BEGIN)
+    _, end, tail = rest.partition(END)
+    if not (begin and end):
+        raise ValueError(f"the browser module has no {BEGIN} ... {END} block")
+    return f"{head}{BEGIN}\n{browser_table()}  {END}{tail}"
+
+
+def write_table(path: Path = BROWSER_MODULE) -> None:
+    """Rewrite the browser module's FACTS table from this module (`./dev facts`)."""
+    path.write_text(with_table(path.read_text()))

@@ -1,0 +1,80 @@
+"""One home for each fact: the browser module holds exactly pushgateway.constants' values.
+
+The JavaScript reads them from its generated FACTS table, so what is checked here is that the
+table is current, that the module really exports those values, and that no code, name or
+default is written out again elsewhere in it.
+"""
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from pushgateway import constants
+from pushgateway.constants import BROWSER_MODULE, CloseCode, ErrorCode
+
+SOURCE = BROWSER_MODULE.read_text()
+
+
+def outside_the_table(source: str) -> str:
+    head, _, rest = source.partition(constants.BEGIN)
+    return head + rest.partition(constants.END)[2]
+
+
+def test_the_browser_modules_table_is_generated_from_the_python_facts():
+    assert constants.with_table(SOURCE) == SOURCE, "the FACTS table is stale: run ./dev facts"
+
+
+def test_the_browser_module_runs_with_the_python_facts():
+    script = """
+        const api = require(process.argv[1]);
+        const client = api.createClient({WebSocket: class {}});
+        console.log(JSON.stringify({facts: api.FACTS, defaults: api.DEFAULTS,
+                                    header: api.CLIENT_HEADER, field: api.CLIENT_FIELD}));
+    """
+    out = subprocess.run(
+        ["node", "-e", script, str(BROWSER_MODULE)], capture_output=True, text=True, check=True
+    )
+    found = json.loads(out.stdout)
+    assert found["facts"] == constants.browser_facts()
+    assert found["defaults"].items() >= constants.CLIENT_DEFAULTS.items()
+    assert (found["header"], found["field"]) == (constants.CLIENT_HEADER, constants.CLIENT_FIELD)
+
+
+@pytest.mark.parametrize(
+    "fact",
+    [
+        *(str(code.value) for code in CloseCode),
+        *(f'"{code.value}"' for code in ErrorCode),
+        *(f'"{name}"' for name in (constants.CLIENT_HEADER, constants.CLIENT_FIELD)),
+        *(f'"{path}"' for path in (constants.WEBSOCKET_PATH, constants.POSITIONS_PATH)),
+        f'"{constants.BAYEUX_DOT}"',
+        "A-Za-z0-9._-",
+    ],
+)
+def test_no_fact_is_written_out_again_in_the_browser_module(fact):
+    assert fact not in outside_the_table(SOURCE)
+
+
+def test_error_codes_are_each_an_error_or_a_refusal_once():
+    assert set(constants.REFUSALS) <= set(ErrorCode)
+    assert len({code.value for code in ErrorCode}) == len(ErrorCode)
+    assert [c for c in ErrorCode if c.is_refusal] == [
+        ErrorCode.FORBIDDEN,
+        ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+        ErrorCode.UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+    ]
+
+
+def test_the_channel_pattern_holds_the_length_limit():
+    assert constants.CHANNEL_RE.fullmatch("a" * constants.MAX_CHANNEL_LENGTH)
+    assert not constants.CHANNEL_RE.fullmatch("a" * (constants.MAX_CHANNEL_LENGTH + 1))
+
+
+def test_the_public_api_is_what_the_package_docstring_lists():
+    import pushgateway
+
+    listed = re.search(r"Public API: (.*?)\.\n", pushgateway.__doc__, re.S)[1]
+    assert sorted(re.findall(r"\w+", listed)) == sorted(pushgateway.__all__)

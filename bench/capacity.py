@@ -43,7 +43,7 @@ from bench.common import child as child_process  # noqa: E402
 from bench.common import environment  # noqa: E402
 from bench.pyspy import profiled  # noqa: E402
 from bench.wsclient import split_frames  # noqa: E402
-from tests.servers import Process, RedisServer, free_port  # noqa: E402
+from tests.support.servers import Process, RedisServer, free_port  # noqa: E402
 
 APP = "bench.served:application"
 CHANNEL = "capacity"

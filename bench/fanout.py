@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import bench_environment, child, read_json, report  # noqa: E402
-from tests.servers import Process, free_port  # noqa: E402
+from tests.support.servers import Process, free_port  # noqa: E402
 
 GRACE = 5.0
 TARGETS = {

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import (  # noqa: E402
+from tests.support.servers import (  # noqa: E402
     PostgresDatabase,
     RedisServer,
     SqliteDatabase,

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench.common import bench_environment, child, read_json, report
-from tests.servers import Process, free_port, run_python
+from tests.support.servers import Process, free_port, run_python
 
 MODES = {"positions": True, "resync all": False}
 PER_WORKER = 2500

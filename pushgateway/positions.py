@@ -184,7 +184,7 @@ return out
 
 def shard_index(name: str, shards: int) -> int:
     """The shard channels_redis places `name` on (its own hash function; see
-    tests/test_backends.py, which fails if that ever changes)."""
+    tests/integration/test_backends.py, which fails if that ever changes)."""
     if shards == 1:
         return 0
     from channels_redis.utils import _consistent_hash

@@ -9,7 +9,7 @@ from django.test import override_settings
 
 # The test process itself serves sockets only in-process: no GC freezing there (it would
 # keep every later test's cyclic garbage). Real servers started by tests get the default
-# (tests/servers.py drops this variable from their environment).
+# (tests/support/servers.py drops this variable from their environment).
 os.environ["PUSHGATEWAY_TUNING"] = "off"
 
 import pushgateway
@@ -30,6 +30,17 @@ def _on(alias):
 def alias(request):
     """The database alias a test runs on: once SQLite, once PostgreSQL."""
     return request.param
+
+
+# Tests are grouped by what they need, each group a folder and a marker of that name.
+KINDS = ("unit", "integration", "system")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        kind = item.path.parent.name
+        if kind in KINDS:
+            item.add_marker(kind)
 
 
 def pytest_report_header(config):
@@ -71,7 +82,7 @@ def log_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def database(tmp_path_factory):
     """The SQLite file the suite's server processes share."""
-    from tests.servers import SqliteDatabase
+    from tests.support.servers import SqliteDatabase
 
     return SqliteDatabase(tmp_path_factory.mktemp("db") / "db.sqlite3")
 
@@ -79,7 +90,7 @@ def database(tmp_path_factory):
 @pytest.fixture(scope="session")
 def postgres_database():
     """A PostgreSQL database the suite's server processes share, dropped after the session."""
-    from tests.servers import PostgresDatabase
+    from tests.support.servers import PostgresDatabase
 
     database = PostgresDatabase()
     yield database
@@ -95,7 +106,7 @@ def server_database(request):
 @pytest.fixture(scope="session")
 def redis(log_dir):
     """A Redis of the suite's own (not the machine's), shared by tests that do not break it."""
-    from tests.servers import RedisServer
+    from tests.support.servers import RedisServer
 
     server = RedisServer(log_dir)
     yield server
@@ -105,7 +116,7 @@ def redis(log_dir):
 @pytest.fixture
 def own_redis(log_dir):
     """A Redis for one test, which it may stop and start."""
-    from tests.servers import RedisServer
+    from tests.support.servers import RedisServer
 
     server = RedisServer(log_dir)
     yield server
@@ -115,7 +126,7 @@ def own_redis(log_dir):
 @pytest.fixture
 def pushpin_in_front(log_dir, start_daphne):
     """Start daphne with the Fanout backend publishing to a real Pushpin in front of it."""
-    from tests.servers import Pushpin
+    from tests.support.servers import Pushpin
 
     started = []
 
@@ -135,9 +146,9 @@ def pushpin_in_front(log_dir, start_daphne):
 @pytest.fixture
 def start_daphne(log_dir, database):
     """Start daphne processes of this project (on the SQLite file unless told another
-    database; under another server if told, e.g. tests.servers.Uvicorn); all are stopped
+    database; under another server if told, e.g. tests.support.servers.Uvicorn); all are stopped
     after the test."""
-    from tests.servers import Daphne
+    from tests.support.servers import Daphne
 
     started = []
     sqlite = database
@@ -171,7 +182,7 @@ def browser():
     """The system Chromium, driven by Playwright (it cannot download its own here)."""
     from playwright.sync_api import sync_playwright
 
-    from tests.servers import require
+    from tests.support.servers import require
 
     executable = require("chromium")
     with sync_playwright() as playwright:

@@ -1,4 +1,4 @@
-// Compiled (not run) by tests/test_typescript.py with `tsc --noEmit --strict`: what a
+// Compiled (not run) by tests/integration/test_typescript.py with `tsc --noEmit --strict`: what a
 // TypeScript user writes against the declarations, through the ES module and the global.
 import push, { createClient, type PushEvent, type Position } from "../../static/js/pushgateway.mjs";
 

@@ -1,0 +1,150 @@
+"""Stream positions: the stores, and how a dropped hint still reaches its pages."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from pushgateway.backends.dummy import DummyBackend
+from pushgateway.message import Message
+from pushgateway.positions import MemoryPositions, RedisPositions
+from pushgateway.protocol import START, Position
+from pushgateway.sender import BackgroundSender
+
+
+def stores(redis_url):
+    return [MemoryPositions(), RedisPositions([redis_url], prefix=f"t{time.monotonic_ns()}")]
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_each_publish_advances_its_channel_by_one_in_one_epoch(redis, kind):
+    store = stores(redis.url)[kind == "redis"]
+    first = store.advance(["a", "b", "a"])
+    assert [p.seq for p in first] == [1, 1, 2]
+    assert first[0].epoch == first[2].epoch != ""
+    assert store.advance(["a"]) == [Position(first[0].epoch, 3)]
+    assert store.read(["a", "b", "never"]) == {
+        "a": Position(first[0].epoch, 3),
+        "b": first[1],
+        "never": START,  # nothing published: reads create nothing
+    }
+    assert asyncio.run(store.aread(["a"])) == {"a": Position(first[0].epoch, 3)}
+
+
+def test_redis_reads_of_unknown_channels_store_nothing(redis):
+    store = RedisPositions([redis.url], prefix="t-unknown")
+    store.read([f"random-{n}" for n in range(100)])
+    assert store.shards()[0].client.keys("t-unknown:*") == []
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_forgotten_channel_starts_a_fresh_epoch(redis, kind):
+    # A page that saw the old stream must notice the new one, however far it got.
+    store = stores(redis.url)[kind == "redis"]
+    store.ttl = 1
+    [old] = store.advance(["a"])
+    time.sleep(2.1)  # Redis expires in whole seconds
+    assert store.read(["a"]) == {"a": START}
+    [new] = store.advance(["a"])
+    assert new.seq == 1 and new.epoch != old.epoch
+
+
+def test_redis_positions_survive_the_process_and_are_shared(redis):
+    one = RedisPositions([redis.url], prefix="t-shared")
+    [position] = one.advance(["c"])
+    one.close()
+    two = RedisPositions([redis.url], prefix="t-shared")
+    assert two.read(["c"]) == {"c": position}
+
+
+def test_redis_that_is_down_raises_within_the_timeout(log_dir):
+    from tests.support.servers import free_port
+
+    store = RedisPositions([f"redis://127.0.0.1:{free_port()}/0"], timeout=1)
+    started = time.monotonic()
+    with pytest.raises(Exception, match="(?i)connect"):
+        store.read(["a"])
+    assert time.monotonic() - started < 2
+
+
+async def test_an_event_loop_too_busy_to_read_the_answer_in_time_still_gets_the_position(
+    redis, caplog
+):
+    # A reconnect storm keeps daphne's loop busy past TIMEOUT while Redis has long answered:
+    # one missed deadline must not tell every page of that batch to refetch.
+    backend = DummyBackend()
+    backend.positions = RedisPositions([redis.url], prefix="t-busy", timeout=0.2)
+    [expected] = backend.positions.advance(["busy"])
+    assert await backend.aread_positions(["busy"]) == {"busy": expected}  # connected
+
+    read = asyncio.ensure_future(backend.aread_positions(["busy"]))
+    await asyncio.sleep(0)  # the read is sent and waits for its answer...
+    time.sleep(0.5)  # ...while the loop is busy past the deadline
+    assert await read == {"busy": expected}
+    assert "cannot read positions" not in caplog.text
+
+
+def test_a_hint_given_up_is_repaired_once_delivery_works_again():
+    up = threading.Event()
+    repaired = []
+
+    def deliver(batch):
+        if not up.is_set():
+            raise ConnectionError("down")
+
+    def repair(channels):
+        deliver(channels)
+        repaired.append(channels)
+
+    sender = BackgroundSender(deliver, name="t", repair=repair)
+    sender.submit([Message("comments-1"), Message("comments-2"), Message("comments-1")])
+    assert sender.flush(5)
+    assert sender.stats["failed"] == 3 and sender.lost == ["comments-1", "comments-2"]
+    time.sleep(1.5)  # repair is tried meanwhile, and fails
+    assert repaired == [] and sender.lost == ["comments-1", "comments-2"]
+    up.set()
+    deadline = time.monotonic() + 5
+    while not repaired and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert repaired == [["comments-1", "comments-2"]]
+    assert sender.lost == [] and sender.stats["repaired"] == 2
+    sender.close()
+
+
+def test_hints_dropped_from_a_full_queue_are_repaired_too():
+    release = threading.Event()
+    repaired = []
+    sender = BackgroundSender(
+        lambda batch: release.wait(5), name="t", repair=repaired.extend, max_queue=1, max_batch=1
+    )
+    sender.submit([Message("a")])
+    time.sleep(0.1)  # the thread holds "a"
+    sender.submit([Message("b"), Message("c")])  # b queued, c dropped
+    assert sender.stats["dropped"] == 1 and sender.lost == ["c"]
+    release.set()
+    assert sender.flush(5)
+    deadline = time.monotonic() + 5
+    while not repaired and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert repaired == ["c"]
+    sender.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_sender_thread_that_died_is_replaced():
+    delivered = []
+
+    def deliver(batch):
+        if batch[0].channel == "fatal":
+            raise SystemExit  # escapes the retry loop and ends the thread
+        delivered.extend(m.channel for m in batch)
+
+    sender = BackgroundSender(deliver, name="t")
+    sender.submit([Message("fatal")])
+    sender._thread.join(5)
+    assert not sender._thread.is_alive()
+    sender.submit([Message("after")])
+    assert sender.flush(5)
+    assert delivered == ["after"]
+    sender.close()

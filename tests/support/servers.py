@@ -1,0 +1,311 @@
+"""Real processes for tests: Redis and daphne on free loopback ports, stopped afterwards."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from websockets.sync.client import ClientConnection, connect
+
+from demo import pushpin
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def require(program: str) -> str:
+    """The path of `program`; a missing service is a failure, never a skip."""
+    path = shutil.which(program)
+    if path is None:
+        raise RuntimeError(f"{program} is not installed; run ./dev setup")
+    return path
+
+
+class Process:
+    """A child process whose output goes to a log file that failures can show."""
+
+    def __init__(
+        self, name: str, args: list[str], log_dir: Path, env: dict | None = None, pipes=False
+    ):
+        """With `pipes` the test talks to it: its stdin and stdout are text pipes
+        (`proc.stdin`, `proc.stdout`), and only its stderr goes to the log."""
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+        output = {"stdout": self._log, "stderr": subprocess.STDOUT}
+        if pipes:
+            output = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": self._log}
+        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, text=pipes, **output)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_port(self, port: int, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not listen on {port} in {timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self._log.close()
+
+
+class RedisServer:
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: Process | None = None
+        self.start()
+
+    def start(self) -> None:
+        args = [require("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no"]
+        self.process = Process(f"redis-{self.port}", args, self.log_dir)
+        self.process.wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+            self.process = None
+
+
+def project_env(**extra: str | None) -> dict:
+    # The caller chooses database, layer, backend and tuning, whatever the environment says.
+    chosen = ("DATABASE_URL", "SQLITE_PATH", "REDIS_URL", "REDIS_LAYER", "PUSHGATEWAY_BACKEND")
+    dropped = (*chosen, "PUSHGATEWAY_TUNING")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env["DJANGO_SETTINGS_MODULE"] = "settings.dev"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update({k: v for k, v in extra.items() if v is not None})
+    return env
+
+
+def migrate(env: dict) -> None:
+    subprocess.run(
+        [PYTHON, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=project_env(**env),
+        check=True,
+    )
+
+
+class SqliteDatabase:
+    """A migrated SQLite file for processes of this project; `env` points them at it."""
+
+    def __init__(self, path: Path):
+        self.env = {"SQLITE_PATH": str(path)}
+        migrate(self.env)
+
+
+class PostgresDatabase:
+    """A migrated database of its own (unique name) on the suite's PostgreSQL server.
+
+    `env` points processes of this project at it; `drop()` removes it.
+    """
+
+    def __init__(self, prefix: str = "test_pushgateway_servers"):
+        from settings.test import POSTGRES_URL
+
+        self.server_url = POSTGRES_URL
+        self.name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        self._execute(f'CREATE DATABASE "{self.name}"')
+        self.url = urlsplit(POSTGRES_URL)._replace(path=f"/{self.name}").geturl()
+        self.env = {"DATABASE_URL": self.url}
+        try:
+            migrate(self.env)
+        except BaseException:
+            self.drop()
+            raise
+
+    def _execute(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.server_url, autocommit=True) as connection:
+            connection.execute(sql)
+
+    def drop(self) -> None:
+        # FORCE: a process that did not exit cleanly must not keep the database alive.
+        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+class Daphne:
+    """The project under daphne (settings.dev), with or without Redis. Subclasses serve the
+    same ASGI application under another server."""
+
+    name = "daphne"
+
+    def __init__(
+        self,
+        log_dir: Path,
+        database: SqliteDatabase | PostgresDatabase,
+        redis_url: str | None = None,
+        **env_extra: str,
+    ):
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws/pushgateway/"
+        self.env = project_env(**database.env, REDIS_URL=redis_url, **env_extra)
+        self.start()
+
+    def command(self) -> list[str]:
+        args = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port)]
+        return [*args, "channels_app.asgi:application"]
+
+    def start(self) -> None:
+        name = f"{self.name}-{self.port}"
+        self.process = Process(name, self.command(), self.log_dir, self.env)
+        self.process.wait_for_port(self.port)
+
+    def connect(self) -> ClientConnection:
+        return connect(self.ws_url, origin=self.url, open_timeout=5)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Uvicorn(Daphne):
+    """The same application under uvicorn, with the websockets library's sans-I/O protocol:
+    it finds the ASGI 3 interface by itself, and its `send` waits for slow readers."""
+
+    name = "uvicorn"
+
+    def command(self) -> list[str]:
+        args = [PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(self.port)]
+        return [*args, "--ws", "websockets-sansio", "channels_app.asgi:application"]
+
+
+def recv_json(ws: ClientConnection, timeout: float = 5) -> dict:
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def subscribe(ws: ClientConnection, channel: str, **fields) -> dict:
+    """Subscribe; returns the `subscribed` frame (position, stale)."""
+    ws.send(json.dumps({"type": "subscribe", "channel": channel, **fields}))
+    frame = recv_json(ws)
+    assert frame["type"] == "subscribed" and frame["channel"] == channel, frame
+    return frame
+
+
+def run_python(
+    code: str, redis_url: str | None, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    """Run `code` after django.setup() in a separate process of this project."""
+    script = "import django; django.setup()\n" + code
+    return subprocess.run(
+        [PYTHON, "-c", script],
+        cwd=ROOT,
+        env=project_env(REDIS_URL=redis_url, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def manage(
+    *args: str, redis_url: str | None, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, "manage.py", *args],
+        cwd=ROOT,
+        env=project_env(REDIS_URL=redis_url, **(env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class Pushpin:
+    """A real Pushpin in front of an origin (configured by demo/pushpin.py).
+
+    Ports are chosen at construction, so the origin can be given GRIP_URL before Pushpin
+    starts; `start(origin_port)` then routes every request to that origin.
+    """
+
+    SIG_KEY = "pushgateway-test-sig-key"
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.port = free_port()
+        self.publish_port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.grip_url = pushpin.grip_url(self.publish_port, self.SIG_KEY)
+        self.process: Process | None = None
+
+    def start(self, origin_port: int) -> None:
+        root = self.log_dir / f"pushpin-{self.port}"
+        config = pushpin.write_config(root, self.port, self.publish_port, self.SIG_KEY)
+        self.process = Process(
+            f"pushpin-{self.port}", pushpin.command(config, origin_port), self.log_dir
+        )
+        self.process.wait_for_port(self.port)
+        self.process.wait_for_port(self.publish_port)
+        self.wait_until_proxying()
+
+    def wait_until_proxying(self, timeout: float = 20) -> None:
+        """Listening is not ready: wait until a request makes it through to the origin."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/events.json", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Pushpin does not reach its origin:\n{self.process.log()}")
+            time.sleep(0.1)
+
+    def connect(self) -> ClientConnection:
+        return connect(
+            f"ws://127.0.0.1:{self.port}/ws/pushgateway/", origin=self.url, open_timeout=10
+        )
+
+    def stop(self) -> None:
+        """Stop Pushpin and wait until its services have let go of their ports."""
+        if self.process:
+            self.process.stop()
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(
+                listening(port) for port in (self.port, self.publish_port)
+            ):
+                time.sleep(0.05)

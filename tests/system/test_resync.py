@@ -1,0 +1,267 @@
+"""A page is never stale and never refetches for nothing: real servers, real Chromium.
+
+Each test breaks something a real deployment breaks (Redis restarts, daphne or Pushpin
+restarts, a hosted Fanout answering 503, a proxy refusing WebSockets, a page with more
+channels than a connection may carry) and checks what the page's callbacks did.
+"""
+
+import time
+import urllib.request
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from demo import pushpin as pushpin_config
+from tests.support.fake_fanout import FakeFanout
+from tests.support.servers import Pushpin, run_python
+
+pytestmark = [pytest.mark.browser, pytest.mark.servers]
+
+# The page's own clock, comparable with time.time() on this machine.
+RECORDER = """(channel) => {
+    window.heard = [];
+    PushGateway.subscribe(channel, (event) => window.heard.push(
+        {reason: event.reason, data: event.data, at: performance.timeOrigin + performance.now()}));
+}"""
+
+
+def new_event(page, base_url, title=None):
+    page.goto(base_url + "/")
+    page.fill("#id_title", title or f"Event {uuid.uuid4().hex[:8]}")
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_be_visible()
+    return page.url
+
+
+def post_comment(page, event_url, body):
+    page.goto(event_url)
+    page.fill("#id_author", "Tester")
+    page.fill("#id_body", body)
+    page.click("button[type=submit]")
+    expect(page.locator("#comments li", has_text=body)).to_have_count(1)
+
+
+def gave_up(log, channel):
+    """Whether the sender's log says it gave up a hint on `channel`."""
+    return any(
+        "gave up on" in line and f"{channel}," in line.replace(")", ",")
+        for line in log.splitlines()
+    )
+
+
+def watch(page, event_url):
+    page.goto(event_url)
+    expect(page.locator("#push-state")).to_have_attribute("data-state", "connected")
+    channel = page.locator("#comments").get_attribute("data-channel")
+    page.evaluate(RECORDER, channel)
+    return channel
+
+
+@pytest.mark.parametrize("layer", ["pubsub", "core"])
+def test_a_hint_published_while_redis_is_down_reaches_the_page_once_it_is_back(
+    browser, start_daphne, own_redis, layer
+):
+    daphne = start_daphne(own_redis.url, REDIS_LAYER=layer)
+    poster, watcher = browser.new_page(), browser.new_page()
+    event_url = new_event(poster, daphne.url)
+    watch(watcher, event_url)
+
+    own_redis.stop()
+    # Saved while Redis is down: the save succeeds, the hint cannot go out.
+    poster.goto(event_url)
+    poster.fill("#id_author", "Tester")
+    poster.fill("#id_body", "Saved during the outage")
+    poster.click("button[type=submit]")
+    expect(poster.locator("#comments li", has_text="during the outage")).to_have_count(1)
+    time.sleep(max(0, 3 - 0.5))
+    own_redis.start()
+    back = time.time()
+
+    comment = watcher.locator("#comments li", has_text="Saved during the outage")
+    expect(comment).to_have_count(1, timeout=5000)
+    heard = watcher.evaluate("window.heard")
+    assert heard and heard[0]["at"] / 1000 - back < 5
+    assert watcher.evaluate("document.querySelector('#push-state').dataset.state") == "connected"
+
+    post_comment(poster, event_url, "After the outage")
+    expect(watcher.locator("#comments li", has_text="After the outage")).to_have_count(1)
+
+
+def test_a_comment_saved_between_render_and_subscribe_shows_without_reload(browser, start_daphne):
+    daphne = start_daphne()
+    poster = browser.new_page()
+    event_url = new_event(poster, daphne.url)
+    # The page as the server rendered it, before a comment is saved...
+    rendered = urllib.request.urlopen(event_url).read().decode()
+    post_comment(poster, event_url, "Between render and subscribe")
+    # ...and only then its scripts run and subscribe (same origin, the HTML of that render).
+    watcher = browser.new_page()
+    watcher.goto(daphne.url + "/events.json")
+    watcher.set_content(rendered)
+    expect(watcher.locator("#push-state")).to_have_attribute("data-state", "connected")
+    subscribed = time.monotonic()
+    expect(watcher.locator("#comments li", has_text="Between render")).to_have_count(
+        1, timeout=2000
+    )
+    assert time.monotonic() - subscribed < 2
+
+
+# 100 pages, each with its own client and socket, each watching its own channel, every
+# position rendered (as pushgateway.watch would). pollDown is long so the test sees what the
+# reconnect does, not blind polls while the server is unreachable (those are tested below).
+PAGES = """async ({channels}) => {
+    const base = JSON.parse(document.getElementById("pushgateway-config").textContent);
+    const query = channels.map((c) => "c=" + c).join("&");
+    const {positions} = await (await fetch(base.positionsUrl + "?" + query)).json();
+    window.calls = [];
+    window.clients = channels.map((channel) => {
+        const client = PushGateway.createClient(
+            {...base, positions: {[channel]: positions[channel]}, pollDown: 60000});
+        client.subscribe(channel, (e) => window.calls.push([e.channel, e.reason]));
+        return client;
+    });
+}"""
+
+
+def all_connected(page):
+    page.wait_for_function("clients.every((c) => c.state === 'connected')", timeout=30000)
+
+
+def restart_with_changes(browser, base_url, stop, start, publish):
+    """100 clients on 100 channels; the server stops, 10 channels change, it starts again."""
+    channels = [f"storm-{uuid.uuid4().hex[:6]}-{n}" for n in range(100)]
+    page = browser.new_page()
+    page.goto(base_url + "/")
+    page.evaluate(PAGES, {"channels": channels})
+    all_connected(page)
+    time.sleep(2)  # confirmations and the early ping
+    assert page.evaluate("calls") == []
+
+    stop()
+    changed = channels[::10]
+    publish(changed)
+    start()
+    all_connected(page)
+    time.sleep(3)  # every late callback would have come by now
+    calls = page.evaluate("calls")
+    page.close()
+    return changed, calls
+
+
+def test_after_a_daphne_restart_only_the_changed_channels_resync(browser, start_daphne, redis):
+    daphne = start_daphne(redis.url)
+
+    def publish(channels):
+        code = f"import pushgateway\nfor c in {channels!r}: pushgateway.publish(c)"
+        assert run_python(code, redis.url).returncode == 0
+
+    changed, calls = restart_with_changes(browser, daphne.url, daphne.stop, daphne.start, publish)
+    assert sorted(calls) == sorted([c, "resync"] for c in changed)
+
+
+def test_after_a_pushpin_restart_only_the_changed_channels_resync(browser, pushpin_in_front, redis):
+    pushpin = pushpin_in_front(redis_url=redis.url)  # positions in Redis, shared
+
+    def publish(channels):
+        code = f"import pushgateway\nfor c in {channels!r}: pushgateway.publish(c)"
+        env = {"PUSHGATEWAY_BACKEND": "fanout", "GRIP_URL": pushpin.grip_url}
+        run_python(code, redis.url, env=env)  # Pushpin is down: these hints are dropped
+
+    changed, calls = restart_with_changes(
+        browser, pushpin.url, pushpin.stop, lambda: pushpin.start(pushpin.origin.port), publish
+    )
+    assert sorted(calls) == sorted([c, "resync"] for c in changed)
+
+
+def test_a_hint_the_hosted_service_dropped_reaches_the_page_when_it_recovers(
+    browser, log_dir, start_daphne
+):
+    pushpin = Pushpin(log_dir)
+    # A hosted publish API that fails in front of a real Pushpin.
+    service = FakeFanout(upstream=f"http://127.0.0.1:{pushpin.publish_port}")
+    grip_url = pushpin_config.grip_url(service.port, Pushpin.SIG_KEY)
+    origin = start_daphne(PUSHGATEWAY_BACKEND="fanout", GRIP_URL=grip_url)
+    pushpin.start(origin.port)
+    try:
+        poster, watcher = browser.new_page(), browser.new_page()
+        event_url = new_event(poster, pushpin.url)
+        watch(watcher, event_url)
+        # Past the early ping (on which the GRIP view would notice the moved position and
+        # heal the page by itself): here the sender's repair must do it.
+        watcher.wait_for_timeout(2000)
+
+        service.mode, service.failures, service.fail_status = "fail", 10**6, 503
+        poster.goto(event_url)
+        poster.fill("#id_author", "Tester")
+        poster.fill("#id_body", "Dropped by the service")
+        poster.click("button[type=submit]")
+        # The comment's hints may go out in several batches: wait until the watched
+        # channel's own hint is given up.
+        channel = watcher.locator("#comments").get_attribute("data-channel")
+        deadline = time.monotonic() + 15
+        while not gave_up(origin.process.log(), channel) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert gave_up(origin.process.log(), channel)
+        assert watcher.locator("#comments li").count() == 0
+
+        service.failures = 0
+        recovered = time.time()
+        expect(watcher.locator("#comments li", has_text="Dropped")).to_have_count(1, timeout=5000)
+        [heard] = watcher.evaluate("window.heard")
+        assert heard["reason"] == "resync" and heard["at"] / 1000 - recovered < 5
+    finally:
+        pushpin.stop()
+        service.stop()
+
+
+def test_a_page_whose_websocket_is_refused_polls_positions_not_data(browser, start_daphne):
+    daphne = start_daphne()
+    poster, watcher = browser.new_page(), browser.new_page()
+    event_url = new_event(poster, daphne.url)
+    refetches = []
+    watcher.on("request", lambda r: refetches.append(r.url) if "comments.json" in r.url else None)
+    # A proxy in the way closes every WebSocket at once.
+    watcher.route_web_socket("**/ws/pushgateway/", lambda ws: ws.close())
+    watcher.goto(event_url)
+    channel = watcher.locator("#comments").get_attribute("data-channel")
+    watcher.evaluate(RECORDER, channel)
+    watcher.wait_for_timeout(60_000)
+    assert refetches == []  # a minute of polling positions, not one data refetch
+    assert watcher.evaluate("document.querySelector('#push-state').dataset.state") != "connected"
+
+    post_comment(poster, event_url, "Seen by polling")
+    saved = time.time()
+    expect(watcher.locator("#comments li", has_text="Seen by polling")).to_have_count(
+        1, timeout=6000
+    )
+    [heard] = watcher.evaluate("window.heard")
+    assert heard["reason"] == "poll" and heard["at"] / 1000 - saved < 5 + 1
+    assert len(refetches) == 1
+
+
+def test_a_page_with_more_channels_than_a_connection_carries_does_not_loop(browser, start_daphne):
+    daphne = start_daphne()
+    page = browser.new_page()
+    page.goto(daphne.url + "/")
+    page.evaluate(
+        """() => {
+            const base = JSON.parse(document.getElementById("pushgateway-config").textContent);
+            window.opens = 0;
+            class Counting extends WebSocket {
+                constructor(url) { super(url); window.opens += 1; }
+            }
+            window.calls = {};
+            const client = PushGateway.createClient({...base, WebSocket: Counting});
+            for (let n = 0; n < 130; n++) {
+                client.subscribe("many-" + n, (e) => {
+                    window.calls[e.channel] = (window.calls[e.channel] || 0) + 1;
+                });
+            }
+        }"""
+    )
+    page.wait_for_timeout(25_000)
+    assert page.evaluate("opens") <= 2
+    calls = page.evaluate("calls")
+    assert max(calls.values()) == 1  # one resync or first poll each, then quiet
+    assert len(calls) == 130

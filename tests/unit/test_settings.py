@@ -1,0 +1,96 @@
+"""This project's settings read the environment; bad values are clear errors."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.servers import ROOT
+
+SHOW = (
+    "import django; django.setup(); from django.conf import settings as s;"
+    "print(s.PUSHGATEWAY['BACKEND'].rsplit('.', 1)[1],"
+    " s.CHANNEL_LAYERS['default']['BACKEND'].rsplit('.', 1)[1])"
+)
+
+
+SHOW_DATABASE = (
+    "import django; django.setup(); from django.conf import settings as s;"
+    "d = s.DATABASES['default']; print(d['ENGINE'].rsplit('.', 1)[1], d['NAME'], d['HOST'])"
+)
+
+
+def run(module, show=SHOW, **env):
+    base = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": module}
+    return subprocess.run(
+        [sys.executable, "-c", show], cwd=ROOT, env={**base, **env}, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "ChannelsBackend InMemoryChannelLayer"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "ChannelsBackend RedisPubSubChannelLayer"),
+        (
+            {"PUSHGATEWAY_BACKEND": "fanout", "GRIP_URL": "http://127.0.0.1:1?key=k"},
+            "FanoutBackend InMemoryChannelLayer",
+        ),
+        (
+            {"PUSHGATEWAY_BACKEND": "fanout", "FANOUT_REALM": "r", "FANOUT_KEY": "a2V5"},
+            "FanoutBackend InMemoryChannelLayer",
+        ),
+    ],
+)
+def test_environment_selects_layer_and_backend(env, expected):
+    for module in ("settings.dev", "settings.test"):
+        result = run(module, **env)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == expected
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PUSHGATEWAY_BACKEND": "pusher"}, "PUSHGATEWAY_BACKEND='pusher' is not supported"),
+        ({"PUSHGATEWAY_BACKEND": "fanout"}, "needs GRIP_URL"),
+    ],
+)
+def test_bad_environment_is_a_clear_error(env, message):
+    result = run("settings.dev", **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("module", ["settings.dev", "settings.production"])
+def test_database_url_selects_the_database_and_sqlite_is_the_default(module):
+    env = {"SECRET_KEY": "s" * 50, "ALLOWED_HOSTS": "example.org", "SQLITE_PATH": "/tmp/pg.db"}
+    result = run(module, SHOW_DATABASE, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "sqlite3 /tmp/pg.db"
+    url = "postgres://shop:secret@db.example.org:5433/shop"
+    result = run(module, SHOW_DATABASE, DATABASE_URL=url, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "postgresql shop db.example.org"
+
+
+def test_production_needs_secret_key_and_allowed_hosts_and_nothing_else():
+    result = run("settings.production")
+    assert "settings.production needs the environment variable SECRET_KEY" in result.stderr
+    result = run("settings.production", SECRET_KEY="s" * 50)
+    assert "needs the environment variable ALLOWED_HOSTS" in result.stderr
+    result = run("settings.production", SECRET_KEY="s" * 50, ALLOWED_HOSTS="example.org, a.b")
+    assert result.returncode == 0, result.stderr
+    check = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "ERROR"],
+        cwd=ROOT,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DJANGO_SETTINGS_MODULE": "settings.production",
+            "SECRET_KEY": "s" * 50,
+            "ALLOWED_HOSTS": "example.org",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr

@@ -143,8 +143,9 @@ class PushGatewayConsumer:
     async def close(self, code: int) -> None:
         if not self.closing:
             self.closing = True
+            # int(): autobahn (daphne) refuses an int subclass such as CloseCode with 1011.
             with contextlib.suppress(OSError, RuntimeError):  # it closed first: as good
-                await self.send({"type": "websocket.close", "code": code})
+                await self.send({"type": "websocket.close", "code": int(code)})
 
     async def send_frame(self, text: str) -> None:
         """Send one reply frame (in order with the messages the hub pushes)."""

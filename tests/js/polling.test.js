@@ -1,0 +1,93 @@
+// Polling the positions view: intervals, blind polls, hidden tabs.
+"use strict";
+const {test, mock} = require("node:test");
+const assert = require("node:assert/strict");
+const {START, server, latest, settle, client, recorder, subscribed, quietly, useFakes} = require("./fakes.js");
+
+useFakes();
+
+test("without a socket, one request per interval checks every channel; only moved ones call back", async () => {
+  const names = ["a", "b", "c"];
+  const pg = client({positions: Object.fromEntries(names.map((n) => [n, START]))});
+  const calls = Object.fromEntries(names.map((n) => [n, recorder()]));
+  for (const n of names) pg.subscribe(n, calls[n]);
+  // The WebSocket never opens (a proxy refuses it). Nothing changes for a minute:
+  for (let t = 0; t < 60000; t += 5000) {
+    mock.timers.tick(5000);
+    await settle();
+  }
+  assert.equal(server.requests.length, 12); // one small GET per 5 s for all three
+  assert.deepEqual(server.requests[0], "/pushgateway/positions/?c=a&c=b&c=c");
+  assert.deepEqual([...calls.a.calls, ...calls.b.calls, ...calls.c.calls], []); // no refetch
+
+  server.publish("b");
+  mock.timers.tick(5000);
+  await settle();
+  assert.deepEqual(calls.b.reasons(), ["poll"]);
+  assert.deepEqual([...calls.a.calls, ...calls.c.calls], []);
+  mock.timers.tick(5000);
+  await settle();
+  assert.deepEqual(calls.b.reasons(), ["poll"]); // told once per change
+});
+
+test("when positions cannot be had, polls call back blindly as before", async () => {
+  server.down = true;
+  const pg = client({positions: {a: START}});
+  const cb = recorder();
+  pg.subscribe("a", cb);
+  await quietly("warn", async () => {
+    mock.timers.tick(5000);
+    await settle();
+  });
+  assert.deepEqual(cb.reasons(), ["poll"]);
+
+  const blind = client({positionsUrl: null});
+  const other = recorder();
+  blind.subscribe("b", other);
+  mock.timers.tick(5000);
+  await settle();
+  assert.deepEqual(other.reasons(), ["poll"]);
+});
+
+test("checks every 5 s while push is down and every 5 min while it is up", async () => {
+  const {pg} = subscribed("a");
+  const before = server.requests.length;
+  mock.timers.tick(299999);
+  await settle();
+  assert.equal(server.requests.length, before);
+  mock.timers.tick(1);
+  await settle();
+  assert.equal(server.requests.length, before + 1);
+
+  latest().drop(); // down again: back to 5 s
+  assert.equal(pg.state, "waiting");
+  mock.timers.tick(5000);
+  await settle();
+  assert.equal(server.requests.length, before + 2);
+});
+
+test("a hidden tab does not poll; shown again, one request checks what it skipped", async () => {
+  const doc = new EventTarget();
+  doc.visibilityState = "hidden";
+  const win = new EventTarget();
+  win.document = doc;
+  const pg = client({window: win, positions: {a: START, b: START}});
+  const a = recorder();
+  const b = recorder();
+  pg.subscribe("a", a);
+  pg.subscribe("b", b);
+  server.publish("a"); // while hidden: nobody would see the refetch
+  for (let t = 0; t < 60000; t += 5000) {
+    mock.timers.tick(5000);
+    await settle();
+  }
+  assert.equal(server.requests.length, 0);
+  assert.deepEqual(a.calls, []);
+
+  doc.visibilityState = "visible";
+  doc.dispatchEvent(new Event("visibilitychange"));
+  await settle();
+  assert.equal(server.requests.length, 1);
+  assert.deepEqual(a.reasons(), ["poll"]);
+  assert.deepEqual(b.calls, []);
+});

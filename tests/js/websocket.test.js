@@ -1,0 +1,110 @@
+// The WebSocket transport: backoff, close codes, ping and pong, hostile frames, the page's URL.
+"use strict";
+const {test, mock} = require("node:test");
+const assert = require("node:assert/strict");
+const {createClient} = require("../../static/js/pushgateway.js");
+const {START, FakeSocket, server, latest, client, subscribed, quietly, useFakes} = require("./fakes.js");
+
+useFakes();
+
+test("reconnects with capped exponential backoff and jitter; resets only after a stable connection", () => {
+  let random = 0;
+  const pg = client({random: () => random, backoffInitial: 1000, backoffMax: 8000, pollDown: 0});
+  pg.subscribe("a", () => {});
+  const delays = [];
+  for (let i = 0; i < 6; i++) {
+    const before = FakeSocket.all.length;
+    latest().drop();
+    assert.equal(pg.state, "waiting");
+    let waited = 0;
+    while (FakeSocket.all.length === before) {
+      mock.timers.tick(250);
+      waited += 250;
+    }
+    delays.push(waited);
+  }
+  // Equal jitter with random() = 0: half of 1, 2, 4, 8, 8, 8 seconds.
+  assert.deepEqual(delays, [500, 1000, 2000, 4000, 4000, 4000]);
+
+  random = 1; // the other end of the jitter range: the full capped delay
+  latest().open(); // opens, but is closed again at once: no reset
+  latest().drop();
+  const before = FakeSocket.all.length;
+  mock.timers.tick(7999);
+  assert.equal(FakeSocket.all.length, before);
+  mock.timers.tick(1);
+  assert.equal(FakeSocket.all.length, before + 1);
+
+  latest().open();
+  mock.timers.tick(10000); // stayed up: the backoff starts over
+  latest().drop();
+  mock.timers.tick(1000);
+  assert.equal(FakeSocket.all.length, before + 2);
+});
+
+test("a policy close backs off long instead of reconnecting at once", () => {
+  const pg = client({backoffInitial: 1000, backoffMax: 30000, pollDown: 0, random: () => 0});
+  pg.subscribe("a", () => {});
+  latest().open();
+  quietly("warn", () => {
+    latest().drop(4008);
+  });
+  const before = FakeSocket.all.length;
+  mock.timers.tick(14999);
+  assert.equal(FakeSocket.all.length, before);
+  mock.timers.tick(1);
+  assert.equal(FakeSocket.all.length, before + 1);
+  assert.equal(pg.state, "connecting");
+});
+
+test("pings soon after subscribing, then every interval; a socket that stops answering is replaced", () => {
+  const pg = client({pingInterval: 10000, pongTimeout: 500, checkAfterSubscribe: 1500});
+  pg.subscribe("a", () => {});
+  const socket = latest();
+  socket.open();
+  socket.confirmAll();
+  mock.timers.tick(1500); // early: a proxied server checks positions on it
+  assert.deepEqual(socket.sent.at(-1), {type: "ping"});
+  socket.deliver({type: "pong"});
+  mock.timers.tick(9999);
+  assert.equal(socket.sent.filter((f) => f.type === "ping").length, 1);
+  mock.timers.tick(1);
+  assert.deepEqual(socket.sent.at(-1), {type: "ping"});
+  mock.timers.tick(500); // no pong this time
+  assert.equal(socket.closed, 4000);
+});
+
+test("frames that are not what they claim are ignored", () => {
+  const {cb} = subscribed("a", {throttle: 0});
+  quietly("warn", () => {
+    for (const text of ["null", "[]", "7", "{", '{"type":"message"}']) {
+      latest().onmessage({data: text});
+    }
+    latest().deliver({type: "subscribed", channel: "nope", position: START});
+  });
+  assert.deepEqual(cb.calls, []);
+});
+
+test("relative urls follow the page's scheme and host", () => {
+  globalThis.location = {protocol: "https:", host: "example.org"};
+  try {
+    createClient({WebSocket: FakeSocket}).subscribe("a", () => {});
+    assert.equal(latest().url, "wss://example.org/ws/pushgateway/");
+  } finally {
+    delete globalThis.location;
+  }
+});
+
+test("coming back online reconnects at once instead of waiting out the backoff", () => {
+  const win = new EventTarget();
+  const pg = client({window: win, backoffInitial: 30000, backoffMax: 30000});
+  pg.subscribe("a", () => {});
+  latest().drop();
+  assert.equal(pg.state, "waiting");
+  const before = FakeSocket.all.length;
+  win.dispatchEvent(new Event("online"));
+  assert.equal(FakeSocket.all.length, before + 1);
+  assert.equal(pg.state, "connecting");
+  mock.timers.tick(30000); // the cancelled backoff timer does not open a second socket
+  assert.equal(FakeSocket.all.length, before + 1);
+});

@@ -81,6 +81,8 @@ export interface Client {
   readonly state: State;
 }
 
+/** A client of its own: DEFAULTS, then the page's rendered configuration (#pushgateway-config in
+ * the document of `config.window`, or the global document), then `config`. */
 export declare function createClient(config?: Config): Client;
 export declare function fromDocument(doc: Document): Client;
 export declare const DEFAULTS: Readonly<Required<Pick<Config,

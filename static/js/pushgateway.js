@@ -129,8 +129,28 @@
     return known.epoch === "" && known.seq === 0 && p.seq === 1;
   }
 
+  // The configuration {% pushgateway_script %} rendered into `doc`, or {} where there is none.
+  function renderedConfig(doc) {
+    const node = doc && doc.getElementById ? doc.getElementById("pushgateway-config") : null;
+    if (!node) return {};
+    try {
+      const config = JSON.parse(node.textContent);
+      return config !== null && typeof config === "object" ? config : {};
+    } catch (error) {
+      console.error("PushGateway: #pushgateway-config is not valid JSON", error);
+      return {};
+    }
+  }
+
+  // A client configured by DEFAULTS, then the page's rendered configuration (in the document
+  // of `options.window`, or the global one), then `options`.
   function createClient(options) {
-    const config = Object.assign({}, DEFAULTS, options || {});
+    options = options || {};
+    const doc = options.window ? options.window.document : globalThis.document;
+    return newClient(Object.assign({}, DEFAULTS, renderedConfig(doc), options));
+  }
+
+  function newClient(config) {
     // Time and transport are looked up at call time so tests can inject fakes.
     const env = {
       setTimeout: (fn, ms) => (config.setTimeout || globalThis.setTimeout)(fn, ms),
@@ -748,17 +768,9 @@
     return client;
   }
 
+  // The page's client: the configuration rendered into `doc`, and its forms' client fields.
   function fromDocument(doc) {
-    let config = {};
-    const node = doc && doc.getElementById("pushgateway-config");
-    if (node) {
-      try {
-        config = JSON.parse(node.textContent);
-      } catch (error) {
-        console.error("PushGateway: #pushgateway-config is not valid JSON", error);
-      }
-    }
-    const client = createClient(config);
+    const client = newClient(Object.assign({}, DEFAULTS, renderedConfig(doc)));
     // Forms with {% pushgateway_client_field %} say which page posted them, like fetch().
     if (doc && doc.addEventListener) {
       doc.addEventListener(

@@ -3,7 +3,9 @@
 "use strict";
 const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
-const {START, FakeSocket, server, latest, client, recorder, quietly, useFakes} = require("./fakes.js");
+const {createClient, FACTS} = require("../../static/js/pushgateway.js");
+const {START, FakeSocket, server, latest, settle, client, fakeWindow, recorder, quietly, useFakes} =
+  require("./fakes.js");
 
 useFakes();
 
@@ -104,4 +106,82 @@ test("fetch says which page made the request; each client has its own id", async
   assert.deepEqual(seen, [["/comments/", pg.clientId]]);
   assert.match(pg.clientId, /^[0-9a-f]{24}$/);
   assert.notEqual(client().clientId, pg.clientId);
+});
+
+// A client on the fake socket and server, with nothing else configured.
+function bare(options) {
+  return createClient(Object.assign({WebSocket: FakeSocket, fetch: (url) => server.fetch(url)}, options));
+}
+
+test("createClient starts from the page's rendered configuration, then its own options", async () => {
+  server.positions.a = {epoch: "e1", seq: 3};
+  const win = fakeWindow({
+    url: "ws://rendered/ws/",
+    positionsUrl: "/rendered/positions/",
+    pollDown: 2000,
+    positions: {a: {epoch: "e1", seq: 3}},
+    tokens: {a: "rendered-token"},
+  });
+  const pg = bare({window: win, pollDown: 4000});
+  const cb = recorder();
+  pg.subscribe("a", cb);
+  assert.equal(latest().url, "ws://rendered/ws/");
+  mock.timers.tick(3999);
+  await settle();
+  assert.deepEqual(server.requests, []); // the option's pollDown, not the rendered one
+  mock.timers.tick(1);
+  await settle();
+  assert.deepEqual(server.requests, ["/rendered/positions/?c=a%3Arendered-token"]);
+  latest().open();
+  assert.deepEqual(latest().subscribes(), [
+    {type: "subscribe", channel: "a", since: {epoch: "e1", seq: 3}, token: "rendered-token"},
+  ]);
+  assert.deepEqual(cb.calls, []); // the rendered position is the server's: nothing was missed
+});
+
+test("without a window option, createClient reads the global document's configuration", async () => {
+  globalThis.document = fakeWindow({url: "ws://global/ws/", positionsUrl: "/global/positions/"}).document;
+  try {
+    bare().subscribe("a", () => {});
+  } finally {
+    delete globalThis.document;
+  }
+  assert.equal(latest().url, "ws://global/ws/");
+  mock.timers.tick(5000);
+  await settle();
+  assert.deepEqual(server.requests, ["/global/positions/?c=a"]);
+});
+
+test("a page without a rendered configuration polls the default positions URL", async () => {
+  const pg = bare({url: "ws://test/ws/", window: fakeWindow(undefined)});
+  pg.subscribe("a", () => {});
+  mock.timers.tick(5000);
+  await settle();
+  assert.deepEqual(server.requests, [FACTS.defaults.positionsUrl + "?c=a"]);
+});
+
+test("a rendered positionsUrl of null (the view is not installed) means blind polls", async () => {
+  const cb = recorder();
+  bare({url: "ws://test/ws/", window: fakeWindow({positionsUrl: null})}).subscribe("a", cb);
+  mock.timers.tick(5000);
+  await settle();
+  assert.deepEqual(server.requests, []);
+  assert.deepEqual(cb.reasons(), ["poll"]);
+});
+
+test("a rendered configuration that is not JSON is reported and ignored", async () => {
+  const win = fakeWindow({});
+  win.document.getElementById = () => ({textContent: "{not json"});
+  const errors = [];
+  const original = console.error;
+  console.error = (...args) => errors.push(args[0]);
+  try {
+    bare({url: "ws://test/ws/", window: win}).subscribe("a", () => {});
+  } finally {
+    console.error = original;
+  }
+  assert.deepEqual(errors, ["PushGateway: #pushgateway-config is not valid JSON"]);
+  mock.timers.tick(5000);
+  await settle();
+  assert.deepEqual(server.requests, [FACTS.defaults.positionsUrl + "?c=a"]);
 });

@@ -109,6 +109,18 @@ function client(options) {
   );
 }
 
+// A window whose document holds the configuration {% pushgateway_script %} renders (`config`
+// as the JSON text of #pushgateway-config, or no such element when it is undefined).
+function fakeWindow(config) {
+  const doc = new EventTarget();
+  doc.visibilityState = "visible";
+  doc.getElementById = (id) =>
+    id === "pushgateway-config" && config !== undefined ? {textContent: JSON.stringify(config)} : null;
+  const win = new EventTarget();
+  win.document = doc;
+  return win;
+}
+
 // A callback that records its calls.
 function recorder() {
   const calls = [];
@@ -165,6 +177,7 @@ module.exports = {
   latest,
   settle,
   client,
+  fakeWindow,
   recorder,
   subscribed,
   quietly,

@@ -494,14 +494,17 @@
       if (entries.length) check(entries, "poll");
     }
 
-    // One request per MAX_URL characters of channel names: [{url, entries}].
+    // The requests that ask about `entries`: [{url, entries}], each URL under MAX_URL
+    // characters and for at most FACTS.maxPositionsPerRequest channels (the view refuses more).
     function positionsRequests(entries) {
       const requests = [];
       let current = null;
       for (const entry of entries) {
         const item = entry.token ? entry.name + ":" + entry.token : entry.name;
         const param = "c=" + encodeURIComponent(item);
-        if (current === null || current.url.length + param.length + 1 > MAX_URL) {
+        const full = current !== null && (current.url.length + param.length + 1 > MAX_URL ||
+          current.entries.length >= FACTS.maxPositionsPerRequest);
+        if (current === null || full) {
           const base = config.positionsUrl;
           current = {url: base + (base.includes("?") ? "&" : "?") + param, entries: [entry]};
           requests.push(current);

@@ -91,3 +91,28 @@ test("a hidden tab does not poll; shown again, one request checks what it skippe
   assert.deepEqual(a.reasons(), ["poll"]);
   assert.deepEqual(b.calls, []);
 });
+
+test("a poll asks about at most maxPositionsPerRequest channels a request", async () => {
+  const names = Array.from({length: 300}, (_, n) => `c${n}`); // 300 short names: a short URL
+  const pg = client({positions: Object.fromEntries(names.map((n) => [n, START]))});
+  const calls = recorder();
+  for (const n of names) pg.subscribe(n, calls);
+  mock.timers.tick(5000);
+  await settle();
+  const asked = server.requests.map((url) => new URL(url, "http://test").searchParams.getAll("c"));
+  assert.deepEqual(asked.map((items) => items.length), [100, 100, 100]); // not one refused request
+  assert.deepEqual(asked.flat(), names);
+  assert.deepEqual(calls.calls, []); // every request answered: nothing moved, no blind refetch
+});
+
+test("a poll splits its request where the URL would pass MAX_URL characters", async () => {
+  const names = Array.from({length: 60}, (_, n) => `${"x".repeat(95)}-${n}`); // ~6,000 chars
+  const pg = client({positions: Object.fromEntries(names.map((n) => [n, START]))});
+  for (const n of names) pg.subscribe(n, () => {});
+  mock.timers.tick(5000);
+  await settle();
+  assert.equal(server.requests.length, 2);
+  assert.ok(server.requests.every((url) => url.length <= 4000));
+  const asked = server.requests.flatMap((url) => new URL(url, "http://test").searchParams.getAll("c"));
+  assert.deepEqual(asked, names);
+});

@@ -3,7 +3,7 @@
 "use strict";
 const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
-const {createClient, FACTS} = require("../../static/js/pushgateway.js");
+const {createClient, FACTS, _internals} = require("../../static/js/pushgateway.js");
 const {START, FakeSocket, server, latest, settle, client, fakeWindow, recorder, quietly, useFakes} =
   require("./fakes.js");
 
@@ -184,4 +184,21 @@ test("a rendered configuration that is not JSON is reported and ignored", async 
   mock.timers.tick(5000);
   await settle();
   assert.deepEqual(server.requests, [FACTS.defaults.positionsUrl + "?c=a"]);
+});
+
+test("createStates alone: changes in order to every listener, a failing one stops none", () => {
+  const seen = [];
+  const states = _internals.createStates("idle", (next, previous) => seen.push(`${previous}=>${next}`));
+  const stop = states.listen(() => {
+    throw new Error("page bug");
+  });
+  states.listen((next, previous) => seen.push(`${previous}->${next}`));
+  quietly("error", () => {
+    states.set("connecting");
+    states.set("connecting"); // not a change: nobody is told
+  });
+  stop();
+  states.set("idle");
+  assert.deepEqual(seen, ["idle=>connecting", "idle->connecting", "connecting=>idle", "connecting->idle"]);
+  assert.equal(states.get(), "idle");
 });

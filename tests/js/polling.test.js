@@ -2,6 +2,7 @@
 "use strict";
 const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
+const {createEnv, createPoller, positionsRequests} = require("../../static/js/pushgateway.js")._internals;
 const {START, server, latest, settle, client, recorder, subscribed, quietly, useFakes} = require("./fakes.js");
 
 useFakes();
@@ -115,4 +116,48 @@ test("a poll splits its request where the URL would pass MAX_URL characters", as
   assert.ok(server.requests.every((url) => url.length <= 4000));
   const asked = server.requests.flatMap((url) => new URL(url, "http://test").searchParams.getAll("c"));
   assert.deepEqual(asked, names);
+});
+
+test("while connected, a hint lost on the way is caught by the pollUp check as a poll", async () => {
+  const {cb} = subscribed("a");
+  server.publish("a"); // published, but its hint never reaches the socket
+  mock.timers.tick(300000);
+  await settle();
+  assert.deepEqual(cb.reasons(), ["poll"]);
+});
+
+test("positionsRequests alone: tokens ride along, a base with a query is extended", () => {
+  const channel = (name, token) => ({name, token});
+  const many = Array.from({length: 250}, (_, n) => channel(`c${n}`));
+  const requests = positionsRequests("/p/", many);
+  assert.deepEqual(requests.map((r) => r.channels.length), [100, 100, 50]);
+  assert.deepEqual(requests.flatMap((r) => r.channels), many);
+  const [request] = positionsRequests("/p/?v=2", [channel("a"), channel("private-b", "t:1")]);
+  assert.equal(request.url, "/p/?v=2&c=a&c=private-b%3At%3A1");
+  assert.deepEqual(positionsRequests("/p/", []), []);
+});
+
+test("createPoller alone: live channels every pollUp, others every pollDown, due ones together", () => {
+  const checked = [];
+  const ctx = {
+    channels: new Map(),
+    time: createEnv({}),
+    config: {pollDown: 5000, pollUp: 60000},
+    checker: {check: (channels, reason) => checked.push([channels.map((c) => c.name), reason])},
+  };
+  const poller = createPoller(ctx);
+  for (const [name, live] of [["down", false], ["up", true], ["soon", false]]) {
+    ctx.channels.set(name, {name, live, nextPoll: 0});
+    if (name === "soon") mock.timers.tick(600); // due 0.6 s after "down": rides along with it
+    poller.reset(ctx.channels.get(name));
+  }
+  mock.timers.tick(4400);
+  assert.deepEqual(checked, [[["down", "soon"], "poll"]]);
+  for (let t = 0; t < 10; t++) mock.timers.tick(5000); // (a tick runs each timer once)
+  assert.deepEqual(checked.map(([names]) => names.join()), Array(11).fill("down,soon"));
+  mock.timers.tick(5000); // a minute since "up" became live: it is due too
+  assert.deepEqual(checked.at(-1), [["down", "up", "soon"], "poll"]);
+  poller.stop();
+  mock.timers.tick(60000);
+  assert.equal(checked.length, 12);
 });

@@ -2,6 +2,7 @@
 "use strict";
 const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
+const {createEnv, createChannel} = require("../../static/js/pushgateway.js")._internals;
 const {START, server, latest, client, recorder, subscribed, useFakes} = require("./fakes.js");
 
 useFakes();
@@ -135,4 +136,41 @@ test("a page can opt out of skipping its own hints", () => {
   const own = server.publish("a");
   latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: own, client: pg.clientId});
   assert.deepEqual(cb.reasons(), ["message"]);
+});
+
+test("createChannel alone: what each confirmation, hint and server resync means for the page", () => {
+  const resets = [];
+  const ctx = {
+    channels: new Map(),
+    time: createEnv({}),
+    config: {resyncGrace: 500},
+    poller: {reset: (channel) => resets.push(channel.live)},
+  };
+  const channel = createChannel("a", {position: {epoch: "e1", seq: 3}}, ctx);
+  ctx.channels.set("a", channel);
+  const calls = [];
+  channel.subscriptions.add({push: (reason, data) => calls.push([reason, data])});
+  const at = (seq, epoch = "e1") => ({epoch, seq});
+
+  channel.confirmed(at(3)); // the page knows where the server is
+  assert.deepEqual([calls, resets, channel.live], [[], [true], true]);
+  channel.message(at(4), "next");
+  channel.message(at(4), "again"); // seen already
+  channel.message(at(6), "gap");
+  channel.message(at(7), "mine", true); // the page's own, right after what it knew
+  channel.message(at(9), "mine after a gap", true);
+  assert.deepEqual(calls, [["message", "next"], ["resync", "gap"], ["resync", "mine after a gap"]]);
+
+  calls.length = 0;
+  channel.resync(at(9)); // where the page is already
+  channel.resync(at(10)); // waits resyncGrace for the hint on its way
+  mock.timers.tick(499);
+  assert.deepEqual(calls, []);
+  mock.timers.tick(1);
+  assert.deepEqual([calls, channel.position], [[["resync", null]], at(10)]);
+
+  calls.length = 0;
+  channel.confirmed(at(1, "e2")); // a new epoch: the page cannot compare
+  channel.confirmed(undefined); // no position: it cannot tell
+  assert.deepEqual(calls, [["resync", null], ["resync", null]]);
 });

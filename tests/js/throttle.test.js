@@ -2,6 +2,7 @@
 "use strict";
 const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
+const {createEnv, createThrottle} = require("../../static/js/pushgateway.js")._internals;
 const {server, latest, subscribed, useFakes} = require("./fakes.js");
 
 useFakes();
@@ -41,4 +42,26 @@ test("per-subscription throttle option", () => {
   assert.equal(cb.calls.length, 1);
   mock.timers.tick(1);
   assert.equal(cb.calls.length, 2);
+});
+
+test("createThrottle alone: a window folds events, the strongest reason wins, stop drops them", () => {
+  const time = createEnv({});
+  const fired = [];
+  const throttle = createThrottle(time, 1000, (event) => fired.push(event));
+  throttle.push("message", 1); // leading edge: at once
+  throttle.push("poll", null); // no data: the latest data stays
+  throttle.push("message", 2);
+  throttle.push("resync", null);
+  throttle.push("message", 3);
+  assert.deepEqual(fired, [{reason: "message", data: 1, count: 1}]);
+  mock.timers.tick(1000); // trailing edge
+  assert.deepEqual(fired[1], {reason: "resync", data: 3, count: 4});
+  mock.timers.tick(1000); // a quiet window ends the run: the next event leads again
+  throttle.push("poll", null);
+  assert.deepEqual(fired[2], {reason: "poll", data: null, count: 1});
+  throttle.push("message", 4);
+  throttle.stop();
+  throttle.push("message", 5);
+  mock.timers.tick(5000);
+  assert.equal(fired.length, 3);
 });

@@ -2,7 +2,8 @@
 "use strict";
 const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
-const {createClient} = require("../../static/js/pushgateway.js");
+const {createClient, _internals} = require("../../static/js/pushgateway.js");
+const {createEnv, createHeartbeat, createBackoff} = _internals;
 const {START, FakeSocket, server, latest, client, subscribed, quietly, useFakes} = require("./fakes.js");
 
 useFakes();
@@ -107,4 +108,50 @@ test("coming back online reconnects at once instead of waiting out the backoff",
   assert.equal(pg.state, "connecting");
   mock.timers.tick(30000); // the cancelled backoff timer does not open a second socket
   assert.equal(FakeSocket.all.length, before + 1);
+});
+
+test("createHeartbeat alone: pings on time, early when asked, and gives up without a pong", () => {
+  const sent = [];
+  let dead = 0;
+  const config = {pingInterval: 10000, pongTimeout: 2000};
+  const send = (frame) => sent.push(frame.type);
+  const heartbeat = createHeartbeat(createEnv({}), config, send, () => dead++);
+  heartbeat.start();
+  heartbeat.soon(1500); // due in 10 s: brought forward
+  mock.timers.tick(1500);
+  assert.deepEqual(sent, ["ping"]);
+  heartbeat.pong(); // answered: the next ping a full interval later
+  heartbeat.soon(20000); // due sooner already: unchanged
+  mock.timers.tick(9999);
+  assert.deepEqual(sent, ["ping"]);
+  mock.timers.tick(1);
+  assert.deepEqual(sent, ["ping", "ping"]);
+  mock.timers.tick(1999);
+  assert.equal(dead, 0);
+  mock.timers.tick(1); // no pong within pongTimeout
+  assert.equal(dead, 1);
+  heartbeat.start();
+  heartbeat.stop();
+  mock.timers.tick(60000);
+  assert.deepEqual([sent.length, dead], [2, 1]);
+});
+
+test("createBackoff alone: doubling waits up to the cap, the longest after a policy close", () => {
+  let random = 0;
+  const time = createEnv({random: () => random});
+  const backoff = createBackoff(time, {backoffInitial: 1000, backoffMax: 8000, stableAfter: 10000});
+  const waits = (n) => Array.from({length: n}, () => backoff.next());
+  assert.deepEqual(waits(5), [500, 1000, 2000, 4000, 4000]); // half fixed, half random (0 here)
+  backoff.reset();
+  random = 1;
+  assert.deepEqual(waits(2), [1000, 2000]);
+  backoff.dropped(true); // closed for misbehaviour: straight to the longest
+  assert.deepEqual(waits(1), [8000]);
+  backoff.opened();
+  mock.timers.tick(9999);
+  backoff.dropped(false); // not up long enough: no fresh start
+  assert.deepEqual(waits(1), [8000]);
+  backoff.opened();
+  mock.timers.tick(10000); // stayed up
+  assert.deepEqual(waits(1), [1000]);
 });

@@ -62,6 +62,8 @@ export interface Config {
   random?: () => number;
   WebSocket?: typeof WebSocket;
   fetch?: typeof fetch;
+  /** Its `online` and `visibilitychange` events wake the client; createClient reads the
+   * rendered configuration from its document. */
   window?: EventTarget & { document?: Document };
 }
 
@@ -81,11 +83,44 @@ export interface Client {
   readonly state: State;
 }
 
+/** A client of its own: DEFAULTS, then the page's rendered configuration (#pushgateway-config in
+ * the document of `config.window`, or the global document), then `config`. */
 export declare function createClient(config?: Config): Client;
+/** The page's client: the configuration {% pushgateway_script %} rendered into `doc`, and
+ * its forms' client fields filled in on submit. */
 export declare function fromDocument(doc: Document): Client;
 export declare const DEFAULTS: Readonly<Required<Pick<Config,
-  "url" | "throttle" | "pollDown" | "pollUp" | "backoffInitial" | "backoffMax" | "stableAfter" |
-  "pingInterval" | "pongTimeout" | "checkAfterSubscribe" | "resyncGrace" | "ignoreOwn">>>;
+  "url" | "positionsUrl" | "throttle" | "pollDown" | "pollUp" | "backoffInitial" | "backoffMax" |
+  "stableAfter" | "pingInterval" | "pongTimeout" | "checkAfterSubscribe" | "resyncGrace" |
+  "ignoreOwn">>>;
+
+/** The protocol's facts, generated from pushgateway/constants.py (docs/protocol.md). */
+export interface Facts {
+  version: number;
+  /** Close codes the server sends, by name. */
+  closeCodes: Readonly<Record<string, number>>;
+  /** Closes after which the client waits its longest backoff. */
+  policyCloses: readonly number[];
+  /** The `code` of an error frame, by name. */
+  errorCodes: Readonly<Record<string, string>>;
+  /** What a channel name matches (a regular expression's source, without anchors). */
+  channelPattern: string;
+  /** Channels one request to the positions view may ask about. */
+  maxPositionsPerRequest: number;
+  clientHeader: string;
+  clientField: string;
+  /** What a "." in a channel name becomes in its Bayeux (Faye) name. */
+  bayeuxDot: string;
+  /** The browser's defaults that {% pushgateway_script %} may override. */
+  defaults: Readonly<{
+    url: string;
+    positionsUrl: string;
+    throttle: number;
+    pollDown: number;
+    pollUp: number;
+  }>;
+}
+export declare const FACTS: Readonly<Facts>;
 export declare const CLIENT_HEADER: "X-PushGateway-Client";
 export declare const CLIENT_FIELD: "pushgateway_client";
 

@@ -20,6 +20,13 @@
  *
  * Connection states: "idle" (no subscriptions, no socket), "connecting", "connected",
  * "waiting" (backing off before the next attempt).
+ *
+ * The file, top to bottom: positions (pure functions); createThrottle (one subscription's
+ * callback window); createChannel (one channel's state: what the page knows, what a frame
+ * means); createRefusals; the positions view (positionsRequests, createChecker) and
+ * createPoller; the WebSocket transport (createHeartbeat, createWebSocketTransport); the Faye
+ * transport; the connection state machine (createBackoff, createStates, createConnection);
+ * and newClient, which wires them into what createClient and fromDocument return.
  */
 (function (root, factory) {
   "use strict";
@@ -95,22 +102,14 @@
   const CLIENT_HEADER = FACTS.clientHeader;
   const CLIENT_FIELD = FACTS.clientField;
 
-  function newClientId(random) {
-    const bytes = new Uint8Array(12);
-    if (globalThis.crypto && globalThis.crypto.getRandomValues) {
-      globalThis.crypto.getRandomValues(bytes);
-    } else {
-      bytes.forEach((_, i) => (bytes[i] = Math.floor(random() * 256)));
-    }
-    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  }
-
   // Close codes after which reconnecting at once would only be refused again.
   const POLICY_CLOSES = FACTS.policyCloses;
   const ERRORS = FACTS.errorCodes;
   const STRENGTH = {message: 1, poll: 2, resync: 3};
   const CHANNEL_RE = new RegExp("^(?:" + FACTS.channelPattern + ")$");
   const MAX_URL = 4000;
+
+  // ---- Positions ({epoch, seq}): what a page knows of a channel ----
 
   function isPosition(p) {
     return p !== null && typeof p === "object" && typeof p.epoch === "string" &&
@@ -129,10 +128,11 @@
     return known.epoch === "" && known.seq === 0 && p.seq === 1;
   }
 
-  function createClient(options) {
-    const config = Object.assign({}, DEFAULTS, options || {});
-    // Time and transport are looked up at call time so tests can inject fakes.
-    const env = {
+  // ---- Time and transport: from the config when given (tests inject fakes), else global ----
+
+  function createEnv(config) {
+    // Looked up at call time, so a fake installed later (or configure()) takes effect.
+    return {
       setTimeout: (fn, ms) => (config.setTimeout || globalThis.setTimeout)(fn, ms),
       clearTimeout: (id) => (config.clearTimeout || globalThis.clearTimeout)(id),
       now: () => (config.now || Date.now)(),
@@ -140,625 +140,824 @@
       WebSocket: () => config.WebSocket || globalThis.WebSocket,
       fetch: (url, init) => (config.fetch || globalThis.fetch)(url, init),
     };
+  }
 
-    let state = "idle";
-    let socket = null;
-    let attempt = 0; // failed connection attempts since a connection last stayed up
-    let reconnectTimer = null;
-    let stableTimer = null;
-    let pingTimer = null;
-    let pingAt = Infinity;
-    let pongTimer = null;
-    let pollTimer = null;
-    let contactLost = env.now(); // positions are known complete up to this moment
-    const stateListeners = new Set();
-    // name -> {name, subscriptions: Set, live, position, token, refused, requested, nextPoll}
-    const channels = new Map();
-    let fayeClient = null; // legacy Fanout.io realm mode (transport "faye")
-    let fayeLoading = null;
-    const owed = new Set(); // channels whose polls a hidden tab skipped
-    const clientId = config.clientId || newClientId(env.random);
+  function newClientId(random) {
+    const bytes = new Uint8Array(12);
+    if (globalThis.crypto && globalThis.crypto.getRandomValues) {
+      globalThis.crypto.getRandomValues(bytes);
+    } else {
+      bytes.forEach((_, i) => (bytes[i] = Math.floor(random() * 256)));
+    }
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
 
-    function setState(next) {
-      if (next === state) return;
-      const previous = state;
-      state = next;
-      if (previous === "connected") contactLost = env.now();
-      if (next !== "connected") {
-        for (const entry of channels.values()) setLive(entry, false);
-      }
-      for (const listener of Array.from(stateListeners)) {
-        try {
-          listener(next, previous);
-        } catch (error) {
-          console.error("PushGateway state listener failed", error);
+  // ---- Throttle: one subscription's callback window ----
+
+  // At most one `fire({reason, data, count})` per `ms`, on the leading and the trailing edge,
+  // so the last event is never lost. Events within a window fold into one call: the latest
+  // data, the strongest reason (resync > poll > message) and how many there were.
+  function createThrottle(time, ms, fire) {
+    let timer = null; // a window in progress
+    let pending = null; // {reason, data, count} waiting for the trailing edge
+    let active = true;
+    function flush() {
+      const event = pending;
+      pending = null;
+      timer = null;
+      if (!event || !active) return;
+      timer = time.setTimeout(flush, ms);
+      fire(event);
+    }
+    return {
+      push(reason, data) {
+        if (!active) return;
+        if (pending) {
+          pending.count += 1;
+          if (STRENGTH[reason] > STRENGTH[pending.reason]) pending.reason = reason;
+          if (data !== null) pending.data = data;
+        } else {
+          pending = {reason: reason, data: data, count: 1};
         }
-      }
-    }
+        if (timer === null) flush();
+      },
+      stop() {
+        active = false;
+        if (timer !== null) time.clearTimeout(timer);
+        timer = pending = null;
+      },
+    };
+  }
 
-    function setLive(entry, live) {
-      if (entry.live === live) return;
-      entry.live = live;
-      resetPoll(entry);
-    }
+  // ---- The client's parts ----
+  // Each factory below takes `ctx`, the client's parts as newClient() wires them: config,
+  // time (createEnv), channels (name -> createChannel), window, clientId, connection,
+  // poller, checker, refusals, transport() and frame(frame). Parts reach each other through
+  // it at call time, so a test can hand one part a ctx with only what that part uses.
 
-    function notify(entry, reason, data) {
-      for (const sub of entry.subscriptions) sub.event(reason, data === undefined ? null : data);
-    }
+  // ---- Channel: one channel's subscriptions and what the page knows of it ----
 
-    function send(frame) {
-      if (socket && state === "connected") socket.send(JSON.stringify(frame));
-    }
-
-    function socketUrl() {
-      const url = config.url;
-      if (/^wss?:\/\//.test(url) || typeof location === "undefined") return url;
-      return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + url;
-    }
-
-    function connect() {
-      reconnectTimer = null;
-      if (channels.size === 0) return setState("idle");
-      setState("connecting");
-      if (config.transport === "faye") return connectFaye();
-      let ws;
-      try {
-        const WebSocketImpl = env.WebSocket();
-        ws = new WebSocketImpl(socketUrl());
-      } catch (error) {
-        console.error("PushGateway could not open a WebSocket", error);
-        return scheduleReconnect();
-      }
-      socket = ws;
-      ws.onopen = () => {
-        if (ws !== socket) return;
-        stableTimer = env.setTimeout(() => {
-          stableTimer = null;
-          attempt = 0;
-        }, config.stableAfter);
-        forgetIfTooLongAway();
-        setState("connected");
-        for (const entry of channels.values()) subscribeFrame(entry);
-        schedulePing(config.pingInterval);
-      };
-      ws.onmessage = (event) => {
-        if (ws === socket) receive(event.data);
-      };
-      ws.onclose = (event) => {
-        if (ws !== socket) return;
-        socket = null;
-        stopPing();
-        if (stableTimer !== null) env.clearTimeout(stableTimer);
-        stableTimer = null;
-        if (event && POLICY_CLOSES.includes(event.code)) {
-          console.warn("PushGateway: the server closed the connection", event.code, event.reason);
-          attempt = Math.max(attempt, Math.ceil(Math.log2(config.backoffMax / config.backoffInitial)));
+  // `init`: {position (rendered), token, getToken}. The channel turns each frame or positions
+  // answer about it into callbacks: a hint that follows the known position is a "message",
+  // a gap or a new epoch a "resync", a hint seen already nothing.
+  function createChannel(name, init, ctx) {
+    const channel = {
+      name: name,
+      subscriptions: new Set(), // one throttle per subscribe()
+      live: false, // subscribed and confirmed on the current connection
+      position: isPosition(init.position) ? init.position : null,
+      token: init.token,
+      getToken: init.getToken, // (channel) => token or a promise of one
+      requested: false, // a subscribe went out on this connection and was not refused
+      renewing: false, // getToken is being asked for a fresh token
+      nextPoll: 0, // when the poller checks it next
+      current: () => ctx.channels.get(name) === channel,
+      notify(reason, data) {
+        const value = data === undefined ? null : data;
+        for (const throttle of channel.subscriptions) throttle.push(reason, value);
+      },
+      setLive(live) {
+        if (channel.live === live) return;
+        channel.live = live;
+        ctx.poller.reset(channel);
+      },
+      // The server is at `p`: call back `reason` if the page is behind it.
+      caughtUp(p, reason) {
+        if (!behind(channel.position, p)) return;
+        channel.position = p;
+        channel.notify(reason);
+      },
+      // The server confirmed the subscription at `p`: resync if the page is behind, or cannot tell.
+      confirmed(p) {
+        channel.setLive(true);
+        if (isPosition(p)) channel.caughtUp(p, "resync");
+        else channel.notify("resync");
+      },
+      // A hint at `p`; `own` when this page's own request caused it (the page has what it
+      // wrote: only a gap before it is news).
+      message(p, data, own) {
+        if (!isPosition(p) || !channel.position) {
+          // Before the subscription is confirmed the confirmation decides what was missed.
+          if (isPosition(p) && channel.live) channel.position = p;
+          return own || channel.notify("message", data);
         }
-        scheduleReconnect();
-      };
-      ws.onerror = () => {}; // onclose follows and does the work
-    }
+        const known = channel.position;
+        if (known.epoch === p.epoch && p.seq <= known.seq) return; // seen already
+        channel.position = p;
+        if (!follows(known, p)) channel.notify("resync", data);
+        else if (!own) channel.notify("message", data);
+      },
+      // The server says hints may have been lost, up to `p`. A hint still on its way may yet
+      // explain the move: wait a moment before refetching.
+      resync(p) {
+        if (!isPosition(p)) return channel.notify("resync");
+        if (!behind(channel.position, p)) return; // already there
+        const grace = ctx.config.resyncGrace;
+        ctx.time.setTimeout(() => channel.current() && channel.caughtUp(p, "resync"), grace);
+      },
+    };
+    return channel;
+  }
 
-    // A channel idle for longer than the server remembers it reads as "nothing published"
-    // again: after so long away, a page cannot tell that from what it saw, so it refetches.
-    function forgetIfTooLongAway() {
-      if (config.positionTtl && env.now() - contactLost > config.positionTtl) {
-        for (const entry of channels.values()) entry.position = null;
-      }
-    }
+  // ---- Refusals: subscriptions the server says no to ----
 
-    function scheduleReconnect() {
-      if (channels.size === 0) return setState("idle");
-      setState("waiting");
-      // Equal jitter: half the capped exponential delay, plus a random half.
-      const cap = Math.min(config.backoffMax, config.backoffInitial * 2 ** attempt);
-      attempt += 1;
-      const delay = cap / 2 + env.random() * (cap / 2);
-      reconnectTimer = env.setTimeout(connect, delay);
-    }
-
-    function disconnect() {
-      if (reconnectTimer !== null) env.clearTimeout(reconnectTimer);
-      if (stableTimer !== null) env.clearTimeout(stableTimer);
-      if (pollTimer !== null) env.clearTimeout(pollTimer);
-      reconnectTimer = stableTimer = pollTimer = null;
-      stopPing();
-      if (fayeClient) fayeClient.disconnect();
-      fayeClient = null;
-      const ws = socket;
-      socket = null;
-      if (ws) ws.close(1000);
-      attempt = 0;
-      setState("idle");
-    }
-
-    function schedulePing(delay) {
-      if (pingTimer !== null) env.clearTimeout(pingTimer);
-      pingAt = env.now() + delay;
-      pingTimer = env.setTimeout(() => {
-        pingTimer = null;
-        pingAt = Infinity;
-        send({type: "ping"});
-        if (pongTimer === null) {
-          pongTimer = env.setTimeout(() => {
-            pongTimer = null;
-            if (socket) socket.close(4000, "no pong");
-          }, config.pongTimeout);
-        }
-      }, delay);
-    }
-
-    function stopPing() {
-      if (pingTimer !== null) env.clearTimeout(pingTimer);
-      if (pongTimer !== null) env.clearTimeout(pongTimer);
-      pingTimer = pongTimer = null;
-      pingAt = Infinity;
-    }
-
-    function subscribeFrame(entry) {
-      if (config.transport === "faye") return fayeSubscribe(entry);
-      const frame = {type: "subscribe", channel: entry.name};
-      if (entry.position) frame.since = entry.position;
-      if (entry.token) frame.token = entry.token;
-      entry.requested = state === "connected";
-      send(frame);
-    }
-
-    function receive(text) {
-      let frame;
-      try {
-        frame = JSON.parse(text);
-      } catch (error) {
-        return console.warn("PushGateway: ignored a frame that is not JSON", text);
-      }
-      if (frame !== null && typeof frame === "object") handleFrame(frame);
-    }
-
-    function handleFrame(frame) {
-      const entry = channels.get(frame.channel);
-      if (frame.type === "pong") {
-        if (pongTimer !== null) env.clearTimeout(pongTimer);
-        pongTimer = null;
-        if (pingTimer === null) schedulePing(config.pingInterval);
-      } else if (frame.type === "subscribed" && entry) {
-        confirmed(entry, frame.position);
-        // Behind a proxy, a hint published while it set up the subscription can be lost;
-        // the server checks positions on the connection's next frame: send one soon.
-        if (pingAt - env.now() > config.checkAfterSubscribe) {
-          schedulePing(config.checkAfterSubscribe);
-        }
-      } else if (frame.type === "message" && entry) {
-        const own = config.ignoreOwn && frame.client !== undefined && frame.client === clientId;
-        message(entry, frame.position, frame.data, own);
-      } else if (frame.type === "resync" && entry) {
-        resync(entry, frame.position);
-      } else if (frame.type === "error") {
-        refused(entry, frame);
-      }
-    }
-
-    // The server confirmed a subscription at position `p`: resync only if the page is
-    // behind it (or cannot tell).
-    function confirmed(entry, p) {
-      entry.refused = null;
-      setLive(entry, true);
-      if (!isPosition(p)) return notify(entry, "resync");
-      if (behind(entry.position, p)) {
-        entry.position = p;
-        notify(entry, "resync");
-      }
-    }
-
-    // A hint at position `p`; `own` when this page's own request caused it (the page has
-    // what it wrote: only a gap before it is news).
-    function message(entry, p, data, own) {
-      if (!isPosition(p) || !entry.position) {
-        // Before the subscription is confirmed the confirmation decides what was missed.
-        if (isPosition(p) && entry.live) entry.position = p;
-        return own || notify(entry, "message", data);
-      }
-      const known = entry.position;
-      if (known.epoch === p.epoch && p.seq <= known.seq) return; // seen already
-      entry.position = p;
-      if (!follows(known, p)) notify(entry, "resync", data);
-      else if (!own) notify(entry, "message", data);
-    }
-
-    // The server says hints on this channel may have been lost, up to position `p`. A hint
-    // still on its way may yet explain the move: wait a moment before refetching.
-    function resync(entry, p) {
-      if (!isPosition(p)) return notify(entry, "resync");
-      if (entry.position && !behind(entry.position, p)) return; // already there
-      env.setTimeout(() => {
-        if (channels.get(entry.name) !== entry || !behind(entry.position, p)) return;
-        entry.position = p;
-        notify(entry, "resync");
-      }, config.resyncGrace);
-    }
-
-    function refused(entry, frame) {
+  // too_many_subscriptions and forbidden are answers: the channel is not asked for again on
+  // this connection and the poller checks it instead (a forbidden token is renewed through
+  // getToken). unavailable and rate_limited are asked again a little later.
+  function createRefusals(ctx) {
+    function refused(channel, frame) {
       console.warn("PushGateway server error:", frame.code, frame.message, frame.channel);
-      if (!entry) return;
-      setLive(entry, false);
-      entry.refused = frame.code;
-      entry.requested = false;
+      if (!channel) return;
+      channel.setLive(false);
+      channel.requested = false;
       if (frame.code === ERRORS.UNAVAILABLE || frame.code === ERRORS.RATE_LIMITED) {
-        // The server could not join the channel just now, or this connection asked for
-        // too many too fast: ask again a little later (when it says, if it says).
-        const wait = frame.code === ERRORS.RATE_LIMITED && frame.retry_after > 0 ? frame.retry_after * 1000 : config.pollDown;
-        env.setTimeout(() => {
-          if (channels.get(entry.name) === entry && !entry.live) subscribeFrame(entry);
-        }, wait);
+        // The server could not join the channel just now, or this connection asked for too
+        // many too fast: ask again after pollDown, or when it says.
+        const said = frame.code === ERRORS.RATE_LIMITED && frame.retry_after > 0;
+        ctx.time.setTimeout(() => {
+          if (channel.current() && !channel.live) ctx.transport().subscribe(channel);
+        }, said ? frame.retry_after * 1000 : ctx.config.pollDown);
       }
-      if (frame.code === ERRORS.FORBIDDEN) renewToken(entry);
-      // too_many_subscriptions and forbidden are answers: the channel is checked by
-      // polling its position instead, and not asked for again on this connection.
+      if (frame.code === ERRORS.FORBIDDEN) renewToken(channel);
     }
 
     // A private channel's token was refused (expired, or its key rotated away): ask the
     // page's getToken hook once for a fresh one, and subscribe with it if it is new.
-    function renewToken(entry) {
-      const getToken = entry.getToken || config.getToken;
-      if (!getToken || entry.renewing) return;
-      entry.renewing = true;
-      const stale = entry.token;
+    function renewToken(channel) {
+      const getToken = channel.getToken || ctx.config.getToken;
+      if (!getToken || channel.renewing) return;
+      channel.renewing = true;
+      const stale = channel.token;
       Promise.resolve()
-        .then(() => getToken(entry.name))
+        .then(() => getToken(channel.name))
         .then(
           (token) => {
-            entry.renewing = false;
-            if (channels.get(entry.name) !== entry || !token || token === stale) return;
-            entry.token = token;
-            subscribeFrame(entry);
+            channel.renewing = false;
+            if (!channel.current() || !token || token === stale) return;
+            channel.token = token;
+            ctx.transport().subscribe(channel);
           },
           (error) => {
-            entry.renewing = false;
-            console.warn("PushGateway: getToken failed for " + entry.name, error);
+            channel.renewing = false;
+            console.warn("PushGateway: getToken failed for " + channel.name, error);
           }
         );
     }
+    return {refused: refused, renewToken: renewToken};
+  }
 
-    // Polling: one request per page for every channel that is due, whatever their number.
+  // ---- Positions view: where channels are, asked over HTTP ----
 
-    function interval(entry) {
-      return entry.live ? config.pollUp : config.pollDown;
-    }
-
-    function resetPoll(entry) {
-      entry.nextPoll = env.now() + interval(entry);
-      schedulePoll();
-    }
-
-    function schedulePoll() {
-      if (pollTimer !== null) env.clearTimeout(pollTimer);
-      pollTimer = null;
-      let next = Infinity;
-      for (const entry of channels.values()) {
-        if (interval(entry) > 0) next = Math.min(next, entry.nextPoll);
+  // The requests that ask `base` about `channels`: [{url, channels}], each URL under MAX_URL
+  // characters and for at most FACTS.maxPositionsPerRequest channels (the view refuses more).
+  function positionsRequests(base, channels) {
+    const requests = [];
+    let current = null;
+    for (const channel of channels) {
+      const item = channel.token ? channel.name + ":" + channel.token : channel.name;
+      const param = "c=" + encodeURIComponent(item);
+      const full = current !== null && (current.url.length + param.length + 1 > MAX_URL ||
+        current.channels.length >= FACTS.maxPositionsPerRequest);
+      if (current === null || full) {
+        current = {url: base + (base.includes("?") ? "&" : "?") + param, channels: [channel]};
+        requests.push(current);
+      } else {
+        current.url += "&" + param;
+        current.channels.push(channel);
       }
-      if (next !== Infinity) pollTimer = env.setTimeout(poll, Math.max(0, next - env.now()));
     }
+    return requests;
+  }
 
-    function poll() {
-      pollTimer = null;
-      const now = env.now();
-      const due = [];
-      for (const entry of channels.values()) {
-        const every = interval(entry);
-        // Channels due within the next second ride along: one request, not several.
-        if (every > 0 && entry.nextPoll - now <= Math.min(1000, every / 2)) {
-          entry.nextPoll = now + every;
-          due.push(entry);
-        }
-      }
-      schedulePoll();
-      if (!due.length) return;
-      if (isHidden()) {
-        // Nobody sees a hidden tab: its checks wait until it is shown again.
-        due.forEach((entry) => owed.add(entry));
-        return;
-      }
-      check(due, "poll");
-    }
-
-    function isHidden() {
-      const doc = win && win.document;
-      return Boolean(doc && doc.visibilityState === "hidden");
-    }
-
-    // Shown again: one request checks what the hidden tab's polls skipped.
-    function shown() {
-      wake();
-      const entries = Array.from(owed).filter((entry) => channels.get(entry.name) === entry);
-      owed.clear();
-      if (entries.length) check(entries, "poll");
-    }
-
-    // One request per MAX_URL characters of channel names: [{url, entries}].
-    function positionsRequests(entries) {
-      const requests = [];
-      let current = null;
-      for (const entry of entries) {
-        const item = entry.token ? entry.name + ":" + entry.token : entry.name;
-        const param = "c=" + encodeURIComponent(item);
-        if (current === null || current.url.length + param.length + 1 > MAX_URL) {
-          const base = config.positionsUrl;
-          current = {url: base + (base.includes("?") ? "&" : "?") + param, entries: [entry]};
-          requests.push(current);
-        } else {
-          current.url += "&" + param;
-          current.entries.push(entry);
-        }
-      }
-      return requests;
-    }
-
-    // Ask the positions view where `entries` are; call back `reason` for each that moved,
-    // or for all of them when the answer cannot be had.
-    function check(entries, reason) {
-      if (!config.positionsUrl) return entries.forEach((entry) => notify(entry, reason));
-      for (const request of positionsRequests(entries)) {
-        const started = env.now();
+  // check(channels, reason) asks the positions view where `channels` are and calls back
+  // `reason` for each that moved, or for all of them when the answer cannot be had (no
+  // positionsUrl, a failed request). soon(channel) checks with the others confirmed together.
+  function createChecker(ctx) {
+    let batch = null; // channels to check once the current task is done
+    function check(channels, reason) {
+      const base = ctx.config.positionsUrl;
+      if (!base) return channels.forEach((channel) => channel.notify(reason));
+      for (const request of positionsRequests(base, channels)) {
+        const started = ctx.time.now();
         Promise.resolve()
-          .then(() => env.fetch(request.url, {headers: {Accept: "application/json"}}))
+          .then(() => ctx.time.fetch(request.url, {headers: {Accept: "application/json"}}))
           .then((response) => {
             if (!response.ok) throw new Error("HTTP " + response.status);
             return response.json();
           })
           .then(
             (body) => {
-              if (state !== "connected") contactLost = started;
-              for (const entry of request.entries) checked(entry, body, reason);
+              ctx.connection.checkedAt(started);
+              for (const channel of request.channels) answered(channel, body, reason);
             },
             (error) => {
               console.warn("PushGateway: cannot check positions:", error.message || error);
-              for (const entry of request.entries) {
-                if (channels.get(entry.name) === entry) notify(entry, reason);
+              for (const channel of request.channels) {
+                if (channel.current()) channel.notify(reason);
               }
             }
           );
       }
     }
-
-    function checked(entry, body, reason) {
-      if (channels.get(entry.name) !== entry) return;
-      if (body.errors && body.errors[entry.name] === ERRORS.FORBIDDEN) return renewToken(entry);
-      const p = body.positions ? body.positions[entry.name] : undefined;
-      if (!isPosition(p)) return notify(entry, reason); // cannot be checked now
-      if (behind(entry.position, p)) {
-        entry.position = p;
-        notify(entry, reason);
-      }
+    function answered(channel, body, reason) {
+      if (!channel.current()) return;
+      const refused = body.errors && body.errors[channel.name] === ERRORS.FORBIDDEN;
+      if (refused) return ctx.refusals.renewToken(channel); // its token: renew it
+      const p = body.positions ? body.positions[channel.name] : undefined;
+      if (!isPosition(p)) return channel.notify(reason); // cannot be checked now
+      channel.caughtUp(p, reason);
     }
-
-    // Legacy Fanout.io realm mode: the Faye/Bayeux client Fanout serves, loaded on first
-    // subscribe with Subresource Integrity; its messages are our `message` frames. Faye
-    // confirms no positions, so each (re)confirmed subscription asks the positions view.
-    function loadFaye() {
-      if (globalThis.Faye) return Promise.resolve(globalThis.Faye);
-      if (!fayeLoading) {
-        fayeLoading = new Promise((resolve, reject) => {
-          const script = document.createElement("script");
-          script.src = config.fayeScript;
-          script.integrity = config.fayeIntegrity;
-          script.crossOrigin = "anonymous";
-          script.onload = () => resolve(globalThis.Faye);
-          script.onerror = () => {
-            script.remove();
-            fayeLoading = null;
-            reject(new Error("could not load " + config.fayeScript));
-          };
-          document.head.appendChild(script);
-        });
-      }
-      return fayeLoading;
-    }
-
-    function connectFaye() {
-      loadFaye().then(
-        (Faye) => {
-          if (channels.size === 0) return setState("idle");
-          if (fayeClient === null) {
-            fayeClient = new Faye.Client(config.fayeUrl, {transportMode: "fallback"});
-            fayeClient.on("transport:down", () => setState("waiting"));
-            fayeClient.on("transport:up", () => {
-              setState("connected");
-              // Faye renews its subscriptions itself: check what moved meanwhile.
-              const ready = Array.from(channels.values()).filter((entry) => entry.fayeReady);
-              ready.forEach((entry) => setLive(entry, true));
-              if (ready.length) check(ready, "resync");
-            });
-          }
-          for (const entry of channels.values()) subscribeFrame(entry);
-        },
-        (error) => {
-          console.error("PushGateway:", error.message);
-          scheduleReconnect();
-        }
-      );
-    }
-
-    // Confirmations that arrive together are checked with one request.
-    let toCheck = null;
-    function checkSoon(entry) {
-      if (toCheck === null) {
-        toCheck = [];
+    function soon(channel) {
+      if (batch === null) {
+        batch = [];
         Promise.resolve().then(() => {
-          const entries = toCheck.filter((e) => channels.get(e.name) === e);
-          toCheck = null;
-          check(entries, "resync");
+          const channels = batch.filter((c) => c.current());
+          batch = null;
+          check(channels, "resync");
         });
       }
-      toCheck.push(entry);
+      batch.push(channel);
     }
+    return {check: check, soon: soon};
+  }
 
-    function fayeSubscribe(entry) {
-      if (fayeClient === null || entry.faye) return;
-      entry.faye = fayeClient.subscribe("/" + entry.name.replaceAll(".", FACTS.bayeuxDot), handleFrame);
-      entry.faye.then(
-        () => {
-          entry.fayeReady = true;
-          setState("connected");
-          setLive(entry, true);
-          checkSoon(entry);
+  // ---- Poller: the positions view on a timer ----
+
+  // A channel without a live subscription is checked every pollDown ms, one with a live
+  // subscription every pollUp ms (a safety net); one timer and one request for every channel
+  // due. A hidden tab does not poll (nobody would see the refetch): it owes those checks until
+  // shown() says it is visible again.
+  function createPoller(ctx) {
+    let timer = null;
+    const owed = new Set(); // channels whose checks a hidden tab skipped
+    const every = (channel) => (channel.live ? ctx.config.pollUp : ctx.config.pollDown);
+    function stop() {
+      if (timer !== null) ctx.time.clearTimeout(timer);
+      timer = null;
+    }
+    function schedule() {
+      stop();
+      let next = Infinity;
+      for (const channel of ctx.channels.values()) {
+        if (every(channel) > 0) next = Math.min(next, channel.nextPoll);
+      }
+      if (next !== Infinity) timer = ctx.time.setTimeout(poll, Math.max(0, next - ctx.time.now()));
+    }
+    function poll() {
+      timer = null;
+      const now = ctx.time.now();
+      const due = [];
+      for (const channel of ctx.channels.values()) {
+        const interval = every(channel);
+        // Channels due within the next second ride along: one request, not several.
+        if (interval > 0 && channel.nextPoll - now <= Math.min(1000, interval / 2)) {
+          channel.nextPoll = now + interval;
+          due.push(channel);
+        }
+      }
+      schedule();
+      const doc = ctx.window && ctx.window.document;
+      if (doc && doc.visibilityState === "hidden") due.forEach((channel) => owed.add(channel));
+      else if (due.length) ctx.checker.check(due, "poll");
+    }
+    return {
+      schedule: schedule,
+      stop: stop,
+      // The channel's interval starts now (it became live, or stopped being live).
+      reset(channel) {
+        channel.nextPoll = ctx.time.now() + every(channel);
+        schedule();
+      },
+      // One request checks what the hidden tab's polls skipped.
+      shown() {
+        const channels = Array.from(owed).filter((channel) => channel.current());
+        owed.clear();
+        if (channels.length) ctx.checker.check(channels, "poll");
+      },
+    };
+  }
+
+  // ---- WebSocket transport ----
+
+  // The socket's URL: a path is on the page's host, with ws: or wss: as the page.
+  function socketUrl(url) {
+    if (/^wss?:\/\//.test(url) || typeof location === "undefined") return url;
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + url;
+  }
+
+  // A WebSocket to `url`, or null (logged) when the browser will not make one.
+  function newSocket(time, url) {
+    try {
+      const WebSocketImpl = time.WebSocket();
+      return new WebSocketImpl(socketUrl(url));
+    } catch (error) {
+      console.error("PushGateway could not open a WebSocket", error);
+      return null;
+    }
+  }
+
+  // The subscribe frame for `channel`: since the position the page knows, with its token.
+  function subscribeFrame(channel) {
+    const frame = {type: "subscribe", channel: channel.name};
+    if (channel.position) frame.since = channel.position;
+    if (channel.token) frame.token = channel.token;
+    return frame;
+  }
+
+  // Whether a close was for misbehaviour: reconnecting at once would only be refused again.
+  function policyClose(event) {
+    if (!event || !POLICY_CLOSES.includes(event.code)) return false;
+    console.warn("PushGateway: the server closed the connection", event.code, event.reason);
+    return true;
+  }
+
+  // A server frame from its text, or null (with a warning) when the text is not a JSON object.
+  function parseFrame(text) {
+    let frame;
+    try {
+      frame = JSON.parse(text);
+    } catch (error) {
+      console.warn("PushGateway: ignored a frame that is not JSON", text);
+      return null;
+    }
+    return frame !== null && typeof frame === "object" ? frame : null;
+  }
+
+  // Keeps an open socket alive and checked: `send({type: "ping"})` every pingInterval ms
+  // (proxies close idle sockets), and `dead()` when no pong came pongTimeout ms after a ping.
+  function createHeartbeat(time, config, send, dead) {
+    let pingTimer = null;
+    let pingAt = Infinity;
+    let pongTimer = null;
+    function schedule(delay) {
+      if (pingTimer !== null) time.clearTimeout(pingTimer);
+      pingAt = time.now() + delay;
+      pingTimer = time.setTimeout(() => {
+        pingTimer = null;
+        pingAt = Infinity;
+        send({type: "ping"});
+        if (pongTimer === null) {
+          pongTimer = time.setTimeout(() => {
+            pongTimer = null;
+            dead();
+          }, config.pongTimeout);
+        }
+      }, delay);
+    }
+    return {
+      start: () => schedule(config.pingInterval),
+      // A ping within `delay` ms, unless one is due sooner.
+      soon(delay) {
+        if (pingAt - time.now() > delay) schedule(delay);
+      },
+      pong() {
+        if (pongTimer !== null) time.clearTimeout(pongTimer);
+        pongTimer = null;
+        if (pingTimer === null) schedule(config.pingInterval);
+      },
+      stop() {
+        if (pingTimer !== null) time.clearTimeout(pingTimer);
+        if (pongTimer !== null) time.clearTimeout(pongTimer);
+        pingTimer = pongTimer = null;
+        pingAt = Infinity;
+      },
+    };
+  }
+
+  // One socket at a time. Tells ctx.connection when it is open (opened()) and when it is gone
+  // (failed(policy): closed for misbehaviour), and hands every frame but pong to ctx.frame.
+  function createWebSocketTransport(ctx) {
+    let socket = null; // the current socket: events of an earlier one are ignored
+    let isOpen = false;
+    const send = (frame) => isOpen && socket.send(JSON.stringify(frame));
+    const dead = () => socket && socket.close(4000, "no pong");
+    const heartbeat = createHeartbeat(ctx.time, ctx.config, send, dead);
+    function connect() {
+      const ws = newSocket(ctx.time, ctx.config.url);
+      if (ws === null) return ctx.connection.failed(false);
+      socket = ws;
+      ws.onopen = () => {
+        if (ws !== socket) return;
+        isOpen = true;
+        ctx.connection.opened();
+        heartbeat.start();
+      };
+      ws.onmessage = (event) => {
+        if (ws === socket) receive(parseFrame(event.data));
+      };
+      ws.onclose = (event) => {
+        if (ws !== socket) return;
+        forget();
+        ctx.connection.failed(policyClose(event));
+      };
+      ws.onerror = () => {}; // onclose follows and does the work
+    }
+    // Drops the current socket (closed, or being closed) and its heartbeat.
+    function forget() {
+      const ws = socket;
+      socket = null;
+      isOpen = false;
+      heartbeat.stop();
+      return ws;
+    }
+    function receive(frame) {
+      if (frame === null) return;
+      if (frame.type === "pong") return heartbeat.pong();
+      const confirmed = frame.type === "subscribed" && ctx.channels.has(frame.channel);
+      ctx.frame(frame);
+      // Behind a proxy, a hint published while it set up the subscription can be lost; the
+      // server checks positions on the connection's next frame: send one soon.
+      if (confirmed) heartbeat.soon(ctx.config.checkAfterSubscribe);
+    }
+    return {
+      open: connect,
+      close() {
+        const ws = forget();
+        if (ws) ws.close(1000);
+      },
+      subscribe(channel) {
+        channel.requested = isOpen;
+        send(subscribeFrame(channel));
+      },
+      unsubscribe(channel) {
+        if (channel.requested) send({type: "unsubscribe", channel: channel.name});
+      },
+    };
+  }
+
+  // ---- Faye transport: legacy Fanout.io realm mode (transport "faye") ----
+
+  // Fanout's Faye client script, added to the page with Subresource Integrity (a tampered
+  // script is not run); resolves to the Faye global.
+  function loadFaye(config) {
+    if (globalThis.Faye) return Promise.resolve(globalThis.Faye);
+    return new Promise((resolve, reject) => {
+      const script = document.createElement("script");
+      script.src = config.fayeScript;
+      script.integrity = config.fayeIntegrity;
+      script.crossOrigin = "anonymous";
+      script.onload = () => resolve(globalThis.Faye);
+      script.onerror = () => {
+        script.remove();
+        reject(new Error("could not load " + config.fayeScript));
+      };
+      document.head.appendChild(script);
+    });
+  }
+
+  // A Faye client whose transport going down and up moves the connection's state. Faye renews
+  // its subscriptions itself: once up again, the channels it had confirmed (the set
+  // `confirmed`) are live, and checked for what moved meanwhile.
+  function newFayeClient(Faye, ctx, confirmed) {
+    const client = new Faye.Client(ctx.config.fayeUrl, {transportMode: "fallback"});
+    client.on("transport:down", () => ctx.connection.setState("waiting"));
+    client.on("transport:up", () => {
+      ctx.connection.setState("connected");
+      const channels = Array.from(ctx.channels.values()).filter((c) => confirmed.has(c));
+      channels.forEach((channel) => channel.setLive(true));
+      if (channels.length) ctx.checker.check(channels, "resync");
+    });
+    return client;
+  }
+
+  // Loads Faye on open() and subscribes each channel to "/" + its Bayeux name; messages are
+  // our `message` frames. Faye confirms no positions, so each confirmed subscription asks the
+  // positions view what moved (with the others confirmed at the same time).
+  function createFayeTransport(ctx) {
+    let faye = null; // the Faye.Client
+    let loading = null; // the script, loaded once
+    const subscriptions = new Map(); // channel -> Faye subscription
+    const confirmed = new Set(); // channels Faye confirmed
+    function open() {
+      if (loading === null) loading = loadFaye(ctx.config);
+      loading.then(
+        (Faye) => {
+          if (ctx.channels.size === 0) return ctx.connection.setState("idle");
+          faye = faye || newFayeClient(Faye, ctx, confirmed);
+          ctx.channels.forEach((channel) => subscribe(channel));
         },
         (error) => {
-          entry.faye = null;
-          handleFrame({type: "error", code: ERRORS.UNAVAILABLE, message: String(error), channel: entry.name});
+          loading = null; // try again on the next attempt
+          console.error("PushGateway:", error.message);
+          ctx.connection.failed(false);
         }
       );
     }
-
-    function Subscription(channel, callback, opts) {
-      this.channel = channel;
-      this.callback = callback;
-      this.throttle = opts.throttle !== undefined ? opts.throttle : config.throttle;
-      this.windowTimer = null; // throttle window in progress
-      this.pending = null; // {reason, data, count} waiting for the trailing edge
-      this.active = true;
-    }
-
-    Subscription.prototype.event = function (reason, data) {
-      if (!this.active) return;
-      const pending = this.pending;
-      if (pending) {
-        pending.count += 1;
-        if (STRENGTH[reason] > STRENGTH[pending.reason]) pending.reason = reason;
-        if (data !== null) pending.data = data;
-      } else {
-        this.pending = {reason: reason, data: data, count: 1};
-      }
-      if (this.windowTimer === null) this.fire();
-    };
-
-    Subscription.prototype.fire = function () {
-      const event = this.pending;
-      this.pending = null;
-      this.windowTimer = null;
-      if (!event || !this.active) return;
-      this.windowTimer = env.setTimeout(() => this.fire(), this.throttle);
-      try {
-        this.callback({
-          channel: this.channel,
-          reason: event.reason,
-          data: event.data,
-          count: event.count,
-        });
-      } catch (error) {
-        console.error("PushGateway callback for " + this.channel + " failed", error);
-      }
-    };
-
-    Subscription.prototype.stop = function () {
-      this.active = false;
-      if (this.windowTimer !== null) env.clearTimeout(this.windowTimer);
-      this.windowTimer = this.pending = null;
-    };
-
-    function subscribe(channel, callback, opts) {
-      if (typeof channel !== "string" || !CHANNEL_RE.test(channel)) {
-        throw new TypeError("PushGateway: invalid channel name " + JSON.stringify(channel));
-      }
-      if (typeof callback !== "function") {
-        throw new TypeError("PushGateway: subscribe needs a callback function");
-      }
-      opts = opts || {};
-      const sub = new Subscription(channel, callback, opts);
-      let entry = channels.get(channel);
-      if (!entry) {
-        const rendered = (config.positions || {})[channel];
-        entry = {
-          name: channel,
-          subscriptions: new Set([sub]),
-          live: false,
-          position: isPosition(rendered) ? rendered : null,
-          token: opts.token || (config.tokens || {})[channel],
-          getToken: opts.getToken, // (channel) => token or a promise of one
-          refused: null,
-          requested: false, // a subscribe went out on this connection and was not refused
-          nextPoll: 0,
-        };
-        channels.set(channel, entry);
-        resetPoll(entry);
-        subscribeFrame(entry);
-      } else {
-        entry.subscriptions.add(sub);
-        if (opts.token) entry.token = opts.token;
-        if (opts.getToken) entry.getToken = opts.getToken;
-      }
-      if (state === "idle") connect();
-      return function unsubscribe() {
-        if (!sub.active) return;
-        sub.stop();
-        entry.subscriptions.delete(sub);
-        if (entry.subscriptions.size === 0 && channels.get(channel) === entry) {
-          channels.delete(channel);
-          if (entry.faye) entry.faye.cancel();
-          if (entry.requested) send({type: "unsubscribe", channel: channel});
-          if (channels.size === 0) disconnect();
-          else schedulePoll();
+    function subscribe(channel) {
+      if (faye === null || subscriptions.has(channel)) return;
+      const path = "/" + channel.name.replaceAll(".", FACTS.bayeuxDot);
+      const subscription = faye.subscribe(path, ctx.frame);
+      subscriptions.set(channel, subscription);
+      subscription.then(
+        () => {
+          confirmed.add(channel);
+          ctx.connection.setState("connected");
+          channel.setLive(true);
+          ctx.checker.soon(channel);
+        },
+        (error) => {
+          subscriptions.delete(channel);
+          ctx.frame({
+            type: "error",
+            code: ERRORS.UNAVAILABLE,
+            message: String(error),
+            channel: channel.name,
+          });
         }
-      };
+      );
     }
-
-    // Back online, or the tab shown again: do not sit out the rest of a long backoff.
-    function wake() {
-      if (state !== "waiting") return;
-      if (reconnectTimer !== null) env.clearTimeout(reconnectTimer);
-      connect();
-    }
-    const win = config.window || (typeof window !== "undefined" ? window : null);
-    if (win && win.addEventListener) {
-      win.addEventListener("online", wake);
-      const doc = win.document;
-      if (doc && doc.addEventListener) {
-        doc.addEventListener("visibilitychange", () => {
-          if (doc.visibilityState === "visible") shown();
-        });
-      }
-    }
-
-    function onStateChange(listener) {
-      stateListeners.add(listener);
-      return () => stateListeners.delete(listener);
-    }
-
-    function configure(overrides) {
-      Object.assign(config, overrides || {});
-      return client;
-    }
-
-    // fetch() that says which page made the request, so the hints it causes skip this page.
-    function fetchWithId(input, init) {
-      const headers = new Headers((init && init.headers) || {});
-      headers.set(CLIENT_HEADER, clientId);
-      return env.fetch(input, Object.assign({}, init, {headers: headers}));
-    }
-
-    const client = {
+    return {
+      open: open,
       subscribe: subscribe,
-      onStateChange: onStateChange,
-      configure: configure,
-      fetch: fetchWithId,
-      clientId: clientId,
+      unsubscribe(channel) {
+        if (subscriptions.has(channel)) subscriptions.get(channel).cancel();
+        subscriptions.delete(channel);
+        confirmed.delete(channel);
+      },
+      close() {
+        if (faye) faye.disconnect();
+        faye = null;
+      },
+    };
+  }
+
+  // ---- Connection: the state machine the transports drive ----
+
+  // Reconnection delays: capped exponential backoff with equal jitter (half the delay fixed,
+  // half random), started over only once a connection has stayed up stableAfter ms, so a
+  // server that accepts and then drops connections is not hammered.
+  function createBackoff(time, config) {
+    let attempt = 0; // failed attempts since a connection last stayed up
+    let stable = null; // timer: the connection has stayed up
+    function cancelStable() {
+      if (stable !== null) time.clearTimeout(stable);
+      stable = null;
+    }
+    return {
+      // The wait before the next attempt.
+      next() {
+        const cap = Math.min(config.backoffMax, config.backoffInitial * 2 ** attempt);
+        attempt += 1;
+        return cap / 2 + time.random() * (cap / 2);
+      },
+      opened() {
+        stable = time.setTimeout(() => {
+          stable = null;
+          attempt = 0;
+        }, config.stableAfter);
+      },
+      // The connection is gone; after a close for misbehaviour (`policy`) the next wait is the
+      // longest.
+      dropped(policy) {
+        cancelStable();
+        const longest = Math.ceil(Math.log2(config.backoffMax / config.backoffInitial));
+        if (policy) attempt = Math.max(attempt, longest);
+      },
+      reset() {
+        cancelStable();
+        attempt = 0;
+      },
+    };
+  }
+
+  // A named state, and listeners told of each change as (state, previous): first `onChange`,
+  // then those added with listen(), each on its own (one that throws does not stop the others).
+  function createStates(initial, onChange) {
+    let state = initial;
+    const listeners = new Set();
+    return {
+      get: () => state,
+      set(next) {
+        if (next === state) return;
+        const previous = state;
+        state = next;
+        onChange(next, previous);
+        for (const listener of Array.from(listeners)) {
+          try {
+            listener(next, previous);
+          } catch (error) {
+            console.error("PushGateway state listener failed", error);
+          }
+        }
+      },
+      listen(listener) {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+    };
+  }
+
+  // States: "idle" (no subscriptions, no socket), "connecting", "connected", "waiting"
+  // (backing off before the next attempt). connect() and disconnect() come from subscribe and
+  // unsubscribe; opened() and failed(policy) from the transport; wake() from the page.
+  function createConnection(ctx) {
+    let timer = null; // the wait before the next attempt
+    let contactLost = ctx.time.now(); // positions are known complete up to this moment
+    const backoff = createBackoff(ctx.time, ctx.config);
+    const states = createStates("idle", (next, previous) => {
+      if (previous === "connected") contactLost = ctx.time.now();
+      if (next !== "connected") ctx.channels.forEach((channel) => channel.setLive(false));
+    });
+    function connect() {
+      timer = null;
+      if (ctx.channels.size === 0) return states.set("idle");
+      states.set("connecting");
+      ctx.transport().open();
+    }
+    return {
       get state() {
-        return state;
+        return states.get();
+      },
+      setState: states.set,
+      onStateChange: states.listen,
+      connect: connect,
+      opened() {
+        backoff.opened();
+        // A channel idle for longer than the server remembers it reads as "nothing published"
+        // again: after so long away, a page cannot tell that from what it saw, so it refetches.
+        if (ctx.config.positionTtl && ctx.time.now() - contactLost > ctx.config.positionTtl) {
+          ctx.channels.forEach((channel) => (channel.position = null));
+        }
+        states.set("connected");
+        ctx.channels.forEach((channel) => ctx.transport().subscribe(channel));
+      },
+      failed(policy) {
+        backoff.dropped(policy);
+        if (ctx.channels.size === 0) return states.set("idle");
+        states.set("waiting");
+        timer = ctx.time.setTimeout(connect, backoff.next());
+      },
+      disconnect() {
+        if (timer !== null) ctx.time.clearTimeout(timer);
+        timer = null;
+        backoff.reset();
+        ctx.poller.stop();
+        ctx.transport().close();
+        states.set("idle");
+      },
+      // Back online, or the tab shown again: do not sit out the rest of a long backoff.
+      wake() {
+        if (states.get() !== "waiting") return;
+        if (timer !== null) ctx.time.clearTimeout(timer);
+        connect();
+      },
+      // A positions answer from `moment` covers the time without a connection until then.
+      checkedAt(moment) {
+        if (states.get() !== "connected") contactLost = moment;
+      },
+    };
+  }
+
+  // ---- Client: the parts wired, and what a page calls ----
+
+  // A server frame, to the channel it is about.
+  function dispatch(ctx, frame) {
+    const channel = ctx.channels.get(frame.channel);
+    if (frame.type === "error") return ctx.refusals.refused(channel, frame);
+    if (!channel) return;
+    if (frame.type === "subscribed") {
+      channel.confirmed(frame.position);
+    } else if (frame.type === "message") {
+      const own = frame.client !== undefined && frame.client === ctx.clientId;
+      channel.message(frame.position, frame.data, ctx.config.ignoreOwn && own);
+    } else if (frame.type === "resync") {
+      channel.resync(frame.position);
+    }
+  }
+
+  // The channel `name`, made and subscribed on first use; a subscribe's token and getToken,
+  // when given, replace the channel's.
+  function joinChannel(ctx, name, options) {
+    let channel = ctx.channels.get(name);
+    if (channel) {
+      if (options.token) channel.token = options.token;
+      if (options.getToken) channel.getToken = options.getToken;
+      return channel;
+    }
+    channel = createChannel(name, {
+      position: (ctx.config.positions || {})[name],
+      token: options.token || (ctx.config.tokens || {})[name],
+      getToken: options.getToken,
+    }, ctx);
+    ctx.channels.set(name, channel);
+    ctx.poller.reset(channel);
+    ctx.transport().subscribe(channel);
+    return channel;
+  }
+
+  // subscribe(): a throttle for `callback` on the channel, a connection if there was none;
+  // returns unsubscribe(), which closes the connection after the page's last subscription.
+  function subscribe(ctx, name, callback, options) {
+    if (typeof name !== "string" || !CHANNEL_RE.test(name)) {
+      throw new TypeError("PushGateway: invalid channel name " + JSON.stringify(name));
+    }
+    if (typeof callback !== "function") {
+      throw new TypeError("PushGateway: subscribe needs a callback function");
+    }
+    options = options || {};
+    const ms = options.throttle !== undefined ? options.throttle : ctx.config.throttle;
+    const throttle = createThrottle(ctx.time, ms, (event) => {
+      try {
+        callback({channel: name, reason: event.reason, data: event.data, count: event.count});
+      } catch (error) {
+        console.error("PushGateway callback for " + name + " failed", error);
+      }
+    });
+    const channel = joinChannel(ctx, name, options);
+    channel.subscriptions.add(throttle);
+    if (ctx.connection.state === "idle") ctx.connection.connect();
+    let subscribed = true;
+    return function unsubscribe() {
+      if (!subscribed) return;
+      subscribed = false;
+      throttle.stop();
+      channel.subscriptions.delete(throttle);
+      if (channel.subscriptions.size > 0 || !channel.current()) return;
+      ctx.channels.delete(name);
+      ctx.transport().unsubscribe(channel);
+      if (ctx.channels.size === 0) ctx.connection.disconnect();
+      else ctx.poller.schedule();
+    };
+  }
+
+  // The page's signals: the browser back online, the tab shown again.
+  function watchPage(ctx) {
+    const win = ctx.window;
+    if (!win || !win.addEventListener) return;
+    win.addEventListener("online", () => ctx.connection.wake());
+    const doc = win.document;
+    if (!doc || !doc.addEventListener) return;
+    doc.addEventListener("visibilitychange", () => {
+      if (doc.visibilityState !== "visible") return;
+      ctx.connection.wake();
+      ctx.poller.shown();
+    });
+  }
+
+  // A client on `config` (complete: DEFAULTS and all).
+  function newClient(config) {
+    const time = createEnv(config);
+    const ctx = {
+      config: config,
+      time: time,
+      channels: new Map(),
+      window: config.window || (typeof window !== "undefined" ? window : null),
+      clientId: config.clientId || newClientId(time.random),
+      frame: (frame) => dispatch(ctx, frame),
+    };
+    ctx.connection = createConnection(ctx);
+    ctx.poller = createPoller(ctx);
+    ctx.checker = createChecker(ctx);
+    ctx.refusals = createRefusals(ctx);
+    const websocket = createWebSocketTransport(ctx);
+    const faye = createFayeTransport(ctx);
+    ctx.transport = () => (config.transport === "faye" ? faye : websocket);
+    watchPage(ctx);
+    const client = {
+      subscribe: (channel, callback, options) => subscribe(ctx, channel, callback, options),
+      onStateChange: ctx.connection.onStateChange,
+      configure(overrides) {
+        Object.assign(config, overrides || {});
+        return client;
+      },
+      // fetch() that says which page made the request, so the hints it causes skip this page.
+      fetch(input, init) {
+        const headers = new Headers((init && init.headers) || {});
+        headers.set(CLIENT_HEADER, ctx.clientId);
+        return time.fetch(input, Object.assign({}, init, {headers: headers}));
+      },
+      clientId: ctx.clientId,
+      get state() {
+        return ctx.connection.state;
       },
     };
     return client;
   }
 
-  function fromDocument(doc) {
-    let config = {};
-    const node = doc && doc.getElementById("pushgateway-config");
-    if (node) {
-      try {
-        config = JSON.parse(node.textContent);
-      } catch (error) {
-        console.error("PushGateway: #pushgateway-config is not valid JSON", error);
-      }
+  // The configuration {% pushgateway_script %} rendered into `doc`, or {} where there is none.
+  function renderedConfig(doc) {
+    const node = doc && doc.getElementById ? doc.getElementById("pushgateway-config") : null;
+    if (!node) return {};
+    try {
+      const config = JSON.parse(node.textContent);
+      return config !== null && typeof config === "object" ? config : {};
+    } catch (error) {
+      console.error("PushGateway: #pushgateway-config is not valid JSON", error);
+      return {};
     }
-    const client = createClient(config);
+  }
+
+  // A client configured by DEFAULTS, then the page's rendered configuration (in the document
+  // of `options.window`, or the global one), then `options`.
+  function createClient(options) {
+    options = options || {};
+    const doc = options.window ? options.window.document : globalThis.document;
+    return newClient(Object.assign({}, DEFAULTS, renderedConfig(doc), options));
+  }
+
+  // The page's client: the configuration rendered into `doc`, and its forms' client fields.
+  function fromDocument(doc) {
+    const client = newClient(Object.assign({}, DEFAULTS, renderedConfig(doc)));
     // Forms with {% pushgateway_client_field %} say which page posted them, like fetch().
     if (doc && doc.addEventListener) {
       doc.addEventListener(
@@ -783,5 +982,21 @@
     FACTS: FACTS,
     CLIENT_HEADER: CLIENT_HEADER,
     CLIENT_FIELD: CLIENT_FIELD,
+    // The parts a client is made of, for this module's tests: not API, they may change.
+    _internals: {
+      createEnv: createEnv,
+      createThrottle: createThrottle,
+      createChannel: createChannel,
+      createRefusals: createRefusals,
+      positionsRequests: positionsRequests,
+      createChecker: createChecker,
+      createPoller: createPoller,
+      createHeartbeat: createHeartbeat,
+      createWebSocketTransport: createWebSocketTransport,
+      createFayeTransport: createFayeTransport,
+      createBackoff: createBackoff,
+      createStates: createStates,
+      createConnection: createConnection,
+    },
   };
 });

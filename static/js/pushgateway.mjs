@@ -2,7 +2,7 @@
  * django-pushgateway browser module, as an ES module:
  *
  *   import {createClient} from "django-pushgateway/pushgateway.mjs";
- *   const push = createClient({positionsUrl: "/pushgateway/positions/"});
+ *   const push = createClient({throttle: 250}); // and the page's rendered configuration
  *   push.subscribe("comments-7", ({reason}) => refetch());
  *
  * The code lives in pushgateway.js (one file for the classic script and for bundlers, no
@@ -13,5 +13,5 @@ import "./pushgateway.js";
 
 const api = globalThis.PushGatewayAPI;
 
-export const {createClient, fromDocument, DEFAULTS, CLIENT_HEADER, CLIENT_FIELD} = api;
+export const {createClient, fromDocument, DEFAULTS, FACTS, CLIENT_HEADER, CLIENT_FIELD} = api;
 export default api;

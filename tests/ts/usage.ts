@@ -1,6 +1,6 @@
 // Compiled (not run) by tests/integration/test_typescript.py with `tsc --noEmit --strict`: what a
 // TypeScript user writes against the declarations, through the ES module and the global.
-import push, { createClient, type PushEvent, type Position } from "../../static/js/pushgateway.mjs";
+import push, { createClient, FACTS, type PushEvent, type Position } from "../../static/js/pushgateway.mjs";
 
 interface CommentHint {
   model: string;
@@ -8,7 +8,8 @@ interface CommentHint {
   action: "created" | "updated" | "deleted";
 }
 
-const client = createClient({ positionsUrl: "/pushgateway/positions/", throttle: 250 });
+// The page's rendered configuration, then these options.
+const client = createClient({ throttle: 250, window });
 const unsubscribe: () => void = client.subscribe<CommentHint>(
   "comments-7",
   (event: PushEvent<CommentHint>) => {
@@ -32,3 +33,9 @@ globalThis.PushGateway.subscribe("events", ({ reason }) => console.log(reason));
 void client.fetch("/comments/", { method: "POST" });
 const id: string = client.clientId;
 console.log(id);
+
+// The protocol's facts.
+const perRequest: number = FACTS.maxPositionsPerRequest;
+const positionsUrl: string = FACTS.defaults.positionsUrl;
+const forbidden: string | undefined = FACTS.errorCodes.FORBIDDEN;
+console.log(perRequest, positionsUrl, forbidden, push.FACTS.version);

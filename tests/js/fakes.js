@@ -1,0 +1,185 @@
+// What the browser module's tests share: fake timers and clock, a fake WebSocket, and a fake
+// server that keeps stream positions and answers the positions view. Not a test file itself
+// (node --test runs *.test.js); each test file calls useFakes() once.
+"use strict";
+const {beforeEach, afterEach, mock} = require("node:test");
+const {createClient, FACTS} = require("../../static/js/pushgateway.js");
+
+const START = {epoch: "", seq: 0};
+
+// Stream positions as the server keeps them, and the positions view over them.
+class FakeServer {
+  constructor() {
+    this.reset();
+  }
+  reset() {
+    this.positions = {};
+    this.requests = [];
+    this.down = false;
+    this.epochs = 0;
+  }
+  position(channel) {
+    return this.positions[channel] || START;
+  }
+  publish(channel) {
+    const p = this.position(channel);
+    const next = {epoch: p.epoch || `e${++this.epochs}`, seq: p.seq + 1};
+    this.positions[channel] = next;
+    return next;
+  }
+  fetch(url) {
+    this.requests.push(url);
+    if (this.down) return Promise.reject(new TypeError("Failed to fetch"));
+    const items = new URL(url, "http://test").searchParams.getAll("c");
+    if (items.length > FACTS.maxPositionsPerRequest) {
+      // As the view does: a request for too many channels is refused, not half answered.
+      return Promise.resolve({ok: false, status: 400, json: () => Promise.resolve({})});
+    }
+    const positions = {};
+    for (const item of items) {
+      const name = item.split(":")[0];
+      positions[name] = this.position(name);
+    }
+    return Promise.resolve({ok: true, json: () => Promise.resolve({positions, errors: {}})});
+  }
+}
+
+const server = new FakeServer();
+
+class FakeSocket {
+  static all = [];
+  constructor(url) {
+    this.url = url;
+    this.sent = [];
+    this.closed = null;
+    FakeSocket.all.push(this);
+  }
+  send(text) {
+    this.sent.push(JSON.parse(text));
+  }
+  close(code) {
+    this.closed = code;
+  }
+  // Server side of the fake:
+  open() {
+    this.onopen();
+  }
+  deliver(frame) {
+    this.onmessage({data: JSON.stringify(frame)});
+  }
+  drop(code = 1006) {
+    this.onclose({code});
+  }
+  subscribes() {
+    return this.sent.filter((frame) => frame.type === "subscribe");
+  }
+  // Answer every subscribe as the real server does: the position, and whether `since` differs.
+  confirmAll() {
+    for (const frame of this.subscribes()) {
+      const position = server.position(frame.channel);
+      const since = frame.since;
+      const stale = !since || since.epoch !== position.epoch || since.seq !== position.seq;
+      this.deliver({type: "subscribed", channel: frame.channel, position, stale});
+    }
+  }
+  // Publish on the fake server and deliver the hint on this socket.
+  message(channel, data) {
+    const position = server.publish(channel);
+    this.deliver({type: "message", channel, id: String(position.seq), data, position});
+    return position;
+  }
+}
+
+const latest = () => FakeSocket.all[FakeSocket.all.length - 1];
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+// A client on the fakes.
+function client(options) {
+  return createClient(
+    Object.assign(
+      {
+        url: "ws://test/ws/pushgateway/",
+        positionsUrl: "/pushgateway/positions/",
+        WebSocket: FakeSocket,
+        fetch: (url) => server.fetch(url),
+        random: () => 0.5,
+      },
+      options
+    )
+  );
+}
+
+// A window whose document holds the configuration {% pushgateway_script %} renders (`config`
+// as the JSON text of #pushgateway-config, or no such element when it is undefined).
+function fakeWindow(config) {
+  const doc = new EventTarget();
+  doc.visibilityState = "visible";
+  doc.getElementById = (id) =>
+    id === "pushgateway-config" && config !== undefined ? {textContent: JSON.stringify(config)} : null;
+  const win = new EventTarget();
+  win.document = doc;
+  return win;
+}
+
+// A callback that records its calls.
+function recorder() {
+  const calls = [];
+  const callback = (event) => calls.push(event);
+  callback.calls = calls;
+  callback.reasons = () => calls.map((c) => c.reason);
+  return callback;
+}
+
+// A client with one subscription, connected and confirmed by the server.
+function subscribed(channel, options, subscribeOptions) {
+  const pg = client(Object.assign({positions: {[channel]: server.position(channel)}}, options));
+  const cb = recorder();
+  pg.subscribe(channel, cb, subscribeOptions);
+  latest().open();
+  latest().confirmAll();
+  return {pg, cb};
+}
+
+// Runs `fn` with console[method] silenced (for what the module warns about) and returns what
+// it returns; when that is a promise, the console is restored once it settles.
+function quietly(method, fn) {
+  const original = console[method];
+  const restore = () => (console[method] = original);
+  console[method] = () => {};
+  let result;
+  try {
+    result = fn();
+  } catch (error) {
+    restore();
+    throw error;
+  }
+  if (result instanceof Promise) return result.finally(restore);
+  restore();
+  return result;
+}
+
+// Fresh fakes and fake timers (setTimeout and Date, from a fixed moment) around every test of
+// the calling file.
+function useFakes() {
+  beforeEach(() => {
+    FakeSocket.all = [];
+    server.reset();
+    mock.timers.enable({apis: ["setTimeout", "Date"], now: 1_000_000});
+  });
+  afterEach(() => mock.timers.reset());
+}
+
+module.exports = {
+  START,
+  FakeServer,
+  FakeSocket,
+  server,
+  latest,
+  settle,
+  client,
+  fakeWindow,
+  recorder,
+  subscribed,
+  quietly,
+  useFakes,
+};

@@ -1,0 +1,176 @@
+// Positions: what the page knows of each channel, and when a frame means it missed something.
+"use strict";
+const {test, mock} = require("node:test");
+const assert = require("node:assert/strict");
+const {createEnv, createChannel} = require("../../static/js/pushgateway.js")._internals;
+const {START, server, latest, client, recorder, subscribed, useFakes} = require("./fakes.js");
+
+useFakes();
+
+test("a rendered page that missed nothing makes no callback; one that did resyncs once", () => {
+  server.publish("quiet");
+  server.publish("busy");
+  const rendered = {quiet: server.position("quiet"), busy: server.position("busy")};
+  server.publish("busy"); // saved after the render, before the subscription
+  const pg = client({positions: rendered});
+  const quiet = recorder();
+  const busy = recorder();
+  pg.subscribe("quiet", quiet);
+  pg.subscribe("busy", busy);
+  latest().open();
+  latest().confirmAll();
+  mock.timers.tick(60000);
+  assert.deepEqual(quiet.calls, []);
+  assert.deepEqual(busy.calls, [{channel: "busy", reason: "resync", data: null, count: 1}]);
+});
+
+test("a page rendered without a position resyncs once on its first confirmation", () => {
+  const pg = client();
+  const cb = recorder();
+  pg.subscribe("a", cb);
+  latest().open();
+  latest().confirmAll();
+  assert.deepEqual(cb.reasons(), ["resync"]);
+  mock.timers.tick(60000);
+  assert.deepEqual(cb.reasons(), ["resync"]);
+});
+
+test("positions: a hint seen already is dropped, a gap or a new epoch is a resync", () => {
+  const {cb} = subscribed("a", {throttle: 0});
+  const first = latest().message("a", 1);
+  latest().deliver({type: "message", channel: "a", id: "again", data: 1, position: first});
+  mock.timers.tick(1);
+  assert.deepEqual(cb.reasons(), ["message"]);
+
+  server.publish("a"); // lost on the way
+  latest().message("a", 3);
+  mock.timers.tick(1);
+  assert.deepEqual(cb.calls.at(-1), {channel: "a", reason: "resync", data: 3, count: 1});
+
+  // The server's store forgot the channel: a new epoch cannot be compared.
+  server.positions.a = START;
+  latest().message("a", 4);
+  mock.timers.tick(1);
+  assert.deepEqual(cb.reasons(), ["message", "resync", "resync"]);
+  latest().message("a", 5);
+  mock.timers.tick(1);
+  assert.deepEqual(cb.reasons(), ["message", "resync", "resync", "message"]);
+});
+
+test("after a reconnect only the channels that moved meanwhile resync", () => {
+  const pg = client({throttle: 0, positions: {a: START, b: START, c: START}});
+  const calls = {a: recorder(), b: recorder(), c: recorder()};
+  pg.subscribe("a", calls.a);
+  pg.subscribe("b", calls.b, {token: "t"});
+  pg.subscribe("c", calls.c);
+  latest().open();
+  latest().confirmAll();
+  latest().message("a", 1);
+
+  latest().drop();
+  server.publish("c"); // while the page was away
+  mock.timers.tick(1000);
+  latest().open();
+  assert.deepEqual(latest().sent, [
+    {type: "subscribe", channel: "a", since: {epoch: "e1", seq: 1}},
+    {type: "subscribe", channel: "b", since: START, token: "t"},
+    {type: "subscribe", channel: "c", since: START},
+  ]);
+  latest().confirmAll();
+  assert.deepEqual(calls.a.reasons(), ["message"]);
+  assert.deepEqual(calls.b.reasons(), []);
+  assert.deepEqual(calls.c.reasons(), ["resync"]);
+});
+
+test("after a very long absence a page cannot trust an idle channel's position", () => {
+  const pg = client({positions: {a: START}, positionTtl: 60000, pollDown: 0});
+  const cb = recorder();
+  pg.subscribe("a", cb);
+  latest().open();
+  latest().confirmAll();
+  latest().drop();
+  mock.timers.tick(120000); // the laptop slept; the server may have forgotten the channel
+  latest().open();
+  assert.deepEqual(latest().subscribes(), [{type: "subscribe", channel: "a"}]);
+  latest().confirmAll();
+  assert.deepEqual(cb.reasons(), ["resync"]);
+});
+
+test("a resync from the server waits for hints on their way, and is dropped when they arrive", () => {
+  const {cb} = subscribed("a", {throttle: 0});
+  const next = {epoch: "e1", seq: 1};
+  latest().deliver({type: "resync", channel: "a", position: next}); // overtook the hint
+  latest().message("a", "the hint");
+  mock.timers.tick(1000);
+  assert.deepEqual(cb.reasons(), ["message"]);
+
+  server.publish("a"); // really lost
+  latest().deliver({type: "resync", channel: "a", position: server.position("a")});
+  mock.timers.tick(499);
+  assert.deepEqual(cb.reasons(), ["message"]);
+  mock.timers.tick(1);
+  assert.deepEqual(cb.reasons(), ["message", "resync"]);
+  latest().deliver({type: "resync", channel: "a", position: server.position("a")}); // known
+  mock.timers.tick(1000);
+  assert.deepEqual(cb.reasons(), ["message", "resync"]);
+});
+
+test("hints caused by this page's own requests do not call it back", () => {
+  const {pg, cb} = subscribed("a", {throttle: 0});
+  const own = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: own, client: pg.clientId});
+  const other = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "2", data: 2, position: other, client: "someone"});
+  mock.timers.tick(1);
+  assert.deepEqual(cb.calls, [{channel: "a", reason: "message", data: 2, count: 1}]);
+
+  server.publish("a"); // lost
+  const mine = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "4", data: 4, position: mine, client: pg.clientId});
+  mock.timers.tick(1);
+  assert.deepEqual(cb.reasons(), ["message", "resync"]); // a gap before our own hint is news
+});
+
+test("a page can opt out of skipping its own hints", () => {
+  const {pg, cb} = subscribed("a", {throttle: 0, ignoreOwn: false});
+  const own = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: own, client: pg.clientId});
+  assert.deepEqual(cb.reasons(), ["message"]);
+});
+
+test("createChannel alone: what each confirmation, hint and server resync means for the page", () => {
+  const resets = [];
+  const ctx = {
+    channels: new Map(),
+    time: createEnv({}),
+    config: {resyncGrace: 500},
+    poller: {reset: (channel) => resets.push(channel.live)},
+  };
+  const channel = createChannel("a", {position: {epoch: "e1", seq: 3}}, ctx);
+  ctx.channels.set("a", channel);
+  const calls = [];
+  channel.subscriptions.add({push: (reason, data) => calls.push([reason, data])});
+  const at = (seq, epoch = "e1") => ({epoch, seq});
+
+  channel.confirmed(at(3)); // the page knows where the server is
+  assert.deepEqual([calls, resets, channel.live], [[], [true], true]);
+  channel.message(at(4), "next");
+  channel.message(at(4), "again"); // seen already
+  channel.message(at(6), "gap");
+  channel.message(at(7), "mine", true); // the page's own, right after what it knew
+  channel.message(at(9), "mine after a gap", true);
+  assert.deepEqual(calls, [["message", "next"], ["resync", "gap"], ["resync", "mine after a gap"]]);
+
+  calls.length = 0;
+  channel.resync(at(9)); // where the page is already
+  channel.resync(at(10)); // waits resyncGrace for the hint on its way
+  mock.timers.tick(499);
+  assert.deepEqual(calls, []);
+  mock.timers.tick(1);
+  assert.deepEqual([calls, channel.position], [[["resync", null]], at(10)]);
+
+  calls.length = 0;
+  channel.confirmed(at(1, "e2")); // a new epoch: the page cannot compare
+  channel.confirmed(undefined); // no position: it cannot tell
+  assert.deepEqual(calls, [["resync", null], ["resync", null]]);
+});

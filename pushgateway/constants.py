@@ -95,9 +95,14 @@ MAX_POSITIONS_PER_REQUEST = 100
 #: Unsent bytes a socket may hold before it is closed as too slow (about 1,500 hints).
 MAX_PENDING_BYTES = 256 * 1024
 
+#: The code the browser module closes its own socket with when no pong came in time.
+NO_PONG_CLOSE = 4000
+
 # Where the browser finds the server (channels_app.urls and channels_app.routing).
 WEBSOCKET_PATH = "/ws/pushgateway/"
 POSITIONS_PATH = "/pushgateway/positions/"
+#: The id of the element {% pushgateway_script %} renders the browser's configuration into.
+CONFIG_ELEMENT_ID = "pushgateway-config"
 
 # How a page's requests say which page made them, so the hints they cause skip that page.
 CLIENT_HEADER = "X-PushGateway-Client"
@@ -124,11 +129,13 @@ def browser_facts() -> dict[str, Any]:
         "version": VERSION,
         "closeCodes": {code.name: code.value for code in CloseCode},
         "policyCloses": [code.value for code in POLICY_CLOSES],
+        "noPongClose": NO_PONG_CLOSE,
         "errorCodes": {code.name: code.value for code in ErrorCode},
         "channelPattern": CHANNEL_PATTERN,
         "maxPositionsPerRequest": MAX_POSITIONS_PER_REQUEST,
         "clientHeader": CLIENT_HEADER,
         "clientField": CLIENT_FIELD,
+        "configElement": CONFIG_ELEMENT_ID,
         "bayeuxDot": BAYEUX_DOT,
         "defaults": CLIENT_DEFAULTS,
     }

@@ -6,7 +6,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, json_script
 
 from ..backends import get_backend
-from ..constants import CLIENT_DEFAULTS, CLIENT_FIELD
+from ..constants import CLIENT_DEFAULTS, CLIENT_FIELD, CONFIG_ELEMENT_ID
 from ..pages import ATTRIBUTE
 
 register = template.Library()
@@ -43,7 +43,7 @@ def pushgateway_script(context, **overrides):
         config.update(page.client_config())
     return format_html(
         '{}\n<script src="{}" defer></script>',
-        json_script(config, "pushgateway-config"),
+        json_script(config, CONFIG_ELEMENT_ID),
         static("pushgateway/pushgateway.js"),
     )
 

@@ -101,6 +101,8 @@ export interface Facts {
   closeCodes: Readonly<Record<string, number>>;
   /** Closes after which the client waits its longest backoff. */
   policyCloses: readonly number[];
+  /** The code the client closes its own socket with when no pong came in time. */
+  noPongClose: number;
   /** The `code` of an error frame, by name. */
   errorCodes: Readonly<Record<string, string>>;
   /** What a channel name matches (a regular expression's source, without anchors). */
@@ -109,6 +111,8 @@ export interface Facts {
   maxPositionsPerRequest: number;
   clientHeader: string;
   clientField: string;
+  /** The id of the element the template tag renders the configuration into. */
+  configElement: string;
   /** What a "." in a channel name becomes in its Bayeux (Faye) name. */
   bayeuxDot: string;
   /** The browser's defaults that {% pushgateway_script %} may override. */

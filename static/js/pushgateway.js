@@ -55,6 +55,7 @@
     version: 2,
     closeCodes: {POLICY_VIOLATION: 4008, MESSAGE_TOO_BIG: 4009, TRY_AGAIN_LATER: 4013},
     policyCloses: [4008, 4009],
+    noPongClose: 4000,
     errorCodes: {
       INVALID_JSON: "invalid_json",
       INVALID_FRAME: "invalid_frame",
@@ -73,6 +74,7 @@
     maxPositionsPerRequest: 100,
     clientHeader: "X-PushGateway-Client",
     clientField: "pushgateway_client",
+    configElement: "pushgateway-config",
     bayeuxDot: "~",
     defaults: {
       url: "/ws/pushgateway/",
@@ -530,7 +532,7 @@
     let socket = null; // the current socket: events of an earlier one are ignored
     let isOpen = false;
     const send = (frame) => isOpen && socket.send(JSON.stringify(frame));
-    const dead = () => socket && socket.close(4000, "no pong");
+    const dead = () => socket && socket.close(FACTS.noPongClose, "no pong");
     const heartbeat = createHeartbeat(ctx.time, ctx.config, send, dead);
     function connect() {
       const ws = newSocket(ctx.time, ctx.config.url);
@@ -936,13 +938,13 @@
 
   // The configuration {% pushgateway_script %} rendered into `doc`, or {} where there is none.
   function renderedConfig(doc) {
-    const node = doc && doc.getElementById ? doc.getElementById("pushgateway-config") : null;
+    const node = doc && doc.getElementById ? doc.getElementById(FACTS.configElement) : null;
     if (!node) return {};
     try {
       const config = JSON.parse(node.textContent);
       return config !== null && typeof config === "object" ? config : {};
     } catch (error) {
-      console.error("PushGateway: #pushgateway-config is not valid JSON", error);
+      console.error("PushGateway: #" + FACTS.configElement + " is not valid JSON", error);
       return {};
     }
   }

@@ -46,6 +46,7 @@ def test_the_browser_module_runs_with_the_python_facts():
     "fact",
     [
         *(str(code.value) for code in CloseCode),
+        f'"{constants.CONFIG_ELEMENT_ID}"',
         *(f'"{code.value}"' for code in ErrorCode),
         *(f'"{name}"' for name in (constants.CLIENT_HEADER, constants.CLIENT_FIELD)),
         *(f'"{path}"' for path in (constants.WEBSOCKET_PATH, constants.POSITIONS_PATH)),
@@ -55,6 +56,17 @@ def test_the_browser_module_runs_with_the_python_facts():
 )
 def test_no_fact_is_written_out_again_in_the_browser_module(fact):
     assert fact not in outside_the_table(SOURCE)
+
+
+def test_the_typescript_declarations_name_the_python_values():
+    declarations = (BROWSER_MODULE.parent / "pushgateway.d.ts").read_text()
+    declared = dict(re.findall(r'declare const (CLIENT_\w+): "([^"]*)"', declarations))
+    assert declared == {
+        "CLIENT_HEADER": constants.CLIENT_HEADER,
+        "CLIENT_FIELD": constants.CLIENT_FIELD,
+    }
+    facts = re.search(r"interface Facts \{(.*?)\n\}", declarations, re.S)[1]
+    assert set(re.findall(r"^  (\w+)\??:", facts, re.M)) == set(constants.browser_facts())
 
 
 def test_error_codes_are_each_an_error_or_a_refusal_once():

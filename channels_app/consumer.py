@@ -14,9 +14,6 @@ import logging
 import time
 import types
 from collections import deque
-from urllib.parse import urlparse
-
-from channels.security.websocket import AllowedHostsOriginValidator
 
 from pushgateway.backends import get_backend
 from pushgateway.constants import MAX_PENDING_BYTES, CloseCode
@@ -25,6 +22,7 @@ from pushgateway.tokens import check_token
 
 from .adapters import daphne_transport, pending_bytes
 from .hub import get_hub
+from .origins import origin_allowed, scope_origin
 
 logger = logging.getLogger("pushgateway.consumer")
 
@@ -34,21 +32,6 @@ def resume(coroutine, waiting_on):
     """Go on with a coroutine that was started by hand and yielded `waiting_on`."""
     yield waiting_on
     return (yield from coroutine)
-
-
-def origin_allowed(origin: str | None) -> bool:
-    """Whether an Origin header value matches ALLOWED_HOSTS, as Channels'
-    AllowedHostsOriginValidator decides (it refuses a missing Origin)."""
-    try:
-        parsed = urlparse(origin) if origin is not None else None
-    except ValueError:
-        return False
-    return AllowedHostsOriginValidator(None).valid_origin(parsed)
-
-
-def scope_origin(scope) -> str | None:
-    origin = next((value for name, value in scope["headers"] if name == b"origin"), None)
-    return origin.decode("latin1") if origin is not None else None
 
 
 class PushGatewayConsumer:

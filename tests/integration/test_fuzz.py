@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from channels_app.grip import encode_events, parse_events
+from channels_app.websocket_events import encode_events, parse_events
 from pushgateway import protocol
 from pushgateway.constants import ErrorCode
 from pushgateway.protocol import Position, Session, TokenBucket

@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from channels_app.grip import encode_events
+from channels_app.websocket_events import encode_events
 from tests.support.grip import GRIP, sig
 from tests.support.servers import manage, recv_json, run_python, subscribe
 

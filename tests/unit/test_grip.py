@@ -1,12 +1,27 @@
 """The WebSocket-over-HTTP endpoint: events in, the same protocol out, Grip-Sig required."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 import pushgateway
-from channels_app.grip import encode_events, parse_events
+from channels_app.websocket_events import encode_events, parse_events
 from tests.support.grip import GRIP, sig
+from tests.support.servers import ROOT, project_env
+
+# What a project has without the `fanout` extra: none of its packages can be imported.
+WITHOUT_FANOUT_EXTRA = """
+import sys
+
+class WithoutFanoutExtra:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("jwt", "gripcontrol", "pubcontrol", "urllib3"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, WithoutFanoutExtra())
+"""
 
 
 @pytest.fixture
@@ -216,3 +231,24 @@ def test_events_after_a_close_get_no_answer(post):
     events = parse_events(response.content)
     assert events[-1] == ("CLOSE", (4008).to_bytes(2, "big"))
     assert b"late" not in response.content and response["Set-Meta-Subs"] == ""
+
+
+def test_a_project_without_the_fanout_extra_can_include_the_http_routes():
+    # README installs [redis,daphne] and includes channels_app.urls (with the GRIP view).
+    script = WITHOUT_FANOUT_EXTRA + (
+        "import django; django.setup()\n"
+        "from django.core.management import call_command\n"
+        "from django.urls import include, path\n"
+        "include('channels_app.urls')\n"
+        "call_command('check')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout

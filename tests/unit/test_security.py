@@ -14,7 +14,7 @@ from django.core import signing
 from django.test import override_settings
 
 import pushgateway
-from channels_app.grip import verification_key, verify_grip_sig
+from channels_app.gripsig import verification_key, verify_grip_sig
 from demo.models import Comment, Event
 from pushgateway.registry import is_registered
 from pushgateway.tokens import check_token

@@ -24,7 +24,8 @@ http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django
 
 
 # Marked as a coroutine function so that servers which inspect the application (uvicorn,
-# hypercorn on Python 3.12+) take it for ASGI 3; calling it returns the chosen coroutine.
+# hypercorn on Python 3.12+, daphne through asgiref's guarantee_single_callable) take it for
+# ASGI 3 as it is; calling it returns the chosen coroutine.
 @markcoroutinefunction
 def application(scope, receive, send):
     """Route by scope, returning the chosen application's coroutine.
@@ -38,6 +39,3 @@ def application(scope, receive, send):
         tuning.socket_opened()
         return pushgateway_socket(scope, receive, send)
     return WebsocketDenier()(scope, receive, send)
-
-
-application._asgi_single_callable = True

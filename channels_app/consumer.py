@@ -12,26 +12,20 @@ import asyncio
 import contextlib
 import logging
 import time
-import types
 from collections import deque
 
+from asgiref.sync import markcoroutinefunction
+
+from pushgateway.adapters import daphne_transport, pending_bytes, start_send_coroutine
 from pushgateway.backends import get_backend
 from pushgateway.constants import MAX_PENDING_BYTES, CloseCode
 from pushgateway.protocol import Reply, Session, TokenBucket, subscribed_frame
 from pushgateway.tokens import check_token
 
-from .adapters import daphne_transport, pending_bytes
 from .hub import get_hub
 from .origins import origin_allowed, scope_origin
 
 logger = logging.getLogger("pushgateway.consumer")
-
-
-@types.coroutine
-def resume(coroutine, waiting_on):
-    """Go on with a coroutine that was started by hand and yielded `waiting_on`."""
-    yield waiting_on
-    return (yield from coroutine)
 
 
 class PushGatewayConsumer:
@@ -44,10 +38,12 @@ class PushGatewayConsumer:
         """The ASGI application for URLRouter or a dispatcher of your own."""
 
         # A plain function returning the coroutine: one coroutine frame per socket, not two.
+        # Marked as a coroutine function so that servers (and asgiref's guarantee_single_
+        # callable, which daphne uses) take it for an ASGI 3 application as it is.
+        @markcoroutinefunction
         def app(scope, receive, send):
             return cls()(scope, receive, send)
 
-        app._asgi_single_callable = True
         app.consumer_class = cls
         return app
 
@@ -154,19 +150,17 @@ class PushGatewayConsumer:
             return
         if self.transport is not None and pending_bytes(self.transport) > MAX_PENDING_BYTES:
             return self.too_slow()
-        sending = self.send(message)
         try:
-            waiting_on = sending.send(None)
-        except StopIteration:
-            return  # written
+            waiting = start_send_coroutine(self.send(message))
         except (OSError, RuntimeError):
             # The page closed the connection while this frame was on its way (daphne raises
             # autobahn's Disconnected, a RuntimeError; other servers may raise an OSError):
             # its disconnect event comes next. Normal, not an error.
             self.closing = True
             return
-        self.backlog, self.backlog_bytes = deque(), 0
-        asyncio.ensure_future(self.drain(resume(sending, waiting_on)))
+        if waiting is not None:  # the server waits for the client: later frames queue
+            self.backlog, self.backlog_bytes = deque(), 0
+            asyncio.ensure_future(self.drain(waiting))
 
     async def drain(self, sending) -> None:
         try:

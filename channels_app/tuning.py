@@ -13,7 +13,7 @@ Two costs that grow with the number of open sockets and buy nothing:
 - **Debug lines formatted and thrown away.** autobahn pretty-prints its configuration for
   a debug log line on every connection, before the logger decides to drop it (about 4 % of
   a connect's CPU). ``lazy_autobahn_debug_formatting`` makes that formatting happen only if
-  the line is really written; ``channels_app.adapters`` holds the private part.
+  the line is really written; ``pushgateway.adapters`` holds the private part.
 
 ``apply()`` turns on what ``PUSHGATEWAY_TUNING`` names: ``all`` (the default), ``off``, or
 a comma list of ``gc`` and ``autobahn``. Measured effects are in docs/benchmarks.md.
@@ -185,7 +185,7 @@ def apply(knobs: str | None = None) -> set[str]:
         socket_gc = SocketGc()
         socket_gc.install()
     if "autobahn" in wanted:
-        from .adapters import lazy_autobahn_debug_formatting
+        from pushgateway.adapters import lazy_autobahn_debug_formatting
 
         lazy_autobahn_debug_formatting()
     return wanted

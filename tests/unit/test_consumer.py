@@ -12,10 +12,12 @@ from channels.testing import WebsocketCommunicator
 import pushgateway
 from channels_app import hub as hub_module
 from channels_app.asgi import application
+from channels_app.consumer import PushGatewayConsumer
 from channels_app.hub import get_hub
+from channels_app.routing import pushgateway_socket
 from pushgateway import constants, protocol
 from pushgateway.backends import get_backend
-from pushgateway.constants import ErrorCode
+from pushgateway.constants import WEBSOCKET_PATH, ErrorCode
 from tests.support.sockets import ORIGIN, connect, receive, send, subscribe
 
 
@@ -311,3 +313,14 @@ async def test_answers_count_toward_the_slow_reader_cap(monkeypatch):
     transport.pending = consumer.MAX_PENDING_BYTES + 1  # the pongs pile up unread
     await socket.send_to(text_data='{"type": "ping"}')
     assert await socket.receive_output(timeout=2) == {"type": "websocket.close", "code": 4013}
+
+
+@pytest.mark.parametrize("app", [application, pushgateway_socket], ids=["asgi", "routing"])
+def test_an_open_socket_keeps_one_coroutine_alive_the_consumers_own(app):
+    # Idle sockets cost memory: no router's or wrapper's coroutine awaits the consumer's.
+    scope = {"type": "websocket", "path": WEBSOCKET_PATH, "headers": []}
+    coroutine = app(scope, None, None)
+    try:
+        assert coroutine.cr_code is PushGatewayConsumer.__call__.__code__
+    finally:
+        coroutine.close()

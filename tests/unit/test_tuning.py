@@ -1,15 +1,12 @@
-"""Server tuning (channels_app.tuning) and the private-API adapter it relies on."""
+"""Server tuning (channels_app.tuning); the autobahn adapter it uses is checked in
+tests/integration/test_server_adapters.py."""
 
 import asyncio
 import gc
-import inspect
-import sys
 
 import pytest
-from autobahn.websocket import protocol as autobahn_protocol
 
-from channels_app import adapters, tuning
-from channels_app.asgi import application
+from channels_app import tuning
 
 
 @pytest.fixture
@@ -19,47 +16,6 @@ def thawed():
     gc.collect()  # no garbage of earlier tests for a thaw to find
     yield
     gc.unfreeze()
-
-
-def test_application_is_detected_as_asgi3_by_servers_that_inspect_it():
-    # uvicorn (before Python 3.14) asks asyncio; hypercorn and uvicorn 3.14+ ask inspect,
-    # which honours asgiref's marker from Python 3.12 on.
-    assert asyncio.iscoroutinefunction(application)
-    if sys.version_info >= (3, 12):
-        assert inspect.iscoroutinefunction(application)
-    assert application._asgi_single_callable  # daphne: called with (scope, receive, send)
-
-
-def test_autobahn_still_pretty_prints_debug_lines_where_the_adapter_expects():
-    # The adapter relies on these functions calling the module-level pformat() only to
-    # build a debug line; if autobahn changes that, the adapter must be revisited.
-    assert hasattr(autobahn_protocol, "pformat")
-    for name in adapters.AUTOBAHN_LOG_ONLY_PFORMAT:
-        owner = next(
-            cls
-            for cls in (
-                autobahn_protocol.WebSocketProtocol,
-                autobahn_protocol.WebSocketClientProtocol,
-            )
-            if name in vars(cls)
-        )
-        source = inspect.getsource(vars(owner)[name])
-        assert "pformat(" in source, name
-        debug_call = source[: source.index("pformat(")][-300:]
-        assert "self.log.debug(" in debug_call, name
-
-
-def test_autobahn_debug_formatting_is_skipped_only_for_debug_lines():
-    assert adapters.lazy_autobahn_debug_formatting()
-    lazy = autobahn_protocol.pformat
-    assert lazy.lazy_for is not None
-
-    def _connectionMade():  # noqa: N802 (named like autobahn's caller)
-        return lazy([("option", 1)])
-
-    assert _connectionMade() == ""  # txaio logs at info: the line would be dropped
-    assert lazy([("option", 1)]) == "[('option', 1)]"  # any other caller: real pformat
-    assert str(autobahn_protocol.Timings()) == "{}"
 
 
 async def test_socket_gc_freezes_after_a_burst_settles(thawed):

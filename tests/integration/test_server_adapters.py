@@ -1,0 +1,268 @@
+"""Contract tests of pushgateway.adapters' server parts against the installed libraries.
+
+Each adapter relies on something its library does not promise: where autobahn formats its
+debug lines, daphne's Twisted transport, a server's `send` being a coroutine. These tests
+fail when a release changes that, instead of the adapter breaking silently. The servers run
+for real, serving tests/support/server_probe.py; so does the detection of the ASGI 3
+interface, which the applications get through asgiref's public coroutine marker.
+"""
+
+import asyncio
+import inspect
+import json
+import socket
+import sys
+from collections import deque
+
+import daphne.cli
+import pytest
+from asgiref.compatibility import guarantee_single_callable
+from autobahn.websocket import protocol as autobahn_protocol
+from uvicorn import Config
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.uri import parse_uri
+
+from channels_app.asgi import application
+from channels_app.routing import pushgateway_socket
+from pushgateway import adapters
+from tests.support import server_probe
+from tests.support.servers import (
+    PYTHON,
+    Daphne,
+    Process,
+    free_port,
+    project_env,
+    recv_json,
+    run_python,
+    subscribe,
+)
+
+PROBE = "tests.support.server_probe:application"
+SERVERS = {
+    "daphne": [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", PROBE],
+    "uvicorn": [
+        *[PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}"],
+        *["--ws", "websockets-sansio", PROBE],
+    ],
+}
+
+
+# autobahn: lazy_autobahn_debug_formatting
+
+
+def test_autobahn_still_pretty_prints_debug_lines_where_the_adapter_expects():
+    # The adapter relies on these functions calling the module-level pformat() only to
+    # build a debug line; if autobahn changes that, the adapter must be revisited.
+    assert hasattr(autobahn_protocol, "pformat")
+    for name in adapters.AUTOBAHN_LOG_ONLY_PFORMAT:
+        owner = next(
+            cls
+            for cls in (
+                autobahn_protocol.WebSocketProtocol,
+                autobahn_protocol.WebSocketClientProtocol,
+            )
+            if name in vars(cls)
+        )
+        source = inspect.getsource(vars(owner)[name])
+        assert "pformat(" in source, name
+        debug_call = source[: source.index("pformat(")][-300:]
+        assert "self.log.debug(" in debug_call, name
+
+
+def test_autobahn_debug_formatting_is_skipped_only_for_debug_lines():
+    assert adapters.lazy_autobahn_debug_formatting()
+    lazy = autobahn_protocol.pformat
+    assert lazy.lazy_for is not None
+
+    def _connectionMade():  # noqa: N802 (named like autobahn's caller)
+        return lazy([("option", 1)])
+
+    assert _connectionMade() == ""  # txaio logs at info: the line would be dropped
+    assert lazy([("option", 1)]) == "[('option', 1)]"  # any other caller: real pformat
+    assert str(autobahn_protocol.Timings()) == "{}"
+
+
+# The ASGI 3 interface, detected without a wrapper (no adapter: asgiref's public marker)
+
+
+@pytest.mark.parametrize("app", [application, pushgateway_socket], ids=["asgi", "routing"])
+def test_servers_take_the_applications_for_asgi3_as_they_are(app):
+    # daphne (and Channels' test communicators) go through asgiref's compatibility check:
+    # a double-callable application would get a wrapper coroutine per socket.
+    assert daphne.cli.guarantee_single_callable is guarantee_single_callable
+    assert guarantee_single_callable(app) is app
+    config = Config(app=app, lifespan="off")  # uvicorn asks asyncio (inspect from 3.14)
+    config.load()
+    assert config.interface == "asgi3"
+    if sys.version_info >= (3, 12):  # hypercorn asks inspect, which honours the marker
+        hypercorn = pytest.importorskip("hypercorn.utils", reason="comes with the bench extra")
+        assert hypercorn.is_asgi(app)
+
+
+# daphne's Twisted transport and the servers' `send` coroutine, under the real servers
+
+
+@pytest.fixture
+def serve_probe(log_dir):
+    """Start tests/support/server_probe.py under a server named in SERVERS; its port."""
+    started = []
+
+    def start(server: str) -> int:
+        port = free_port()
+        args = [arg.format(port=port) for arg in SERVERS[server]]
+        process = Process(f"probe-{server}-{port}", args, log_dir, project_env())
+        started.append(process)
+        process.wait_for_port(port)
+        return port
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+class Client:
+    """A WebSocket client that reads only when told to (websockets' sans-I/O protocol over
+    a plain socket with a small receive buffer), so a server sees a client stop reading."""
+
+    def __init__(self, port: int, receive_buffer: int = 4096):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(30)
+        self.sock.connect(("127.0.0.1", port))
+        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/"), max_size=None)
+        self.protocol.send_request(self.protocol.connect())
+        self.events = deque()
+        self.flush()
+        while not self.events:
+            self.read()
+        assert self.events.popleft().status_code == 101
+
+    def flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            self.sock.sendall(data)
+
+    def read(self) -> None:
+        self.protocol.receive_data(self.sock.recv(1 << 20))
+        self.events.extend(self.protocol.events_received())
+        self.flush()  # pongs
+
+    def send(self, text: str) -> None:
+        self.protocol.send_text(text.encode())
+        self.flush()
+
+    def recv(self) -> str:
+        """The next text frame."""
+        while True:
+            while not self.events:
+                self.read()
+            frame = self.events.popleft()
+            if frame.opcode == Opcode.TEXT:
+                return frame.data.decode()
+
+    def probe(self, name: str) -> dict:
+        self.send(name)
+        return json.loads(self.recv())
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.servers
+def test_daphne_transport_counts_what_twisted_has_not_written_yet(serve_probe):
+    client = Client(serve_probe("daphne"), receive_buffer=1 << 20)
+    try:
+        client.send("transport")
+        assert client.recv() == "x" * server_probe.BIG_FRAME
+        report = json.loads(client.recv())
+        assert report["transport"] == "twisted.internet.tcp.Server"
+        # daphne's send writes to Twisted's buffer at once: the consumer steps it once.
+        assert report["finished_on_first_step"]
+        assert report["before"] == 0
+        assert report["held"] >= server_probe.BIG_FRAME  # written, not yet flushed
+        assert client.probe("drained") == {"pending": 0}  # read by the client: none held
+    finally:
+        client.close()
+
+
+@pytest.mark.servers
+def test_no_daphne_transport_is_found_under_another_server(serve_probe):
+    client = Client(serve_probe("uvicorn"))
+    try:
+        assert client.probe("transport") == {"transport": None}
+    finally:
+        client.close()
+
+
+@pytest.mark.servers
+def test_a_uvicorn_send_that_waits_goes_on_in_order_once_the_client_reads(serve_probe):
+    client = Client(serve_probe("uvicorn"))
+    try:
+        client.send("stall")
+        # The server fills the socket's buffers and its send waits; reading lets it go on.
+        frames = []
+        while not (frame := client.recv()).startswith("{"):
+            frames.append(int(frame[:6]))
+        report = json.loads(frame)
+        assert report["waited"], report
+        assert frames == list(range(report["sent"]))  # the one that waited came last
+        assert report["sent"] < server_probe.MAX_STALL_FRAMES
+    finally:
+        client.close()
+
+
+class Granian(Daphne):
+    """The project under granian, whose `send` returns a future rather than a coroutine."""
+
+    name = "granian"
+
+    def command(self) -> list[str]:
+        args = [PYTHON, "-m", "granian", "--interface", "asgi", "--host", "127.0.0.1"]
+        return [*args, "--port", str(self.port), "channels_app.asgi:application"]
+
+
+@pytest.mark.servers
+def test_hints_reach_a_socket_under_granian_whose_send_is_no_coroutine(redis, start_daphne):
+    pytest.importorskip("granian", reason="granian comes with the bench extra")
+    granian = start_daphne(redis.url, server=Granian)
+    with granian.connect() as ws:
+        subscribe(ws, "granian")
+        publish = "import pushgateway\nfor n in range(3): pushgateway.publish('granian', n)"
+        assert run_python(publish, redis.url).returncode == 0
+        assert [recv_json(ws)["data"] for _ in range(3)] == [0, 1, 2]
+        ws.send('{"type": "ping"}')  # an answer takes the same way
+        assert recv_json(ws) == {"type": "pong"}
+    assert "send to one socket failed" not in granian.process.log()
+
+
+async def test_a_send_that_finishes_at_once_needs_no_task():
+    written = []
+
+    async def send(message):
+        written.append(message)
+
+    assert adapters.start_send_coroutine(send("hint")) is None
+    assert written == ["hint"]
+
+
+async def test_a_send_that_waits_is_resumed_by_whoever_awaits_it():
+    ready = asyncio.Event()
+    written = []
+
+    async def send(message):
+        await ready.wait()
+        written.append(message)
+        return "done"
+
+    waiting = adapters.start_send_coroutine(send("hint"))
+    assert waiting is not None and written == []
+    task = asyncio.ensure_future(waiting)
+    await asyncio.sleep(0.01)
+    assert not task.done()
+    ready.set()
+    assert await task == "done" and written == ["hint"]
+
+
+async def test_an_awaitable_that_is_no_coroutine_is_handed_back_to_wait_on():
+    future = asyncio.get_running_loop().create_future()  # what granian's send is like
+    assert adapters.start_send_coroutine(future) is future

@@ -1,0 +1,73 @@
+"""An ASGI application that reports what pushgateway.adapters find under a real server.
+
+tests/integration/test_server_adapters.py serves it with daphne and with uvicorn. A
+WebSocket client sends the name of a probe as a text frame; the application runs the probe
+with the server's own `send` and answers with a JSON report.
+"""
+
+import asyncio
+import json
+
+from pushgateway.adapters import daphne_transport, pending_bytes, start_send_coroutine
+
+BIG_FRAME = 200_000  # bytes: more than one write to the kernel takes
+STALL_FRAME = 65_536  # bytes per frame while the client does not read
+MAX_STALL_FRAMES = 2_000  # 128 MiB: far more than a stalled client's buffers hold
+
+
+def text(content: str) -> dict:
+    return {"type": "websocket.send", "text": content}
+
+
+async def transport(send) -> dict:
+    """What daphne_transport finds, and what pending_bytes counts around one big write."""
+    found = daphne_transport(send)
+    if found is None:
+        return {"transport": None}
+    before = pending_bytes(found)
+    waiting = start_send_coroutine(send(text("x" * BIG_FRAME)))
+    return {
+        "transport": type(found).__module__ + "." + type(found).__qualname__,
+        "before": before,
+        "held": pending_bytes(found),
+        "finished_on_first_step": waiting is None,
+    }
+
+
+async def drained(send) -> dict:
+    """pending_bytes once the client has read everything (it waits for the write)."""
+    found = daphne_transport(send)
+    for _ in range(250):
+        if pending_bytes(found) == 0:
+            break
+        await asyncio.sleep(0.02)
+    return {"pending": pending_bytes(found)}
+
+
+async def stall(send) -> dict:
+    """Numbered frames through start_send_coroutine until the server makes one wait (the
+    client is not reading), then that one awaited to its end."""
+    for n in range(MAX_STALL_FRAMES):
+        waiting = start_send_coroutine(send(text(f"{n:06d}" + "x" * STALL_FRAME)))
+        if waiting is not None:
+            await waiting
+            return {"sent": n + 1, "waited": True}
+    return {"sent": MAX_STALL_FRAMES, "waited": False}
+
+
+PROBES = {"transport": transport, "drained": drained, "stall": stall}
+
+
+async def application(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while (event := await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    if scope["type"] != "websocket":
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while (event := await receive())["type"] == "websocket.receive":
+        report = await PROBES[event["text"]](send)
+        await send(text(json.dumps(report)))

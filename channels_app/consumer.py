@@ -59,43 +59,54 @@ class PushGatewayConsumer:
                 event = await receive()
                 kind = event["type"]
                 if kind == "websocket.receive":
-                    text = event.get("text")
-                    if text is not None:
-                        await self.carry_out(self.session.receive_text(text))
-                    else:
-                        await self.carry_out(self.session.receive_bytes(event.get("bytes")))
+                    await self.carry_out(self.received(event))
                 elif kind == "websocket.connect":
-                    # Checked here, not by a wrapping application, so that no extra
-                    # coroutine stays alive for the life of every socket.
-                    self.hub = get_hub()
-                    if self.hub is None:
-                        # The backend publishes elsewhere (Fanout): a socket here would
-                        # look connected and never receive. Refuse it; pages poll.
-                        logger.warning(
-                            "pushgateway: refused a WebSocket: the backend does not publish "
-                            "to this server (pages connect through the Fanout proxy)"
-                        )
-                    if self.hub is None or not origin_allowed(origin):
-                        await send({"type": "websocket.close"})  # daphne answers 403
+                    if not await self.accept(origin):
                         return
-                    limits = get_backend().limits
-                    churn = TokenBucket(
-                        limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST, time.monotonic
-                    )
-                    self.session = Session(authorize=check_token, churn=churn)
-                    self.transport = daphne_transport(send)
-                    await send({"type": "websocket.accept"})
-                    if self.hub.metrics:
-                        self.hub.metrics.sockets.inc()
                 elif kind == "websocket.disconnect":
                     return
         finally:
             if self.session is not None:
-                channels = self.session.close_all()
-                self.hub.drop(self, channels)
-                if self.hub.metrics:
-                    self.hub.metrics.sockets.dec()
-                    self.hub.metrics.subscriptions.dec(len(channels))
+                self.closed()
+
+    async def accept(self, origin: str | None) -> bool:
+        """Accept the socket, or refuse it (False): the Origin is not allowed, or this
+        server receives no hints. Checked here, not by a wrapping application, so that no
+        extra coroutine stays alive for the life of every socket."""
+        self.hub = get_hub()
+        if self.hub is None:
+            # The backend publishes elsewhere (Fanout): a socket here would look connected
+            # and never receive. Refuse it; pages poll.
+            logger.warning(
+                "pushgateway: refused a WebSocket: the backend does not publish "
+                "to this server (pages connect through the Fanout proxy)"
+            )
+        if self.hub is None or not origin_allowed(origin):
+            await self.send({"type": "websocket.close"})  # daphne answers 403
+            return False
+        limits = get_backend().limits
+        churn = TokenBucket(limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST, time.monotonic)
+        self.session = Session(authorize=check_token, churn=churn)
+        self.transport = daphne_transport(self.send)
+        await self.send({"type": "websocket.accept"})
+        if self.hub.metrics:
+            self.hub.metrics.sockets.inc()
+        return True
+
+    def received(self, event: dict) -> Reply:
+        """The protocol's reply to a `websocket.receive` event."""
+        text = event.get("text")
+        if text is not None:
+            return self.session.receive_text(text)
+        return self.session.receive_bytes(event.get("bytes"))
+
+    def closed(self) -> None:
+        """Leave the socket's channels once it has closed."""
+        channels = self.session.close_all()
+        self.hub.drop(self, channels)
+        if self.hub.metrics:
+            self.hub.metrics.sockets.dec()
+            self.hub.metrics.subscriptions.dec(len(channels))
 
     async def carry_out(self, reply: Reply) -> None:
         for subscribe in reply.subscribe:

@@ -130,35 +130,47 @@ class Hub:
         while self._pending:
             channel = next(iter(self._pending))
             del self._pending[channel]
-            want, have = channel in self.sockets, channel in self.joined
+            if await self._match_layer(channel):
+                future = self._joins.pop(channel, None)
+                if future is not None and not future.done():
+                    future.set_result(None)
+
+    async def _match_layer(self, channel: str) -> bool:
+        """Join or leave `channel`'s group as its local sockets want; whether that worked."""
+        want, have = channel in self.sockets, channel in self.joined
+        if want and not have:
             try:
-                if want and not have:
-                    await self._start()
-                    await self._layer_call(self.layer.group_add, group_name(channel))
-                    self.joined.add(channel)
-                    if self.metrics:
-                        self.metrics.channels.inc()
-                    self._verify_soon(channel)
-                elif have and not want:
-                    self.joined.discard(channel)
-                    if self.metrics:
-                        self.metrics.channels.dec()
-                    self.known.pop(channel, None)
-                    await self._layer_call(self.layer.group_discard, group_name(channel))
+                await self._join(channel)
             except Exception as exc:
-                if not (want and not have):
-                    logger.warning("pushgateway hub: leaving %r failed: %r", channel, exc)
-                    continue
                 # The layer is failing: every join waiting now fails at once, rather than
                 # each after its own deadline.
                 joins, self._joins = self._joins, {}
                 for future in joins.values():
                     if not future.done():
                         future.set_exception(exc)
-                continue
-            future = self._joins.pop(channel, None)
-            if future is not None and not future.done():
-                future.set_result(None)
+                return False
+        elif have and not want:
+            try:
+                await self._leave(channel)
+            except Exception as exc:
+                logger.warning("pushgateway hub: leaving %r failed: %r", channel, exc)
+                return False
+        return True
+
+    async def _join(self, channel: str) -> None:
+        await self._start()
+        await self._layer_call(self.layer.group_add, group_name(channel))
+        self.joined.add(channel)
+        if self.metrics:
+            self.metrics.channels.inc()
+        self._verify_soon(channel)
+
+    async def _leave(self, channel: str) -> None:
+        self.joined.discard(channel)
+        if self.metrics:
+            self.metrics.channels.dec()
+        self.known.pop(channel, None)
+        await self._layer_call(self.layer.group_discard, group_name(channel))
 
     async def _layer_call(self, method, group: str) -> None:
         await asyncio.wait_for(method(group, self.channel_name), self.timeout)

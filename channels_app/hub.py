@@ -1,19 +1,11 @@
 """The per-process hub: one channel-layer group membership per channel, local fan-out.
 
-Consumers never join channel-layer groups themselves. The first local subscriber to a
-channel makes the hub join that channel's group once for the whole process; the last one
-leaving makes it leave. Each message arrives once per process with its frame already
-serialised, and the hub writes that same string to every local socket.
-
-The hub also keeps the pages it serves from going stale. It knows the last stream position
-it delivered on each channel, and compares it with the position store:
-- when its path through the channel layer heals (a heartbeat it sends itself through the
-  layer comes back after going missing: Redis restarted, the network dropped), and on the
-  core Redis layer it first joins its groups again (a Redis restart forgets them);
-- a moment after it joins a channel (a hint published while the join was on its way);
-- every VERIFY_SECONDS (a hint the layer dropped on the way).
-Where the store is ahead, it sends the channel's sockets a `resync` with the position; a page
-that already has that position ignores it.
+Consumers never join channel-layer groups themselves: the first local subscriber to a
+channel makes the hub join its group once for the process, the last one leaving makes it
+leave, and each message arrives once per process, its frame serialised once for every
+local socket. The hub also keeps pages from going stale: it compares the last position it
+delivered on each channel with the position store (when its layer path heals, just after a
+join, every VERIFY_SECONDS) and sends `resync` where the store is ahead.
 """
 
 from __future__ import annotations

@@ -2,18 +2,13 @@
 
 Two costs that grow with the number of open sockets and buy nothing:
 
-- **Full garbage collections.** Every socket keeps a few hundred objects alive for hours;
-  Python's cyclic collector walks all of them on every full collection (1.2-1.8 s at 20k
-  sockets on one process, long enough for handshakes to time out). ``SocketGc`` moves them
-  out of the collector's reach with ``gc.freeze()`` once a burst of accepts has settled, so
-  a collection walks only what is new. Objects freed by reference counting (almost all of
-  a closed socket) are still freed when frozen; what a closed socket leaves in reference
-  cycles is reclaimed by an occasional thaw (``gc.unfreeze()`` and one full collection)
-  once half as many sockets have closed as are open.
+- **Full garbage collections.** Every socket keeps objects alive for hours, and Python's
+  cyclic collector walks all of them on every full collection, long enough at tens of
+  thousands of sockets for handshakes to time out. ``SocketGc`` freezes them out of the
+  collector's reach once a burst of accepts has settled (see its docstring).
 - **Debug lines formatted and thrown away.** autobahn pretty-prints its configuration for
-  a debug log line on every connection, before the logger decides to drop it (about 4 % of
-  a connect's CPU). ``lazy_autobahn_debug_formatting`` makes that formatting happen only if
-  the line is really written; ``pushgateway.adapters`` holds the private part.
+  a debug log line on every connection, before the logger drops it;
+  ``pushgateway.adapters.lazy_autobahn_debug_formatting`` formats it only if it is written.
 
 ``apply()`` turns on what ``PUSHGATEWAY_TUNING`` names: ``all`` (the default), ``off``, or
 a comma list of ``gc`` and ``autobahn``. Measured effects are in docs/benchmarks.md.
@@ -51,13 +46,13 @@ class SocketGc:
     unfrozen heap. What survives a full collection is long-lived by definition, so it is
     frozen too (a gc.callbacks hook): the next full collection walks only what came since.
 
-    Under daphne every closed socket leaves about 57 objects in reference cycles (its
-    protocol, HTTP channel, transport, request, deferreds: measured with gc.DEBUG_SAVEALL),
-    which only a full collection frees; frozen, they stay. So once a burst has settled
-    and at least half as many sockets have closed since the last full collection as are
-    open now (``thaw_ratio``), it thaws: one full collection, whose pause is the price of
-    reclaiming them, paid once per turnover of the sockets instead of every few seconds.
-    Open connections are counted as the running loop's tasks.
+    Objects freed by reference counting (almost all of a closed socket) are still freed
+    when frozen; what a closed socket leaves in reference cycles (under daphne: its
+    protocol, HTTP channel, transport, request, deferreds) only a full collection frees.
+    So once a burst has settled and at least half as many sockets have closed since the
+    last full collection as are open now (``thaw_ratio``), it thaws: one full collection,
+    paid once per turnover of the sockets instead of every few seconds. Open connections
+    are counted as the running loop's tasks.
     """
 
     def __init__(
@@ -138,10 +133,10 @@ class SocketGc:
     def thaw(self) -> None:
         """One full collection over everything, to reclaim cycles of closed sockets.
 
-        A server whose closed sockets leave little in cycles (uvicorn: about 2,000 objects
-        for 10,000 sockets, against daphne's 520,000) gains little from it, so when a thaw
-        finds under ``MIN_CYCLE_OBJECTS`` per closed socket the next one waits four times
-        as many closes (up to 64 turnovers); finding them again restores the ratio.
+        A server whose closed sockets leave little in cycles (uvicorn, unlike daphne) gains
+        little from it, so when a thaw finds under ``MIN_CYCLE_OBJECTS`` per closed socket
+        the next one waits four times as many closes (up to 64 turnovers); finding them
+        again restores the ratio.
         """
         closed = max(1, self.closed_since_thaw())
         started = time.perf_counter()

@@ -103,24 +103,6 @@ def test_servers_take_the_applications_for_asgi3_as_they_are(app):
 # daphne's Twisted transport and the servers' `send` coroutine, under the real servers
 
 
-@pytest.fixture
-def serve_probe(log_dir):
-    """Start tests/support/server_probe.py under a server named in SERVERS; its port."""
-    started = []
-
-    def start(server: str) -> int:
-        port = free_port()
-        args = [arg.format(port=port) for arg in SERVERS[server]]
-        process = Process(f"probe-{server}-{port}", args, log_dir, project_env())
-        started.append(process)
-        process.wait_for_port(port)
-        return port
-
-    yield start
-    for process in started:
-        process.stop()
-
-
 class Client:
     """A WebSocket client that reads only when told to (websockets' sans-I/O protocol over
     a plain socket with a small receive buffer), so a server sees a client stop reading."""
@@ -168,47 +150,58 @@ class Client:
         self.sock.close()
 
 
-@pytest.mark.servers
-def test_daphne_transport_counts_what_twisted_has_not_written_yet(serve_probe):
-    client = Client(serve_probe("daphne"), receive_buffer=1 << 20)
-    try:
-        client.send("transport")
-        assert client.recv() == "x" * server_probe.BIG_FRAME
-        report = json.loads(client.recv())
-        assert report["transport"] == "twisted.internet.tcp.Server"
-        # daphne's send writes to Twisted's buffer at once: the consumer steps it once.
-        assert report["finished_on_first_step"]
-        assert report["before"] == 0
-        assert report["held"] >= server_probe.BIG_FRAME  # written, not yet flushed
-        assert client.probe("drained") == {"pending": 0}  # read by the client: none held
-    finally:
-        client.close()
+@pytest.fixture
+def probe_client(log_dir):
+    """A Client of tests/support/server_probe.py under a server named in SERVERS, started
+    for it; both are stopped after the test."""
+    processes, clients = [], []
 
+    def connect(server: str, receive_buffer: int = 4096) -> Client:
+        port = free_port()
+        args = [arg.format(port=port) for arg in SERVERS[server]]
+        processes.append(Process(f"probe-{server}-{port}", args, log_dir, project_env()))
+        processes[-1].wait_for_port(port)
+        clients.append(Client(port, receive_buffer))
+        return clients[-1]
 
-@pytest.mark.servers
-def test_no_daphne_transport_is_found_under_another_server(serve_probe):
-    client = Client(serve_probe("uvicorn"))
-    try:
-        assert client.probe("transport") == {"transport": None}
-    finally:
+    yield connect
+    for client in clients:
         client.close()
+    for process in processes:
+        process.stop()
 
 
 @pytest.mark.servers
-def test_a_uvicorn_send_that_waits_goes_on_in_order_once_the_client_reads(serve_probe):
-    client = Client(serve_probe("uvicorn"))
-    try:
-        client.send("stall")
-        # The server fills the socket's buffers and its send waits; reading lets it go on.
-        frames = []
-        while not (frame := client.recv()).startswith("{"):
-            frames.append(int(frame[:6]))
-        report = json.loads(frame)
-        assert report["waited"], report
-        assert frames == list(range(report["sent"]))  # the one that waited came last
-        assert report["sent"] < server_probe.MAX_STALL_FRAMES
-    finally:
-        client.close()
+def test_daphne_transport_counts_what_twisted_has_not_written_yet(probe_client):
+    client = probe_client("daphne", receive_buffer=1 << 20)
+    client.send("transport")
+    assert client.recv() == "x" * server_probe.BIG_FRAME
+    report = json.loads(client.recv())
+    assert report["transport"] == "twisted.internet.tcp.Server"
+    # daphne's send writes to Twisted's buffer at once: the consumer steps it once.
+    assert report["finished_on_first_step"]
+    assert report["before"] == 0
+    assert report["held"] >= server_probe.BIG_FRAME  # written, not yet flushed
+    assert client.probe("drained") == {"pending": 0}  # read by the client: none held
+
+
+@pytest.mark.servers
+def test_no_daphne_transport_is_found_under_another_server(probe_client):
+    assert probe_client("uvicorn").probe("transport") == {"transport": None}
+
+
+@pytest.mark.servers
+def test_a_uvicorn_send_that_waits_goes_on_in_order_once_the_client_reads(probe_client):
+    client = probe_client("uvicorn")
+    client.send("stall")
+    # The server fills the socket's buffers and its send waits; reading lets it go on.
+    frames = []
+    while not (frame := client.recv()).startswith("{"):
+        frames.append(int(frame[:6]))
+    report = json.loads(frame)
+    assert report["waited"], report
+    assert frames == list(range(report["sent"]))  # the one that waited came last
+    assert report["sent"] < server_probe.MAX_STALL_FRAMES
 
 
 class Granian(Daphne):

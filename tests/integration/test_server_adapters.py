@@ -3,8 +3,8 @@
 Each adapter relies on something its library does not promise: where autobahn formats its
 debug lines, daphne's Twisted transport, a server's `send` being a coroutine. These tests
 fail when a release changes that, instead of the adapter breaking silently. The servers run
-for real, serving tests/support/server_probe.py; so does the detection of the ASGI 3
-interface, which the applications get through asgiref's public coroutine marker.
+for real, serving tests/support/server_probe.py or the project. How servers detect ASGI 3 is
+asked of their own code: the applications need no adapter for it (asgiref's public marker).
 """
 
 import asyncio

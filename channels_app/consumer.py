@@ -20,7 +20,8 @@ from channels.security.websocket import AllowedHostsOriginValidator
 
 from pushgateway.backends import get_backend
 from pushgateway.constants import MAX_PENDING_BYTES, CloseCode
-from pushgateway.protocol import Reply, Session, TokenBucket, subscribed_frame
+from pushgateway.protocol import Reply, Session, subscribed_frame
+from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
 from .adapters import daphne_transport, pending_bytes

@@ -35,6 +35,7 @@ from .constants import (
     CloseCode,
     ErrorCode,
 )
+from .ratelimit import TokenBucket
 
 
 class Position(NamedTuple):
@@ -165,55 +166,6 @@ def pong_frame() -> str:
 def error_frame(code: ErrorCode, message: str, channel: str | None = None, **extra: Any) -> str:
     frame = {"type": "error", "code": code, "message": message, "channel": channel, **extra}
     return _encode(frame)
-
-
-class TokenBucket:
-    """A budget of `burst` actions at once, refilled at `rate` per second.
-
-    Time comes from `clock` (seconds; any origin), so the protocol stays free of I/O and
-    tests can drive it. A clock that goes backwards (another host's wall clock, behind
-    Pushpin) refills nothing rather than failing.
-    """
-
-    __slots__ = ("rate", "burst", "clock", "tokens", "stamp")
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float,
-        clock: Callable[[], float],
-        tokens: float | None = None,
-        stamp: float | None = None,
-    ) -> None:
-        if not (rate > 0 and burst >= 1):
-            raise ValueError(f"a token bucket needs rate > 0 and burst >= 1, not {rate}, {burst}")
-        self.rate, self.burst, self.clock = rate, burst, clock
-        self.tokens = burst if tokens is None else min(max(tokens, 0.0), burst)
-        self.stamp = clock() if stamp is None else stamp
-
-    def _refill(self) -> None:
-        now = self.clock()
-        elapsed = now - self.stamp
-        if elapsed > 0:
-            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-        self.stamp = now
-
-    def take(self) -> bool:
-        """Spend one token; False (spending nothing) when there is none."""
-        self._refill()
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-    def spend(self) -> None:
-        """Spend a token if there is one: for actions that are never refused."""
-        self._refill()
-        self.tokens = max(0.0, self.tokens - 1)
-
-    def wait(self) -> float:
-        """Seconds until the next token."""
-        return max(0.0, (1 - self.tokens) / self.rate)
 
 
 class Subscribe(NamedTuple):

@@ -15,7 +15,6 @@ See docs/protocol.md for the frames.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -86,27 +85,25 @@ def is_private(channel: str) -> bool:
     return channel.startswith(PRIVATE_PREFIX)
 
 
-def group_name(channel: str) -> str:
-    """The channel-layer group that carries `channel` (layers accept names under 100)."""
-    name = "pushgateway." + channel
-    if len(name) < 100:
-        return name
-    return "pushgateway.sha1." + hashlib.sha1(channel.encode()).hexdigest()
-
-
 def _encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+# A frame that carries a position is built as a head (the frame without its closing brace)
+# plus the position, so a publisher can serialise everything but the position before it
+# knows it. The Redis script of backends/pubsub.py appends it in the same round trip that
+# assigns it, with string.format and these two formats, so Python and Lua build one text.
+
+#: A position as JSON, from the epoch as a JSON string and the seq.
+POSITION_FORMAT = '{"epoch":%s,"seq":%d}'
+#: A frame from its head and its position as JSON.
+POSITIONED_FORMAT = '%s,"position":%s}'
 
 
 def _position_json(position: Position | None) -> str:
     if position is None:
         return "null"
-    return f'{{"epoch":{_encode(position.epoch)},"seq":{position.seq}}}'
-
-
-# A frame that carries a position is built as a head (the frame without its closing brace)
-# plus the position, so a publisher can serialise everything but the position before it
-# knows it (the Redis script appends it in the same round trip that assigns it).
+    return POSITION_FORMAT % (_encode(position.epoch), position.seq)
 
 
 def message_head(
@@ -131,7 +128,7 @@ def resync_head(channel: str) -> str:
 
 
 def with_position(head: str, position: Position | None) -> str:
-    return f'{head},"position":{_position_json(position)}}}'
+    return POSITIONED_FORMAT % (head, _position_json(position))
 
 
 def message_frame(channel: str, message_id: str, data: Any, position: Position) -> str:

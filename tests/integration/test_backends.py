@@ -14,16 +14,12 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 import pushgateway
-from pushgateway import protocol
 from pushgateway.backends import get_backend
-from pushgateway.backends.channels import (
-    ChannelsBackend,
-    LayerPublisher,
-    RedisPubSubPublisher,
-    layer_event,
-)
+from pushgateway.backends.channels import ChannelsBackend, LayerPublisher, layer_event
 from pushgateway.backends.console import ConsoleBackend
 from pushgateway.backends.dummy import DummyBackend
+from pushgateway.backends.pubsub import RedisPubSubPublisher
+from pushgateway.layer import EVENT_FIELDS, group_name
 from pushgateway.message import Message
 from pushgateway.positions import MemoryPositions, RedisPositions
 from pushgateway.protocol import START, Position
@@ -76,7 +72,7 @@ def test_backend_is_rebuilt_when_settings_change(settings):
 async def test_channels_backend_sends_the_frame_to_the_channel_group():
     layer = get_channel_layer()
     listener = await layer.new_channel()
-    await layer.group_add(protocol.group_name("comments-7"), listener)
+    await layer.group_add(group_name("comments-7"), listener)
     backend = ChannelsBackend()
     assert backend.in_process and isinstance(backend.positions, MemoryPositions)
     messages = [Message("comments-7", {"pk": "1"}), Message("comments-7", {"pk": "2"})]
@@ -92,7 +88,7 @@ async def test_channels_backend_sends_the_frame_to_the_channel_group():
         "comments-7": Position(epoch, 2),
         "other": START,
     }
-    await layer.group_discard(protocol.group_name("comments-7"), listener)
+    await layer.group_discard(group_name("comments-7"), listener)
 
 
 def test_channels_backend_without_the_layer_says_which(settings):
@@ -183,14 +179,15 @@ def test_channels_backend_reaches_real_redis_layers(settings, redis, layer, publ
         # In a loop of its own, closed at the end (channels_redis cleans up on close).
         receiver = get_channel_layer()
         hub_channel = await receiver.new_channel()
-        await receiver.group_add(protocol.group_name(channel), hub_channel)
+        await receiver.group_add(group_name(channel), hub_channel)
         backend.send_messages(messages)
         events = [await asyncio.wait_for(receiver.receive(hub_channel), 5) for _ in messages]
-        await receiver.group_discard(protocol.group_name(channel), hub_channel)
+        await receiver.group_discard(group_name(channel), hub_channel)
         return events
 
     events = asyncio.run(receive())
     epoch = events[0]["epoch"]
+    assert all(set(event) == set(EVENT_FIELDS) for event in events)
     # The same event the in-memory path makes, whichever way it was serialised (the
     # pub/sub layer's comes out of a Lua script that also advanced the position).
     assert without_time(events) == [
@@ -263,10 +260,10 @@ def test_a_redis_that_stops_answering_does_not_hold_the_core_layers_sender(
     channel = next(
         c
         for c in (f"core-hang-{n}" for n in range(1000))
-        if layer.consistent_hash(protocol.group_name(c)) == 0 and [*positions.by_shard([c])] == [0]
+        if layer.consistent_hash(group_name(c)) == 0 and [*positions.by_shard([c])] == [0]
     )
     member = next(m for m in (f"member{n}" for n in range(1000)) if layer.consistent_hash(m) == 1)
-    asyncio.run(_group_add(layer, protocol.group_name(channel), member))
+    asyncio.run(_group_add(layer, group_name(channel), member))
 
     backend.send_messages([Message(channel, 1)])
     assert backend.flush(5) and backend.stats["sent"] == 1

@@ -245,13 +245,6 @@ def test_has_news(known, position, news):
     assert protocol.has_news(known, position) is news
 
 
-def test_group_names_fit_channel_layers():
-    assert protocol.group_name("comments-7") == "pushgateway.comments-7"
-    long_a, long_b = "a" * 100, "a" * 99 + "b"
-    assert len(protocol.group_name(long_a)) < 100
-    assert protocol.group_name(long_a) != protocol.group_name(long_b)
-
-
 class Clock:
     def __init__(self) -> None:
         self.now = 100.0

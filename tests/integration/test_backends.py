@@ -14,6 +14,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 import pushgateway
+from pushgateway import adapters
 from pushgateway.backends import get_backend
 from pushgateway.backends.channels import ChannelsBackend, LayerPublisher, layer_event
 from pushgateway.backends.console import ConsoleBackend
@@ -198,6 +199,41 @@ def test_channels_backend_reaches_real_redis_layers(settings, redis, layer, publ
     # Any process sharing the Redis reads the same position.
     other = RedisPositions([redis.url])
     assert other.read([channel]) == {channel: Position(epoch, 2)}
+
+
+def test_the_redis_script_publishes_the_frames_python_builds(redis):
+    """Frames and events out of backends/pubsub.py's Lua script equal Python's, for the same
+    head and position: a message whose data JSON escapes, a resync, a seq past 32 bits."""
+    import redis as redis_py
+
+    positions = RedisPositions([redis.url], prefix=f"t{time.monotonic_ns()}")
+    publisher = RedisPubSubPublisher(positions)
+    positions.shards()[0].client.hset(positions.key("big"), mapping={"e": "0ld", "s": 2**40})
+    messages = [
+        Message("lua-a", {"pk": "1", "text": 'é "quoted" </script>'}, client="page-1"),
+        Message("lua-a", resync=True),
+        Message("big", None),
+    ]
+    with redis_py.Redis.from_url(redis.url) as client, client.pubsub() as pubsub:
+        names = {positions.pubsub_name(m.channel) for m in messages}
+        pubsub.subscribe(*names)
+        for _ in names:  # subscribed before anything is published
+            assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+        publisher.publish(messages)
+        events, deadline = [], time.monotonic() + 5
+        while len(events) < len(messages) and time.monotonic() < deadline:
+            item = pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if item is not None:
+                events.append(adapters.decode_pubsub_payload(item["data"]))
+    read = positions.read(["lua-a", "big"])
+    assert read["big"] == Position("0ld", 2**40 + 1)
+    expected = [
+        layer_event(messages[0], Position(read["lua-a"].epoch, 1)),
+        layer_event(messages[1], Position(read["lua-a"].epoch, 2)),
+        layer_event(messages[2], read["big"]),
+    ]
+    assert without_time(events) == without_time(expected)
+    assert [e["frame"] for e in events] == [e["frame"] for e in expected]  # the very text
 
 
 class ClosingServer:

@@ -13,8 +13,9 @@ this process's publishes. A position is advanced once per hint before the first 
 a hint that is given up still moved its channel: pages that reconnect see it, and the sender
 publishes a `resync` for the channel once the service answers again.
 
-urllib3 and PyJWT (the `fanout` extra) are imported when a backend is built, not with this
-module: channels_app imports grip_config from here in projects that never publish to Fanout.
+The `fanout` extra's packages (urllib3, PyJWT, gripcontrol, pubcontrol, fanout) are imported
+when a backend is built, not with this module: channels_app imports grip_config from here
+in projects that never publish to Fanout.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from urllib.parse import urlsplit
 
 from django.core.checks import CheckMessage, Error
 
+from .. import extras
 from ..message import Message
 from ..positions import RedisPositions
 from ..protocol import Position
@@ -32,6 +34,8 @@ from ..sender import BackgroundSender, DeliveryError
 from .base import BaseBackend, NetworkOptions, logger
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: The extra that brings what every Fanout backend imports when it is built.
+EXTRA = "fanout"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +53,8 @@ class HttpPublishBackend(BaseBackend):
     options = HttpPublishOptions.names()
     #: What log lines call this backend.
     name = "fanout"
+    #: The modules of the `fanout` extra this backend needs (imported when it is built).
+    needs: tuple[str, ...] = ("urllib3", "jwt", "pubcontrol")
     endpoint: str
     iss: str | None = None
     key: str | bytes | None = None
@@ -56,8 +62,7 @@ class HttpPublishBackend(BaseBackend):
     def __init__(self, **options: Any) -> None:
         config = HttpPublishOptions.take(options)
         super().__init__(**options)
-        from . import httpclient  # urllib3 and PyJWT, only now
-
+        httpclient = self.require()
         self.client = httpclient.PublishClient(
             self.endpoint,
             lambda: httpclient.authorization(self.iss, self.key),
@@ -76,6 +81,16 @@ class HttpPublishBackend(BaseBackend):
             coalesce=self.coalesce,
         )
         self.stats = self.sender.stats
+
+    @classmethod
+    def require(cls) -> Any:
+        """The HTTP client module, once every module this backend needs imports; else
+        ImproperlyConfigured saying to install the `fanout` extra."""
+        for module in cls.needs:
+            extras.require(EXTRA, module, f"pushgateway's {cls.__name__}")
+        from . import httpclient
+
+        return httpclient
 
     def item(self, message: Message, position: Position | None) -> dict:
         """The publish item for one hint at its position."""
@@ -150,6 +165,15 @@ class HttpPublishBackend(BaseBackend):
     @classmethod
     def check(cls, options: dict[str, Any]) -> list[CheckMessage]:
         errors = super().check(options)
+        absent = extras.missing(cls.needs)
+        if absent:
+            errors.append(
+                Error(
+                    f"{cls.__name__} needs {', '.join(absent)}, which is not installed.",
+                    hint=extras.install_hint(EXTRA),
+                    id="pushgateway.E010",
+                )
+            )
         positions = options.get("POSITIONS")
         if positions and not (
             isinstance(positions, str) and urlsplit(positions).scheme in REDIS_SCHEMES

@@ -15,7 +15,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from pushgateway.protocol import group_name, subscribed_frame  # noqa: E402
+from pushgateway.layer import group_name  # noqa: E402
+from pushgateway.protocol import subscribed_frame  # noqa: E402
 
 EVENT_TYPE = "bench.message"
 

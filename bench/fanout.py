@@ -122,6 +122,7 @@ def publish_baseline(channels: int, rate: float, count: int) -> None:
 
     from bench.baseline import EVENT_TYPE
     from pushgateway import protocol
+    from pushgateway.layer import group_name
 
     layer = get_channel_layer()
     loop = asyncio.new_event_loop()
@@ -132,10 +133,10 @@ def publish_baseline(channels: int, rate: float, count: int) -> None:
         position = protocol.Position("baseline", i + 1)
         text = protocol.message_frame(channel, str(i), {"t": time.time(), "s": i}, position)
         event = {"type": EVENT_TYPE, "text": text}
-        loop.run_until_complete(layer.group_send(protocol.group_name(channel), event))
+        loop.run_until_complete(layer.group_send(group_name(channel), event))
 
     warmup = {"type": EVENT_TYPE, "text": "{}"}
-    loop.run_until_complete(layer.group_send(protocol.group_name("bench-warmup"), warmup))
+    loop.run_until_complete(layer.group_send(group_name("bench-warmup"), warmup))
     paced(send, rate, count)
 
 

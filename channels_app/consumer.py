@@ -19,7 +19,8 @@ from asgiref.sync import markcoroutinefunction
 from pushgateway.adapters import daphne_transport, pending_bytes, start_send_coroutine
 from pushgateway.backends import get_backend
 from pushgateway.constants import MAX_PENDING_BYTES, CloseCode
-from pushgateway.protocol import Reply, Session, TokenBucket, subscribed_frame
+from pushgateway.protocol import Reply, Session, subscribed_frame
+from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
 from .hub import get_hub

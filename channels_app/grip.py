@@ -22,12 +22,12 @@ from pushgateway.protocol import (
     Position,
     Reply,
     Session,
-    TokenBucket,
     channel_error,
     has_news,
     resync_frame,
     subscribed_frame,
 )
+from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
 from .gripsig import verify_grip_sig

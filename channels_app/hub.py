@@ -22,8 +22,8 @@ from channels.layers import InMemoryChannelLayer
 
 from pushgateway import metrics
 from pushgateway.backends import get_backend
-from pushgateway.backends.channels import EVENT_TYPE
-from pushgateway.protocol import Position, group_name, has_news, resync_frame
+from pushgateway.layer import EVENT_TYPE, group_name
+from pushgateway.protocol import Position, has_news, resync_frame
 
 logger = logging.getLogger("pushgateway.hub")
 

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
+from . import metrics
 from .backends import DEFAULT_BACKEND, load_backend_class
 from .backends.base import BaseBackend
 from .constants import WEBSOCKET_PATH
@@ -16,7 +17,7 @@ def check_settings(app_configs=None, **kwargs):
     if isinstance(configured, list):
         return configured
     backend, options = configured
-    return backend.check(options) + check_server(backend)
+    return backend.check(options) + check_server(backend) + metrics.check()
 
 
 @register(Tags.compatibility, deploy=True)

@@ -1,7 +1,9 @@
 """Prometheus metrics, when OPTIONS["METRICS"] is on (needs the `metrics` extra).
 
 Off (the default), `get()` returns None and nothing of prometheus_client is imported: every
-place that counts checks `if metrics:` first, which is all it costs.
+place that counts checks `if metrics:` first, which is all it costs. On without
+prometheus_client installed, they are off too (a system check error and one log line say so):
+counting must never break a publish.
 
     # settings.py
     PUSHGATEWAY = {"BACKEND": ..., "OPTIONS": {"METRICS": True}}
@@ -15,13 +17,23 @@ the view adds them up (prometheus_client's multiprocess mode). See docs/metrics.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
 
+from django.core.checks import CheckMessage, Error
+
+from . import extras
 from .backends import get_config
 
+logger = logging.getLogger("pushgateway")
+
+#: The extra that brings prometheus_client.
+EXTRA = "metrics"
+
 _metrics: Metrics | None = None
+_unavailable = False  # on, but prometheus_client cannot be imported (said once)
 _lock = threading.Lock()
 
 
@@ -92,13 +104,35 @@ def enabled() -> bool:
 
 
 def get() -> Metrics | None:
-    """This process's metrics, or None when they are off."""
-    global _metrics
-    if _metrics is None and enabled():
+    """This process's metrics, or None when they are off (or cannot be on)."""
+    global _metrics, _unavailable
+    if _metrics is None and not _unavailable and enabled():
         with _lock:
-            if _metrics is None:
-                _metrics = Metrics()
+            if _metrics is None and not _unavailable:
+                try:
+                    _metrics = Metrics()
+                except ImportError as exc:
+                    _unavailable = True
+                    logger.error(
+                        "pushgateway: OPTIONS['METRICS'] is on but %s cannot be imported, so "
+                        "metrics are off: %s",
+                        exc.name or "prometheus_client",
+                        extras.install_hint(EXTRA),
+                    )
     return _metrics
+
+
+def check() -> list[CheckMessage]:
+    """The system check error of metrics that are on without prometheus_client."""
+    if not enabled() or not extras.missing(["prometheus_client"]):
+        return []
+    return [
+        Error(
+            "PUSHGATEWAY OPTIONS['METRICS'] is on, but prometheus_client is not installed.",
+            hint=extras.install_hint(EXTRA),
+            id="pushgateway.E010",
+        )
+    ]
 
 
 def view(request) -> Any:

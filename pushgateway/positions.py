@@ -14,8 +14,8 @@ stayed out of contact for longer than ``ttl`` cannot tell; the browser module re
 such a long absence.
 
 Two stores: :class:`MemoryPositions` (one process: the in-memory channel layer) and
-:class:`RedisPositions` (every process sharing a Redis; the channels backend also uses its
-Lua script to advance and publish in one round trip).
+:class:`RedisPositions` (every process sharing a Redis; backends/pubsub.py runs its own
+script on the store's shards to advance and publish in one round trip).
 """
 
 from __future__ import annotations
@@ -27,39 +27,13 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .protocol import START, Position, group_name
-from .sender import BACKOFF_MAX
+from . import redisretry
+from .adapters import CHANNELS_REDIS_PREFIX, channels_redis_shard, pubsub_group_channel
+from .layer import group_name
+from .protocol import START, Position
 
 #: Seconds a channel's position outlives its last publish or read (3 days).
 DEFAULT_TTL = 3 * 24 * 3600
-
-
-def retried_errors() -> tuple[type[Exception], ...]:
-    """The errors worth another attempt at a Redis call: connection trouble and timeouts
-    (redis-py's own, and the builtin ones asyncio.wait_for and sockets raise)."""
-    try:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-    except ImportError:  # a layer without redis-py
-        return (ConnectionError, TimeoutError)
-    return (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
-
-
-def redis_retry(retries: int, backoff_factor: float, *, for_asyncio: bool = False):
-    """redis-py's Retry: `retries` more attempts after sleeps of 2, 4, 8... x backoff_factor
-    seconds (at most BACKOFF_MAX each)."""
-    from redis.backoff import ExponentialBackoff
-
-    if for_asyncio:
-        from redis.asyncio.retry import Retry
-    else:
-        from redis.retry import Retry
-    backoff = ExponentialBackoff(cap=BACKOFF_MAX, base=backoff_factor)
-    return Retry(backoff, retries, supported_errors=retried_errors())
-
-
-def _no_cleanup(error: Exception) -> None:
-    """redis-py already dropped the connection that failed; the next attempt takes another."""
 
 
 def new_epoch() -> str:
@@ -119,7 +93,8 @@ class MemoryPositions:
 
 
 # One publish on a channel: its position one step further, in a fresh epoch where the key is
-# new or was forgotten. ARGV[1] is the ttl, ARGV[2] a fresh epoch.
+# new or was forgotten. ARGV[1] is the ttl, ARGV[2] a fresh epoch. (Also the first part of
+# backends/pubsub.py's script.)
 ADVANCE_ONE_LUA = """
 local function advance(key)
   local seq = redis.call('HINCRBY', key, 's', 1)
@@ -147,25 +122,6 @@ return out
 """
 )
 
-# As ADVANCE_LUA, and publish each message on its Redis channel as the layer would: ARGV[3]
-# is the publish time, then (pubsub channel, channel, frame head) per key. The frame is the
-# head plus the position, so it is serialised once, here, with the position it must carry;
-# the payload is the msgpack map channels_redis' RedisPubSubChannelLayer deserialises.
-ADVANCE_AND_PUBLISH_LUA = (
-    ADVANCE_ONE_LUA
-    + """
-for i, key in ipairs(KEYS) do
-  local epoch, seq = advance(key)
-  local base = 3 * i + 1
-  local frame = ARGV[base + 2] .. ',"position":{"epoch":"' .. epoch .. '","seq":' .. seq .. '}}'
-  redis.call('PUBLISH', ARGV[base], cmsgpack.pack({
-    type = 'pushgateway.frame', channel = ARGV[base + 1], frame = frame,
-    epoch = epoch, seq = seq, t = tonumber(ARGV[3])}))
-end
-return #KEYS
-"""
-)
-
 # KEYS: position keys. Refreshes the ttl of those that exist; returns {epoch, seq} or false.
 READ_LUA = """
 local out = {}
@@ -182,16 +138,6 @@ return out
 """
 
 
-def shard_index(name: str, shards: int) -> int:
-    """The shard channels_redis places `name` on (its own hash function; see
-    tests/integration/test_backends.py, which fails if that ever changes)."""
-    if shards == 1:
-        return 0
-    from channels_redis.utils import _consistent_hash
-
-    return _consistent_hash(name, shards)
-
-
 def _position(found) -> Position:
     if not found:
         return START
@@ -203,27 +149,27 @@ class RedisPositions:
     """Positions in Redis, shared by every publisher and server process using it.
 
     `hosts` are channels_redis-style host entries (URLs or dicts); a channel's position
-    lives on the shard channels_redis uses for the channel's group, so one script can
-    advance it and publish there. Synchronous calls are for the publishing thread and
-    sync views; `aread` is for the event loop. Every attempt has `timeout`; publishes make
-    `retries` more attempts after a connection error or timeout, with redis-py's backoff.
+    lives on the shard channels_redis' pub/sub layer uses for the channel's group, so one
+    script can advance it and publish there. Synchronous calls are for the publishing thread
+    and sync views; `aread` is for the event loop. Every attempt has `timeout` (None: no
+    deadline); publishes are retried under `retry` (redis-py's Retry, see redisretry), reads
+    are not: a page must not wait through retries.
     """
 
     def __init__(
         self,
         hosts: Sequence[str | dict],
         *,
-        prefix: str = "asgi",
+        prefix: str = CHANNELS_REDIS_PREFIX,
         ttl: float = DEFAULT_TTL,
-        timeout: float = 5.0,
-        retries: int = 0,
-        backoff_factor: float = 0.3,
+        timeout: float | None = None,
+        retry: Any = None,
     ) -> None:
         self.hosts = [{"address": h} if isinstance(h, str) else dict(h) for h in hosts]
         self.prefix = prefix
         self.ttl = int(ttl)
         self.timeout = timeout
-        self.retry = redis_retry(retries, backoff_factor) if retries else None
+        self.retry = retry
         self.forget_connections()
 
     def forget_connections(self) -> None:
@@ -237,13 +183,14 @@ class RedisPositions:
 
     def pubsub_name(self, channel: str) -> str:
         """The Redis channel channels_redis' pub/sub layer uses for `channel`'s group."""
-        return f"{self.prefix}__group__{group_name(channel)}"
+        return pubsub_group_channel(self.prefix, group_name(channel))
 
     def by_shard(self, channels: Iterable[str]) -> dict[int, list[str]]:
+        """`channels` grouped by the index of the shard that keeps their positions."""
         shards: dict[int, list[str]] = {}
         count = len(self.hosts)
         for channel in channels:
-            index = shard_index(self.pubsub_name(channel), count)
+            index = channels_redis_shard(self.pubsub_name(channel), count)
             shards.setdefault(index, []).append(channel)
         return shards
 
@@ -276,39 +223,25 @@ class RedisPositions:
             shards = self._async[loop] = [self._connect(aioredis.Redis, h) for h in self.hosts]
         return shards
 
-    def _publish_call(self, script, keys: list[str], args: list[Any]):
-        """A script call of a publisher: retried after connection errors and timeouts."""
-        if self.retry is None:
-            return script(keys=keys, args=args)
-        return self.retry.call_with_retry(lambda: script(keys=keys, args=args), _no_cleanup)
+    def run(self, index: int, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a publisher's Lua `script` on shard `index`, retried under `retry`."""
+        runner = self.shards()[index].script(script)
+        return redisretry.call(self.retry, lambda: runner(keys=keys, args=args))
 
     def advance(self, channels: Sequence[str]) -> list[Position]:
         found: dict[str, list[Position]] = {}
         for index, names in self.by_shard(channels).items():
             keys = [self.key(c) for c in names]
-            shard = self.shards()[index]
-            result = self._publish_call(shard.advance, keys, [self.ttl, new_epoch()])
+            result = self.run(index, ADVANCE_LUA, keys, [self.ttl, new_epoch()])
             for name, position in zip(names, result, strict=True):
                 found.setdefault(name, []).append(_position(position))
         return [found[channel].pop(0) for channel in channels]
-
-    def advance_and_publish(self, items: Sequence[tuple[str, str]]) -> None:
-        """For each (channel, frame head): advance the position, publish the frame."""
-        heads: dict[str, list[str]] = {}
-        for channel, head in items:
-            heads.setdefault(channel, []).append(head)
-        for index, names in self.by_shard(channel for channel, _ in items).items():
-            args: list[Any] = [self.ttl, new_epoch(), repr(time.time())]
-            for channel in names:
-                args += [self.pubsub_name(channel), channel, heads[channel].pop(0)]
-            keys = [self.key(c) for c in names]
-            self._publish_call(self.shards()[index].advance_and_publish, keys, args)
 
     def read(self, channels: Iterable[str]) -> dict[str, Position]:
         out = {}
         for index, names in self.by_shard(channels).items():
             keys = [self.key(c) for c in names]
-            found = self.shards()[index].read(keys=keys, args=[self.ttl])
+            found = self.shards()[index].script(READ_LUA)(keys=keys, args=[self.ttl])
             out.update(zip(names, map(_position, found), strict=True))
         return out
 
@@ -328,7 +261,8 @@ class RedisPositions:
         return out
 
     async def _aread_shard(self, shard: _Shard, keys: list[str]) -> list:
-        return await asyncio.wait_for(shard.read(keys=keys, args=[self.ttl]), self.timeout)
+        read = shard.script(READ_LUA)(keys=keys, args=[self.ttl])
+        return await asyncio.wait_for(read, self.timeout)
 
     def close(self) -> None:
         for shard in self._sync or ():
@@ -337,12 +271,16 @@ class RedisPositions:
 
 
 class _Shard:
-    """One Redis client with the scripts registered on it (EVALSHA, loaded on demand)."""
+    """One Redis client and the scripts registered on it (EVALSHA, loaded on demand)."""
 
-    __slots__ = ("client", "advance", "advance_and_publish", "read")
+    __slots__ = ("client", "scripts")
 
     def __init__(self, client) -> None:
         self.client = client
-        self.advance = client.register_script(ADVANCE_LUA)
-        self.advance_and_publish = client.register_script(ADVANCE_AND_PUBLISH_LUA)
-        self.read = client.register_script(READ_LUA)
+        self.scripts: dict[str, Any] = {}
+
+    def script(self, text: str) -> Any:
+        runner = self.scripts.get(text)
+        if runner is None:
+            runner = self.scripts[text] = self.client.register_script(text)
+        return runner

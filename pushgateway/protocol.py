@@ -15,7 +15,6 @@ See docs/protocol.md for the frames.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from .constants import (
     CloseCode,
     ErrorCode,
 )
+from .ratelimit import TokenBucket
 
 
 class Position(NamedTuple):
@@ -85,27 +85,25 @@ def is_private(channel: str) -> bool:
     return channel.startswith(PRIVATE_PREFIX)
 
 
-def group_name(channel: str) -> str:
-    """The channel-layer group that carries `channel` (layers accept names under 100)."""
-    name = "pushgateway." + channel
-    if len(name) < 100:
-        return name
-    return "pushgateway.sha1." + hashlib.sha1(channel.encode()).hexdigest()
-
-
 def _encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+# A frame that carries a position is built as a head (the frame without its closing brace)
+# plus the position, so a publisher can serialise everything but the position before it
+# knows it. The Redis script of backends/pubsub.py appends it in the same round trip that
+# assigns it, with string.format and these two formats, so Python and Lua build one text.
+
+#: A position as JSON, from the epoch as a JSON string and the seq.
+POSITION_FORMAT = '{"epoch":%s,"seq":%d}'
+#: A frame from its head and its position as JSON.
+POSITIONED_FORMAT = '%s,"position":%s}'
 
 
 def _position_json(position: Position | None) -> str:
     if position is None:
         return "null"
-    return f'{{"epoch":{_encode(position.epoch)},"seq":{position.seq}}}'
-
-
-# A frame that carries a position is built as a head (the frame without its closing brace)
-# plus the position, so a publisher can serialise everything but the position before it
-# knows it (the Redis script appends it in the same round trip that assigns it).
+    return POSITION_FORMAT % (_encode(position.epoch), position.seq)
 
 
 def message_head(
@@ -130,7 +128,7 @@ def resync_head(channel: str) -> str:
 
 
 def with_position(head: str, position: Position | None) -> str:
-    return f'{head},"position":{_position_json(position)}}}'
+    return POSITIONED_FORMAT % (head, _position_json(position))
 
 
 def message_frame(channel: str, message_id: str, data: Any, position: Position) -> str:
@@ -165,55 +163,6 @@ def pong_frame() -> str:
 def error_frame(code: ErrorCode, message: str, channel: str | None = None, **extra: Any) -> str:
     frame = {"type": "error", "code": code, "message": message, "channel": channel, **extra}
     return _encode(frame)
-
-
-class TokenBucket:
-    """A budget of `burst` actions at once, refilled at `rate` per second.
-
-    Time comes from `clock` (seconds; any origin), so the protocol stays free of I/O and
-    tests can drive it. A clock that goes backwards (another host's wall clock, behind
-    Pushpin) refills nothing rather than failing.
-    """
-
-    __slots__ = ("rate", "burst", "clock", "tokens", "stamp")
-
-    def __init__(
-        self,
-        rate: float,
-        burst: float,
-        clock: Callable[[], float],
-        tokens: float | None = None,
-        stamp: float | None = None,
-    ) -> None:
-        if not (rate > 0 and burst >= 1):
-            raise ValueError(f"a token bucket needs rate > 0 and burst >= 1, not {rate}, {burst}")
-        self.rate, self.burst, self.clock = rate, burst, clock
-        self.tokens = burst if tokens is None else min(max(tokens, 0.0), burst)
-        self.stamp = clock() if stamp is None else stamp
-
-    def _refill(self) -> None:
-        now = self.clock()
-        elapsed = now - self.stamp
-        if elapsed > 0:
-            self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
-        self.stamp = now
-
-    def take(self) -> bool:
-        """Spend one token; False (spending nothing) when there is none."""
-        self._refill()
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-    def spend(self) -> None:
-        """Spend a token if there is one: for actions that are never refused."""
-        self._refill()
-        self.tokens = max(0.0, self.tokens - 1)
-
-    def wait(self) -> float:
-        """Seconds until the next token."""
-        return max(0.0, (1 - self.tokens) / self.rate)
 
 
 class Subscribe(NamedTuple):

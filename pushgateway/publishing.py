@@ -1,4 +1,9 @@
-"""publish() and apublish(): one hint on one channel, deferred to commit inside a transaction."""
+"""publish() and apublish(): one hint on one channel, deferred to commit inside a transaction.
+
+Inside a transaction each hint waits for the commit (Django's on_commit) and identical hints
+are sent once: the keys of the hints already waiting are kept by adapters.on_commit_keys,
+which knows how Django keeps its commit callbacks.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 from django.db import DEFAULT_DB_ALIAS, transaction
 
 from . import metrics
+from .adapters import on_commit_keys
 from .backends import get_backend
 from .backends.base import Limits
 from .exceptions import HintTooLarge
@@ -76,19 +82,8 @@ class _Pending:
             logger.exception("pushgateway: could not publish to %s", _names(self.channels))
 
 
-def _pending_hints(connection) -> set[tuple[str, str]]:
-    """The keys of the hints already waiting for this transaction's commit.
-
-    Django replaces `connection.run_on_commit` whenever callbacks are dropped (rollback of
-    the transaction or of a savepoint) or run (commit), so an index built for one list
-    object stays exact for as long as that list is the current one.
-    """
-    hooks = connection.run_on_commit
-    cached = getattr(connection, "_pushgateway_pending", None)
-    if cached is None or cached[0] is not hooks:
-        index = {key for _, func, _ in hooks if isinstance(func, _Pending) for key in func.keys}
-        cached = connection._pushgateway_pending = (hooks, index)
-    return cached[1]
+def _keys_of(callback: object) -> list[tuple[str, str]]:
+    return callback.keys if isinstance(callback, _Pending) else []
 
 
 def publish(channel: str, data: Any = None, *, using: str | None = None) -> None:
@@ -112,7 +107,7 @@ def publish_on(channels: list[str], data: Any, *, using: str | None = None) -> N
     if not connection.in_atomic_block:
         hint()
         return
-    pending = _pending_hints(connection)
+    pending = on_commit_keys(connection, _keys_of)
     fresh = [key for key in hint.keys if key not in pending]
     if fresh:
         hint.channels = [channel for channel, _ in fresh]

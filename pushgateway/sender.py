@@ -301,7 +301,7 @@ class BackgroundSender:
             self.deliver(self.prepare(batch) if self.prepare else batch)
         except Exception as exc:
             failed = undelivered(batch, exc)
-            self._sent(len(batch) - len(failed))
+            self.count_sent(len(batch) - len(failed))
             self.stats["failed"] += len(failed)
             if self.metrics:
                 refused = isinstance(exc, DeliveryError) and exc.refused
@@ -309,10 +309,11 @@ class BackgroundSender:
             self._lose(failed)
             logger.error("pushgateway %s: %s", self.name, _gave_up(failed, exc))
             return False
-        self._sent(len(batch))
+        self.count_sent(len(batch))
         return True
 
-    def _sent(self, count: int) -> None:
+    def count_sent(self, count: int) -> None:
+        """Count `count` hints as delivered (also those a backend delivers itself)."""
         self.stats["sent"] += count
         if self.metrics:
             self.metrics.sent.inc(count)

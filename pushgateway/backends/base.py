@@ -1,7 +1,14 @@
-"""The backend contract: the methods a new backend implements."""
+"""The backend contract: the methods a new backend implements, and the options they share.
+
+A backend subclasses BaseBackend and implements `send_messages` (and `flush`, `close` when it
+queues or holds connections). The limits and common options are every backend's; the network
+options (NetworkOptions) are those of every backend that publishes over the network, each
+default written here once.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -9,8 +16,10 @@ from typing import Any, NamedTuple
 
 from django.core.checks import CheckMessage, Error
 
+from .. import redisretry
 from ..coalescing import DEFAULT_WINDOW
 from ..message import Message
+from ..positions import DEFAULT_TTL, MemoryPositions, RedisPositions
 from ..protocol import Position
 
 logger = logging.getLogger("pushgateway")
@@ -55,6 +64,58 @@ def option_problems(options: dict[str, Any]) -> list[str]:
 
 #: Options every backend accepts: they are the project's, not the backend's (docs/settings.md).
 COMMON_OPTIONS = ("PRIVATE", "TOKEN_MAX_AGE", "METRICS", "COALESCE", *Limits._fields)
+
+#: No single wait between two attempts is longer than this (seconds).
+BACKOFF_MAX = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkOptions:
+    """The OPTIONS of every backend that publishes over the network (docs/settings.md).
+
+    A backend family adds its own options in a subclass; `take` reads them all out of the
+    OPTIONS a backend is given.
+    """
+
+    #: Seconds each attempt at a publish (or a position read) may take.
+    TIMEOUT: float = 5.0
+    #: More attempts after a connection error or timeout...
+    RETRIES: int = 3
+    #: ...after waits of 2, 4, 8... x this many seconds (at most BACKOFF_MAX).
+    BACKOFF_FACTOR: float = 0.3
+    #: Hints waiting for the sender thread at most; more are dropped (and repaired).
+    QUEUE_SIZE: int = 10_000
+    #: Seconds a channel's position outlives its last publish or read.
+    POSITION_TTL: float = DEFAULT_TTL
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(field.name for field in dataclasses.fields(cls))
+
+    @classmethod
+    def take(cls, options: dict[str, Any]) -> Any:
+        """The options of this type among `options`, removed from it (defaults for the rest)."""
+        return cls(**{name: options.pop(name) for name in cls.names() if name in options})
+
+    @property
+    def attempts(self) -> int:
+        return self.RETRIES + 1
+
+    def redis_retry(self, *, for_asyncio: bool = False) -> Any:
+        """redis-py's Retry for these options (see redisretry)."""
+        return redisretry.redis_retry(
+            self.RETRIES, self.BACKOFF_FACTOR, BACKOFF_MAX, for_asyncio=for_asyncio
+        )
+
+    def position_store(self, hosts: Sequence[str | dict], prefix: str) -> Any:
+        """The position store: in Redis on `hosts` (shared by every process), or in this
+        process's memory when there are none."""
+        if not hosts:
+            return MemoryPositions(self.POSITION_TTL)
+        retry = self.redis_retry() if self.RETRIES else None
+        return RedisPositions(
+            hosts, prefix=prefix, ttl=self.POSITION_TTL, timeout=self.TIMEOUT, retry=retry
+        )
 
 
 class BaseBackend:

@@ -1,56 +1,57 @@
 """Publish through a Channels channel layer to the self-hosted WebSocket layer (channels_app).
 
-Each message becomes one `group_send` to the channel's group, carrying the frame already
-serialised with the channel's new stream position; every process's hub relays it to its
-local sockets untouched. Positions live where the layer lives: in Redis for channels_redis
-(shared by every process), in this process's memory for the in-memory layer.
+Each message becomes one event (layer.FrameEvent) to its channel's group, carrying the frame
+already serialised with the channel's new stream position; every process's hub relays it to
+its local sockets untouched. Positions live where the layer lives: in Redis for channels_redis
+(shared by every process), in this process's memory for the in-memory layer. On channels_redis'
+pub/sub layer one Redis script advances and publishes (pubsub.py); any other layer gets its
+positions advanced first and a group_send per message (LayerPublisher).
 
-Every Redis call of the sender thread has TIMEOUT, on either channels_redis layer, and is
-retried RETRIES times by redis-py's Retry after a connection error or timeout.
+Every Redis call of the sender thread has TIMEOUT and is retried RETRIES times by redis-py's
+Retry after a connection error or timeout (NetworkOptions).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import dataclasses
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.checks import Error, Warning
-from django.utils.module_loading import import_string
 
-from .. import protocol
+from .. import protocol, redisretry
+from ..adapters import CHANNELS_REDIS_PREFIX, channels_redis_hosts
+from ..layer import FrameEvent, frame_event, group_name
 from ..message import Message
-from ..positions import DEFAULT_TTL, MemoryPositions, RedisPositions, redis_retry, retried_errors
+from ..positions import RedisPositions
 from ..sender import BackgroundSender, DeliveryError
-from .base import BaseBackend, logger
-
-# The channel-layer message type the hub handles.
-EVENT_TYPE = "pushgateway.frame"
-
-
-def layer_event(message: Message, position: protocol.Position) -> dict:
-    return {
-        "type": EVENT_TYPE,
-        "channel": message.channel,
-        "frame": message.frame(position),
-        "epoch": position.epoch,
-        "seq": position.seq,
-        "t": time.time(),  # when it was published: the hub's delivery lag metric
-    }
+from .base import BaseBackend, NetworkOptions, logger
+from .channels_checks import channels_redis_layers, is_in_memory, redis_layer_warnings
+from .pubsub import RedisPubSubPublisher
 
 
-def redis_hosts(layer, config: dict) -> list | None:
+@dataclasses.dataclass(frozen=True)
+class ChannelsOptions(NetworkOptions):
+    """ChannelsBackend's OPTIONS: the network options, and which layer."""
+
+    #: The CHANNEL_LAYERS alias to publish on (the hub subscribes on the same).
+    LAYER: str = "default"
+
+
+def layer_event(message: Message, position: protocol.Position) -> FrameEvent:
+    return frame_event(message.channel, message.frame(position), position)
+
+
+def redis_hosts(layer: Any, config: dict) -> list | None:
     """The Redis hosts of a channels_redis layer (None for other layers, and for Sentinel,
     which the position store does not speak)."""
-    module = type(layer).__module__
-    if not module.startswith("channels_redis."):
+    if not isinstance(layer, channels_redis_layers()):
         return None
-    from channels_redis.utils import decode_hosts
-
-    hosts = decode_hosts(config.get("hosts"))
+    hosts = channels_redis_hosts(config)
     return None if any("master_name" in host for host in hosts) else hosts
 
 
@@ -59,7 +60,7 @@ def gave_up_after(attempts: int):
     """Errors that were retried reach the sender saying how many attempts were made."""
     try:
         yield
-    except retried_errors() as exc:
+    except redisretry.retried_errors() as exc:
         raise DeliveryError(str(exc) or repr(exc), attempts=attempts) from exc
 
 
@@ -87,17 +88,14 @@ class LayerPublisher:
             nonlocal sent
             for message, position in zip(messages[sent:], positions[sent:], strict=True):
                 event = layer_event(message, position)
-                send = self.layer.group_send(protocol.group_name(message.channel), event)
+                send = self.layer.group_send(group_name(message.channel), event)
                 try:
                     await asyncio.wait_for(send, self.timeout)
                 except TimeoutError:
                     raise TimeoutError(f"group_send had no answer in {self.timeout} s") from None
                 sent += 1
 
-        if self.retry is None:
-            await send_rest()
-        else:
-            await self.retry.call_with_retry(send_rest, _nothing_to_clean)
+        await redisretry.acall(self.retry, send_rest)
 
     def prepare(self, messages):
         return messages, self.positions.advance([m.channel for m in messages])
@@ -122,47 +120,6 @@ class LayerPublisher:
             self.loop = None
 
 
-async def _nothing_to_clean(error: Exception) -> None:
-    pass
-
-
-class RedisPubSubPublisher:
-    """channels_redis' RedisPubSubChannelLayer, published to as its group_send does, with
-    the position advanced in the same script: one round trip per batch and shard.
-
-    The same Redis channel names and payloads (msgpack), but a synchronous client: less
-    than half the CPU of the async layer, spent on the sender thread while the request
-    thread waits for the GIL. Used only for configurations it understands.
-    """
-
-    prepare = None
-
-    def __init__(self, positions: RedisPositions) -> None:
-        self.positions = positions
-
-    @staticmethod
-    def supports(layer, config: dict) -> bool:
-        try:
-            from channels_redis.pubsub import RedisPubSubChannelLayer
-        except ImportError:  # another layer, without channels_redis installed
-            return False
-        plain = config.get("serializer_format", "msgpack") == "msgpack"
-        return (
-            type(layer) is RedisPubSubChannelLayer
-            and plain
-            and not config.get("symmetric_encryption_keys")
-        )
-
-    def publish(self, messages) -> None:
-        self.positions.advance_and_publish([(m.channel, m.head) for m in messages])
-
-    def repair(self, channels) -> None:
-        self.positions.advance_and_publish([(c, protocol.resync_head(c)) for c in channels])
-
-    def close(self) -> None:
-        self.positions.close()
-
-
 class ChannelsBackend(BaseBackend):
     """Send hints as channel-layer group messages.
 
@@ -175,63 +132,52 @@ class ChannelsBackend(BaseBackend):
     #: Its hints reach the pages through this project's own WebSocket server (channels_app).
     serves_websockets = True
 
-    options = ("LAYER", "QUEUE_SIZE", "RETRIES", "BACKOFF_FACTOR", "TIMEOUT", "POSITION_TTL")
+    #: Its OPTIONS, with their defaults, besides the common ones.
+    options_type = ChannelsOptions
+    options = ChannelsOptions.names()
 
-    def __init__(
-        self,
-        LAYER="default",
-        QUEUE_SIZE=10_000,
-        RETRIES=3,
-        BACKOFF_FACTOR=0.3,
-        TIMEOUT=5.0,
-        POSITION_TTL=DEFAULT_TTL,
-        **rest,
-    ):
-        super().__init__(**rest)
-        self.layer_alias = LAYER
-        self.layer = get_channel_layer(LAYER)
+    def __init__(self, **options: Any) -> None:
+        config = ChannelsOptions.take(options)
+        super().__init__(**options)
+        self.layer_alias = config.LAYER
+        self.layer = get_channel_layer(config.LAYER)
         if self.layer is None:
-            raise RuntimeError(f"pushgateway: no channel layer {LAYER!r} in CHANNEL_LAYERS")
-        self.timeout = TIMEOUT
+            raise RuntimeError(f"pushgateway: no channel layer {config.LAYER!r} in CHANNEL_LAYERS")
+        #: Seconds each layer call may take (channels_app's hub bounds its own with it too).
+        self.timeout = config.TIMEOUT
         #: Set by channels_app's hub when this process serves WebSockets.
         self.serving = False
         self._said_nobody_listens = False
         self.in_process = isinstance(self.layer, InMemoryChannelLayer)
         self._tasks: set[asyncio.Task] = set()
-        config = settings.CHANNEL_LAYERS[LAYER].get("CONFIG", {})
-        hosts = redis_hosts(self.layer, config)
-        if hosts:
-            self.positions = RedisPositions(
-                hosts,
-                prefix=config.get("prefix", "asgi"),
-                ttl=POSITION_TTL,
-                timeout=TIMEOUT,
-                retries=RETRIES,
-                backoff_factor=BACKOFF_FACTOR,
-            )
-        else:
-            self.positions = MemoryPositions(POSITION_TTL)
-        if hosts and RedisPubSubPublisher.supports(self.layer, config):
-            self.publisher = RedisPubSubPublisher(self.positions)
-        else:
-            timeout, retry = None, None
-            if not self.in_process:  # the sender thread's publishes: TIMEOUT and retries
-                timeout = TIMEOUT
-                with contextlib.suppress(ImportError):  # another layer, without redis-py
-                    retry = redis_retry(RETRIES, BACKOFF_FACTOR, for_asyncio=True)
-            self.publisher = LayerPublisher(self.layer, self.positions, timeout, retry)
-        self.attempts = RETRIES + 1
+        self.positions, self.publisher = self._publisher(config)
+        self.attempts = config.attempts
         self.sender = BackgroundSender(
             self._publish,
             name="channels",
             prepare=self._prepare,
             repair=self._repair,
-            max_queue=QUEUE_SIZE,
+            max_queue=config.QUEUE_SIZE,
             on_exit=self.publisher.close,
             on_fork=self._forget_connections,
             coalesce=self.coalesce,
         )
         self.stats = self.sender.stats
+
+    def _publisher(self, config: ChannelsOptions) -> tuple[Any, Any]:
+        """The position store and the publisher this layer's configuration allows."""
+        layer_config = settings.CHANNEL_LAYERS[config.LAYER].get("CONFIG", {})
+        hosts = redis_hosts(self.layer, layer_config)
+        prefix = layer_config.get("prefix", CHANNELS_REDIS_PREFIX)
+        positions = config.position_store(hosts, prefix=prefix)
+        if hosts and RedisPubSubPublisher.supports(self.layer, layer_config):
+            return positions, RedisPubSubPublisher(positions)
+        timeout, retry = None, None
+        if not self.in_process:  # the sender thread's publishes: TIMEOUT and retries
+            timeout = config.TIMEOUT
+            with contextlib.suppress(ImportError):  # another layer, without redis-py
+                retry = config.redis_retry(for_asyncio=True)
+        return positions, LayerPublisher(self.layer, positions, timeout, retry)
 
     def _forget_connections(self) -> None:
         # In a forked child: connections of its own; the parent's stay the parent's.
@@ -270,7 +216,7 @@ class ChannelsBackend(BaseBackend):
                 "process, or use channels_redis (docs/deployment.md)."
             )
         prepared = self.publisher.prepare(messages)
-        self.sender._sent(len(messages))
+        self.sender.count_sent(len(messages))
         send_all = self.publisher.group_send_all
         try:
             loop = asyncio.get_running_loop()
@@ -303,7 +249,7 @@ class ChannelsBackend(BaseBackend):
                     id="pushgateway.E005",
                 )
             )
-        elif not layers[alias].get("BACKEND", "").endswith("InMemoryChannelLayer"):
+        else:
             errors += redis_layer_warnings(alias, layers[alias])
         return errors
 
@@ -312,7 +258,7 @@ class ChannelsBackend(BaseBackend):
         """For `manage.py check --deploy`: one process is fine while developing."""
         alias = options.get("LAYER", "default")
         layer = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get(alias, {})
-        if not layer.get("BACKEND", "").endswith("InMemoryChannelLayer"):
+        if not is_in_memory(layer):
             return []
         return [
             Warning(
@@ -324,51 +270,3 @@ class ChannelsBackend(BaseBackend):
                 id="pushgateway.W001",
             )
         ]
-
-
-# redis-py 8's socket timeout when the hosts do not set one.
-REDIS_PY_SOCKET_TIMEOUT = 5
-
-
-def redis_layer_warnings(alias: str, layer: dict) -> list[Warning]:
-    """What a channels_redis layer's hosts can get wrong for this backend and the hub."""
-    path = layer.get("BACKEND", "")
-    if not path.startswith("channels_redis."):
-        return []
-    try:
-        from channels_redis.core import RedisChannelLayer
-        from channels_redis.utils import decode_hosts
-
-        layer_class = import_string(path)
-        hosts = decode_hosts(layer.get("CONFIG", {}).get("hosts"))
-    except (ImportError, ValueError):  # Channels reports a layer it cannot build
-        return []
-    warnings = []
-    if any("master_name" in host for host in hosts):
-        warnings.append(
-            Warning(
-                f"CHANNEL_LAYERS[{alias!r}] uses Redis Sentinel, which the position store "
-                "does not speak: stream positions are kept in each process's memory, so "
-                "pages refetch after hints published by other processes.",
-                hint="Give the layer Redis hosts without master_name to share positions.",
-                id="pushgateway.W003",
-            )
-        )
-    receive_timeout = getattr(layer_class, "brpop_timeout", None)
-    if issubclass(layer_class, RedisChannelLayer) and receive_timeout:
-        timeouts = [host.get("socket_timeout", REDIS_PY_SOCKET_TIMEOUT) for host in hosts]
-        if any(t is not None and t <= receive_timeout for t in timeouts):
-            warnings.append(
-                Warning(
-                    f"CHANNEL_LAYERS[{alias!r}] hosts keep a socket timeout of "
-                    f"{REDIS_PY_SOCKET_TIMEOUT} s or less (redis-py's default), which cuts "
-                    f"the core layer's {receive_timeout} s blocking receive: the hub's "
-                    "receive fails every few seconds and its pages are checked for resync "
-                    "each time.",
-                    hint="Give each host as a dict with 'socket_timeout': None, e.g. "
-                    "{'address': REDIS_URL, 'socket_timeout': None, 'max_connections': 1000}; "
-                    "the backend bounds its own calls with OPTIONS['TIMEOUT'].",
-                    id="pushgateway.W002",
-                )
-            )
-    return warnings

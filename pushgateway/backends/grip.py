@@ -15,16 +15,18 @@ from typing import Any
 from django.core.checks import Error
 from django.core.exceptions import ImproperlyConfigured
 
-from .httppublish import HttpPublishBackend
+from .. import extras
+from .httppublish import EXTRA, HttpPublishBackend
 
 
 @functools.lru_cache(maxsize=16)
 def grip_config(grip_url: str) -> dict[str, Any]:
     """The parts of a GRIP_URL (django-grip's format), parsed by gripcontrol (and cached:
-    the WebSocket-over-HTTP view verifies every request with it). Do not mutate."""
-    from gripcontrol import parse_grip_uri
+    the WebSocket-over-HTTP view verifies every request with it). Do not mutate.
 
-    return parse_grip_uri(grip_url)
+    Raises ImproperlyConfigured naming the `fanout` extra when gripcontrol is missing."""
+    gripcontrol = extras.require(EXTRA, "gripcontrol", "GRIP_URL")
+    return gripcontrol.parse_grip_uri(grip_url)
 
 
 class GripBackend(HttpPublishBackend):
@@ -33,6 +35,7 @@ class GripBackend(HttpPublishBackend):
 
     options = ("GRIP_URL", *HttpPublishBackend.options)
     name = "grip"
+    needs = (*HttpPublishBackend.needs, "gripcontrol")
 
     def __init__(self, GRIP_URL=None, **options):
         if not GRIP_URL:
@@ -61,6 +64,8 @@ class GripBackend(HttpPublishBackend):
                     id="pushgateway.E006",
                 )
             ]
+        if extras.missing(["gripcontrol"]):
+            return errors  # reported by HttpPublishBackend.check
         grip = grip_config(grip_url)
         if not grip["control_uri"].startswith(("http://", "https://")):
             errors.append(

@@ -2,12 +2,9 @@
 
 Fanout's publish API (Fastly Fanout, Pushpin, the legacy Fanout.io realm API) takes a JSON
 body of `items`, one per hint, and answers for the batch as a whole. Delivery runs in a
-BackgroundSender over one pooled urllib3 connection (keep-alive): every attempt has
-TIMEOUT, and urllib3's Retry retries connection errors, timeouts and 429/500/502/503/504
-RETRIES times with backoff (0, 2, 4... x BACKOFF_FACTOR seconds), or after the Retry-After
-the service asked for (at most RETRY_AFTER_MAX). A batch refused for an item's sake (400, 413,
-422) is halved until the refused items are found: only those are dropped, the rest are
-delivered.
+BackgroundSender through httpclient.py (timeouts, retries, Retry-After). A batch refused for
+an item's sake (400, 413, 422) is halved until the refused items are found: only those are
+dropped, the rest are delivered.
 
 Stream positions are kept by the backend, not by Fanout (which stores no state per channel
 that a page could compare with): in Redis when OPTIONS["POSITIONS"] names one, which every
@@ -15,138 +12,102 @@ publishing and serving process must share; else in this process's memory, which 
 this process's publishes. A position is advanced once per hint before the first attempt, so
 a hint that is given up still moved its channel: pages that reconnect see it, and the sender
 publishes a `resync` for the channel once the service answers again.
+
+The `fanout` extra's packages (urllib3, PyJWT, gripcontrol, pubcontrol, fanout) are imported
+when a backend is built, not with this module: channels_app imports grip_config from here
+in projects that never publish to Fanout.
 """
 
 from __future__ import annotations
 
-import json
-import time
+import dataclasses
 from typing import Any
 from urllib.parse import urlsplit
 
-import jwt
-import urllib3
-from django.core.checks import Error
-from urllib3.util.retry import RequestHistory, Retry
+from django.core.checks import CheckMessage, Error
 
+from .. import extras
 from ..message import Message
-from ..positions import DEFAULT_TTL, MemoryPositions, RedisPositions
+from ..positions import RedisPositions
 from ..protocol import Position
-from ..sender import BACKOFF_MAX, BackgroundSender, DeliveryError
-from .base import BaseBackend, logger
+from ..sender import BackgroundSender, DeliveryError
+from .base import BaseBackend, NetworkOptions, logger
 
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-# A refusal that may be about some items of a batch only: halve the batch to find them.
-ITEM_STATUSES = (400, 413, 422)
-#: The longest Retry-After honoured (seconds); a longer one is cut to this.
-RETRY_AFTER_MAX = 30
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+#: The extra that brings what every Fanout backend imports when it is built.
+EXTRA = "fanout"
 
 
-class ReportingRetry(Retry):
-    """urllib3's Retry, telling `on_retry` about each retry it makes (to count and log),
-    and waiting at most RETRY_AFTER_MAX for a Retry-After (urllib3 2.7's `retry_after_max`,
-    for older urllib3 2 too)."""
+@dataclasses.dataclass(frozen=True)
+class HttpPublishOptions(NetworkOptions):
+    """The OPTIONS of every Fanout backend: the network options, and where positions live."""
 
-    def __init__(self, *args: Any, on_retry=None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.on_retry = on_retry
-
-    def new(self, **kwargs: Any) -> ReportingRetry:
-        kwargs.setdefault("on_retry", self.on_retry)
-        return super().new(**kwargs)
-
-    def parse_retry_after(self, retry_after: str) -> float:
-        return min(super().parse_retry_after(retry_after), RETRY_AFTER_MAX)
-
-    def increment(self, *args: Any, **kwargs: Any) -> ReportingRetry:
-        retry = super().increment(*args, **kwargs)  # raises when no retry is left
-        if self.on_retry is not None:
-            self.on_retry(retry.history[-1])
-        return retry
+    #: A Redis URL that every publishing and serving process shares (None: in memory).
+    POSITIONS: str | None = None
 
 
 class HttpPublishBackend(BaseBackend):
     """Base class of the Fanout backends: a subclass sets `endpoint`, `iss` and `key` (how
     requests are authorised) and builds one publish item per hint in `item()`."""
 
-    options = ("TIMEOUT", "RETRIES", "BACKOFF_FACTOR", "QUEUE_SIZE", "POSITIONS", "POSITION_TTL")
+    #: Its OPTIONS, with their defaults, besides the common ones (subclasses add theirs).
+    options_type = HttpPublishOptions
+    options = HttpPublishOptions.names()
     #: What log lines call this backend.
     name = "fanout"
+    #: The modules of the `fanout` extra this backend needs (imported when it is built).
+    needs: tuple[str, ...] = ("urllib3", "jwt", "pubcontrol")
     endpoint: str
     iss: str | None = None
     key: str | bytes | None = None
 
-    def __init__(
-        self,
-        TIMEOUT=5.0,
-        RETRIES=3,
-        BACKOFF_FACTOR=0.3,
-        QUEUE_SIZE=10_000,
-        POSITIONS=None,
-        POSITION_TTL=DEFAULT_TTL,
-        **rest,
-    ):
-        super().__init__(**rest)
-        self.timeout = TIMEOUT
-        self.retries = RETRIES
-        self.retry = ReportingRetry(
-            total=RETRIES,
-            backoff_factor=BACKOFF_FACTOR,
-            backoff_max=BACKOFF_MAX,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods=["POST"],
-            respect_retry_after_header=True,
-            raise_on_status=False,  # the last answer is kept, to say what it was
+    def __init__(self, **options: Any) -> None:
+        config = HttpPublishOptions.take(options)
+        super().__init__(**options)
+        httpclient = self.require()
+        self.client = httpclient.PublishClient(
+            self.endpoint,
+            lambda: httpclient.authorization(self.iss, self.key),
+            config,
             on_retry=self._count_retry,
         )
-        if POSITIONS:
-            retrying = {"timeout": TIMEOUT, "retries": RETRIES, "backoff_factor": BACKOFF_FACTOR}
-            self.positions = RedisPositions(
-                [POSITIONS], prefix="pushgateway", ttl=POSITION_TTL, **retrying
-            )
-        else:
-            self.positions = MemoryPositions(POSITION_TTL)
-        self.pool = self._new_pool()
+        hosts = [config.POSITIONS] if config.POSITIONS else []
+        self.positions = config.position_store(hosts, prefix="pushgateway")
         self.sender = BackgroundSender(
             self.deliver,
             name=self.name,
             prepare=self.prepare,
             repair=self.repair,
-            max_queue=QUEUE_SIZE,
+            max_queue=config.QUEUE_SIZE,
             on_fork=self._forget_connections,
             coalesce=self.coalesce,
         )
         self.stats = self.sender.stats
 
+    @classmethod
+    def require(cls) -> Any:
+        """The HTTP client module, once every module this backend needs imports; else
+        ImproperlyConfigured saying to install the `fanout` extra."""
+        for module in cls.needs:
+            extras.require(EXTRA, module, f"pushgateway's {cls.__name__}")
+        from . import httpclient
+
+        return httpclient
+
     def item(self, message: Message, position: Position | None) -> dict:
         """The publish item for one hint at its position."""
         raise NotImplementedError
 
-    def _new_pool(self) -> urllib3.PoolManager:
-        # One connection, kept alive: only the sender thread publishes.
-        return urllib3.PoolManager(
-            maxsize=1, retries=self.retry, timeout=urllib3.Timeout(total=self.timeout)
-        )
-
     def _forget_connections(self) -> None:
-        self.pool = self._new_pool()  # the parent's sockets stay the parent's
+        self.client.forget_connections()
         if isinstance(self.positions, RedisPositions):
             self.positions.forget_connections()
 
-    def _count_retry(self, attempt: RequestHistory) -> None:
+    def _count_retry(self, attempt: Any) -> None:
+        """Called by urllib3's Retry with its RequestHistory entry of each retry."""
         self.stats["retries"] += 1
         cause = attempt.error or f"HTTP {attempt.status}"
         logger.warning("pushgateway %s: %s from %s; retrying", self.name, cause, attempt.url)
-
-    def authorization(self) -> str | None:
-        if self.iss:
-            claims = {"iss": self.iss, "exp": int(time.time()) + 3600}
-            return "Bearer " + jwt.encode(claims, self.key, algorithm="HS256")
-        if self.key:
-            key = self.key.decode() if isinstance(self.key, bytes) else self.key
-            return "Bearer " + key
-        return None
 
     def prepare(self, messages: list[Message]) -> list[dict]:
         """The publish items for a batch, with each hint's new position (once per hint)."""
@@ -189,29 +150,8 @@ class HttpPublishBackend(BaseBackend):
             raise DeliveryError(reason, undelivered=refused, refused=True)
 
     def post(self, items: list[dict]) -> None:
-        """One publish request (urllib3 retries it); raises DeliveryError when it fails."""
-        headers = {"Content-Type": "application/json"}
-        auth = self.authorization()
-        if auth:
-            headers["Authorization"] = auth
-        body = json.dumps({"items": items}).encode()
-        try:
-            response = self.pool.request("POST", self.endpoint, body=body, headers=headers)
-        except urllib3.exceptions.MaxRetryError as exc:
-            raise DeliveryError(
-                f"{self.endpoint}: {exc.reason}", attempts=self.retries + 1
-            ) from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise DeliveryError(f"{self.endpoint}: {exc}") from exc
-        if response.status < 300:
-            return
-        detail = response.data[:200].decode("utf-8", "replace").strip()
-        history = response.retries.history if response.retries else ()
-        raise DeliveryError(
-            f"HTTP {response.status} from {self.endpoint}: {detail}",
-            attempts=len(history) + 1,
-            refused=response.status in ITEM_STATUSES,
-        )
+        """One publish request; raises DeliveryError when it fails (httpclient.py)."""
+        self.client.post(items)
 
     def send_messages(self, messages) -> None:
         self.sender.submit(messages)
@@ -222,11 +162,20 @@ class HttpPublishBackend(BaseBackend):
     def close(self) -> None:
         self.sender.close()
         self.positions.close()
-        self.pool.clear()
+        self.client.close()
 
     @classmethod
-    def check(cls, options):
+    def check(cls, options: dict[str, Any]) -> list[CheckMessage]:
         errors = super().check(options)
+        absent = extras.missing(cls.needs)
+        if absent:
+            errors.append(
+                Error(
+                    f"{cls.__name__} needs {', '.join(absent)}, which is not installed.",
+                    hint=extras.install_hint(EXTRA),
+                    id="pushgateway.E010",
+                )
+            )
         positions = options.get("POSITIONS")
         if positions and not (
             isinstance(positions, str) and urlsplit(positions).scheme in REDIS_SCHEMES

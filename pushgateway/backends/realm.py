@@ -58,6 +58,7 @@ class RealmBackend(HttpPublishBackend):
         *HttpPublishBackend.options,
     )
     name = "realm"
+    needs = (*HttpPublishBackend.needs, "fanout")
 
     def __init__(
         self,

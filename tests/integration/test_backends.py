@@ -14,16 +14,13 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 import pushgateway
-from pushgateway import protocol
+from pushgateway import adapters
 from pushgateway.backends import get_backend
-from pushgateway.backends.channels import (
-    ChannelsBackend,
-    LayerPublisher,
-    RedisPubSubPublisher,
-    layer_event,
-)
+from pushgateway.backends.channels import ChannelsBackend, LayerPublisher, layer_event
 from pushgateway.backends.console import ConsoleBackend
 from pushgateway.backends.dummy import DummyBackend
+from pushgateway.backends.pubsub import RedisPubSubPublisher
+from pushgateway.layer import EVENT_FIELDS, group_name
 from pushgateway.message import Message
 from pushgateway.positions import MemoryPositions, RedisPositions
 from pushgateway.protocol import START, Position
@@ -76,7 +73,7 @@ def test_backend_is_rebuilt_when_settings_change(settings):
 async def test_channels_backend_sends_the_frame_to_the_channel_group():
     layer = get_channel_layer()
     listener = await layer.new_channel()
-    await layer.group_add(protocol.group_name("comments-7"), listener)
+    await layer.group_add(group_name("comments-7"), listener)
     backend = ChannelsBackend()
     assert backend.in_process and isinstance(backend.positions, MemoryPositions)
     messages = [Message("comments-7", {"pk": "1"}), Message("comments-7", {"pk": "2"})]
@@ -92,7 +89,7 @@ async def test_channels_backend_sends_the_frame_to_the_channel_group():
         "comments-7": Position(epoch, 2),
         "other": START,
     }
-    await layer.group_discard(protocol.group_name("comments-7"), listener)
+    await layer.group_discard(group_name("comments-7"), listener)
 
 
 def test_channels_backend_without_the_layer_says_which(settings):
@@ -183,14 +180,15 @@ def test_channels_backend_reaches_real_redis_layers(settings, redis, layer, publ
         # In a loop of its own, closed at the end (channels_redis cleans up on close).
         receiver = get_channel_layer()
         hub_channel = await receiver.new_channel()
-        await receiver.group_add(protocol.group_name(channel), hub_channel)
+        await receiver.group_add(group_name(channel), hub_channel)
         backend.send_messages(messages)
         events = [await asyncio.wait_for(receiver.receive(hub_channel), 5) for _ in messages]
-        await receiver.group_discard(protocol.group_name(channel), hub_channel)
+        await receiver.group_discard(group_name(channel), hub_channel)
         return events
 
     events = asyncio.run(receive())
     epoch = events[0]["epoch"]
+    assert all(set(event) == set(EVENT_FIELDS) for event in events)
     # The same event the in-memory path makes, whichever way it was serialised (the
     # pub/sub layer's comes out of a Lua script that also advanced the position).
     assert without_time(events) == [
@@ -201,6 +199,41 @@ def test_channels_backend_reaches_real_redis_layers(settings, redis, layer, publ
     # Any process sharing the Redis reads the same position.
     other = RedisPositions([redis.url])
     assert other.read([channel]) == {channel: Position(epoch, 2)}
+
+
+def test_the_redis_script_publishes_the_frames_python_builds(redis):
+    """Frames and events out of backends/pubsub.py's Lua script equal Python's, for the same
+    head and position: a message whose data JSON escapes, a resync, a seq past 32 bits."""
+    import redis as redis_py
+
+    positions = RedisPositions([redis.url], prefix=f"t{time.monotonic_ns()}")
+    publisher = RedisPubSubPublisher(positions)
+    positions.shards()[0].client.hset(positions.key("big"), mapping={"e": "0ld", "s": 2**40})
+    messages = [
+        Message("lua-a", {"pk": "1", "text": 'é "quoted" </script>'}, client="page-1"),
+        Message("lua-a", resync=True),
+        Message("big", None),
+    ]
+    with redis_py.Redis.from_url(redis.url) as client, client.pubsub() as pubsub:
+        names = {positions.pubsub_name(m.channel) for m in messages}
+        pubsub.subscribe(*names)
+        for _ in names:  # subscribed before anything is published
+            assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+        publisher.publish(messages)
+        events, deadline = [], time.monotonic() + 5
+        while len(events) < len(messages) and time.monotonic() < deadline:
+            item = pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+            if item is not None:
+                events.append(adapters.decode_pubsub_payload(item["data"]))
+    read = positions.read(["lua-a", "big"])
+    assert read["big"] == Position("0ld", 2**40 + 1)
+    expected = [
+        layer_event(messages[0], Position(read["lua-a"].epoch, 1)),
+        layer_event(messages[1], Position(read["lua-a"].epoch, 2)),
+        layer_event(messages[2], read["big"]),
+    ]
+    assert without_time(events) == without_time(expected)
+    assert [e["frame"] for e in events] == [e["frame"] for e in expected]  # the very text
 
 
 class ClosingServer:
@@ -263,10 +296,10 @@ def test_a_redis_that_stops_answering_does_not_hold_the_core_layers_sender(
     channel = next(
         c
         for c in (f"core-hang-{n}" for n in range(1000))
-        if layer.consistent_hash(protocol.group_name(c)) == 0 and [*positions.by_shard([c])] == [0]
+        if layer.consistent_hash(group_name(c)) == 0 and [*positions.by_shard([c])] == [0]
     )
     member = next(m for m in (f"member{n}" for n in range(1000)) if layer.consistent_hash(m) == 1)
-    asyncio.run(_group_add(layer, protocol.group_name(channel), member))
+    asyncio.run(_group_add(layer, group_name(channel), member))
 
     backend.send_messages([Message(channel, 1)])
     assert backend.flush(5) and backend.stats["sent"] == 1

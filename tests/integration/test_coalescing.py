@@ -31,10 +31,12 @@ def listen(redis_url, channels, heard, ready, stop):
     """A process's hub, as Redis sees it: every publish on the channels' groups, with its time."""
     import redis as redis_py
 
-    from pushgateway.protocol import group_name
+    from pushgateway.adapters import CHANNELS_REDIS_PREFIX, pubsub_group_channel
+    from pushgateway.layer import group_name
 
     with redis_py.Redis.from_url(redis_url) as client, client.pubsub() as pubsub:
-        pubsub.subscribe(*[f"asgi__group__{group_name(c)}" for c in channels])
+        names = [pubsub_group_channel(CHANNELS_REDIS_PREFIX, group_name(c)) for c in channels]
+        pubsub.subscribe(*names)
         ready.set()
         while not stop.is_set():
             item = pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)

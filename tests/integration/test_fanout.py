@@ -14,7 +14,7 @@ from django.db import transaction
 
 from demo.models import Event
 from pushgateway import publish
-from pushgateway.backends import get_backend, httppublish
+from pushgateway.backends import get_backend, httpclient
 from pushgateway.backends.fanout import FanoutBackend
 from pushgateway.backends.grip import GripBackend
 from pushgateway.backends.realm import RealmBackend, channel_name, realm_channel
@@ -276,7 +276,7 @@ def test_a_429_is_retried_after_the_time_the_service_asks_for(grip, fanout):
 
 
 def test_a_long_retry_after_is_cut_to_the_cap(monkeypatch, fanout):
-    monkeypatch.setattr(httppublish, "RETRY_AFTER_MAX", 1)
+    monkeypatch.setattr(httpclient, "RETRY_AFTER_MAX", 1)
     backend = GripBackend(GRIP_URL=f"{fanout.url}?key=k")
     fanout.mode, fanout.failures, fanout.fail_status, fanout.retry_after = "fail", 1, 503, "3600"
     backend.send_messages([_message("a")])

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from channels_app.websocket_events import encode_events, parse_events
 from pushgateway import protocol
 from pushgateway.constants import ErrorCode
-from pushgateway.protocol import Position, Session, TokenBucket
+from pushgateway.protocol import Position, Session
+from pushgateway.ratelimit import TokenBucket
 
 # At least this many frames per run, in every test that counts them.
 SESSION_FRAMES = 10_000

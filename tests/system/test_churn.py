@@ -18,6 +18,12 @@ import time
 
 import pytest
 
+from pushgateway.adapters import (
+    CHANNELS_REDIS_PREFIX,
+    pubsub_group_channel,
+    pubsub_own_channel_start,
+)
+from pushgateway.layer import group_name
 from tests.support.host_clients import Clients, in_order, messages
 from tests.support.host_publisher import Publisher
 from tests.support.netns import HTTP_PORT, REDIS_PORT, NamespacesUnavailable, Network
@@ -32,8 +38,17 @@ CYCLES = 20_000
 # 5.4 %, after 4,000 or 10,000 up to 10 %.
 WARM_UP = 20_000
 RESIDENTS = 10
-# What a hub subscribes to for itself: its own channel and its heartbeat group.
-HUB_OWN = re.compile(r"asgipushgateway\.hub\.\w+|asgi__group__pushgateway\.heartbeat\.\w+")
+# What a hub subscribes to for itself: its own channel and its heartbeat group (the prefixes
+# channels_app/hub.py gives them), as the pub/sub layer names them in Redis.
+HUB_OWN = re.compile(
+    "|".join(
+        re.escape(start) + r"[0-9a-f]+"
+        for start in (
+            pubsub_own_channel_start(CHANNELS_REDIS_PREFIX, "pushgateway.hub."),
+            pubsub_group_channel(CHANNELS_REDIS_PREFIX, "pushgateway.heartbeat."),
+        )
+    )
+)
 
 
 @pytest.fixture
@@ -160,7 +175,7 @@ def test_20000_sockets_coming_and_going_leave_nothing_behind(server, log_dir):
         )
     )
     residents.wait_subscribed(["server"], watched)
-    resident_groups = [f"asgi__group__pushgateway.{channel}" for channel in watched]
+    resident_groups = [pubsub_group_channel(CHANNELS_REDIS_PREFIX, group_name(c)) for c in watched]
 
     server.churn(WARM_UP, seed=1)
     rss_before = server.settle(resident_groups, RESIDENTS)

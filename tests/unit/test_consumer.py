@@ -15,9 +15,10 @@ from channels_app.asgi import application
 from channels_app.consumer import PushGatewayConsumer
 from channels_app.hub import get_hub
 from channels_app.routing import pushgateway_socket
-from pushgateway import constants, protocol
+from pushgateway import constants
 from pushgateway.backends import get_backend
 from pushgateway.constants import WEBSOCKET_PATH, ErrorCode
+from pushgateway.layer import group_name
 from tests.support.sockets import ORIGIN, connect, receive, send, subscribe
 
 
@@ -111,7 +112,7 @@ async def test_a_page_that_closes_while_frames_are_on_their_way_is_not_an_error(
 
 async def test_hub_joins_each_channel_once_per_process_and_leaves_with_the_last_socket():
     layer = get_channel_layer()
-    group = protocol.group_name("shared")
+    group = group_name("shared")
     sockets = [await connect() for _ in range(3)]
     for socket in sockets:
         await subscribe(socket, "shared")
@@ -255,7 +256,7 @@ async def test_hub_membership_ends_right_when_joins_and_leaves_race():
 
     hub = Hub(SlowLayer())
     a, b = object(), object()
-    group = protocol.group_name("race")
+    group = group_name("race")
     # a joins, leaves while its join is in flight; b joins meanwhile; then b leaves too.
     await asyncio.gather(
         hub.subscribe("race", a), hub.unsubscribe("race", a), hub.subscribe("race", b)

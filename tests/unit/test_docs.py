@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import inspect
 import json
 import re
@@ -243,8 +244,11 @@ def documented_defaults(heading: str) -> dict[str, object]:
 
 
 def code_defaults(cls: type) -> dict[str, object]:
-    """The keyword defaults of a backend's __init__ and those it passes **options on to."""
-    found: dict[str, object] = {}
+    """The defaults of a backend's options type, and the keyword defaults of its __init__
+    and those it passes **options on to."""
+    options_type = getattr(cls, "options_type", None)
+    fields = dataclasses.fields(options_type) if options_type else ()
+    found: dict[str, object] = {field.name: field.default for field in fields}
     for klass in reversed(cls.__mro__):
         if "__init__" in vars(klass):
             for name, parameter in inspect.signature(klass.__init__).parameters.items():

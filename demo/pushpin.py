@@ -1,18 +1,16 @@
-"""Run a local Pushpin in front of this project (what Fastly Fanout does in production).
+"""A local Pushpin in front of this project (what Fastly Fanout does in production).
 
-    python -m demo.pushpin --origin-port 8000 --port 7999 --publish-port 5561 --dir .state/pushpin
-
-writes a Pushpin configuration under --dir and runs Pushpin in the foreground, routing every
-request to the origin (WebSockets as WebSocket-over-HTTP). The origin must run with
-PUSHGATEWAY_BACKEND=fanout and GRIP_URL=grip_url(...). Used by `./dev pushpin-demo` and the
-tests. As shipped, Debian's Pushpin cannot reach an origin from a non-root foreground run
-unless zurl is one of its services, talking to the proxy through the run directory.
+`write_config` writes a Pushpin configuration of its own directory, ports and IPC names;
+`command` runs Pushpin with it, routing every request to the origin (WebSockets as
+WebSocket-over-HTTP). The origin must run with PUSHGATEWAY_BACKEND=fanout and
+GRIP_URL=grip_url(...). Used by `./dev pushpin-demo` (demo/pushpin_demo.py) and the tests
+(tests/support/servers.py). As shipped, Debian's Pushpin cannot reach an origin from a
+non-root foreground run unless zurl is one of its services, talking to the proxy through the
+run directory.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 from pathlib import Path
 
@@ -65,20 +63,3 @@ def command(config: Path, origin_port: int) -> list[str]:
         "--route",
         f"* 127.0.0.1:{origin_port},over_http",
     ]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--origin-port", type=int, default=8000)
-    parser.add_argument("--port", type=int, default=7999)
-    parser.add_argument("--publish-port", type=int, default=5561)
-    parser.add_argument("--sig-key", required=True)
-    parser.add_argument("--dir", type=Path, default=Path(".state/pushpin"))
-    args = parser.parse_args()
-    config = write_config(args.dir.resolve(), args.port, args.publish_port, args.sig_key)
-    argv = command(config, args.origin_port)
-    os.execv(argv[0], argv)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,9 @@
 import os
 import platform
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import django
 import pytest
@@ -72,6 +75,21 @@ def outbox():
         pushgateway.outbox.clear()
         yield pushgateway.outbox
         pushgateway.outbox.clear()
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """The wheel under test: the one the wheel combination installed (PUSHGATEWAY_WHEEL names
+    it), else one built from this checkout."""
+    if os.environ.get("PUSHGATEWAY_WHEEL"):
+        return Path(os.environ["PUSHGATEWAY_WHEEL"])
+    from tests.support.servers import ROOT
+
+    out = tmp_path_factory.mktemp("wheel")
+    build = [sys.executable, "-m", "uv", "build", "--quiet", "--wheel", "--out-dir", str(out)]
+    subprocess.run([*build, str(ROOT)], check=True, capture_output=True)
+    [path] = out.glob("django_pushgateway-*.whl")
+    return path
 
 
 @pytest.fixture(scope="session")

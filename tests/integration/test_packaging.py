@@ -1,9 +1,11 @@
 """The wheel: what it ships and declares, and that it works in someone else's project.
 
-`./dev test` runs the whole suite once more against the wheel installed (not editable) in a
-fresh virtualenv; PUSHGATEWAY_WHEEL then names that wheel, and these tests check it.
+They run on the primary combination (on a wheel built from this checkout) and on the wheel
+combination (noxfile.py), against the wheel installed there (not editable), which
+PUSHGATEWAY_WHEEL names.
 """
 
+import ast
 import email
 import importlib.metadata
 import json
@@ -24,6 +26,8 @@ import channels_app
 import pushgateway
 from tests.support.servers import ROOT, run_python
 
+pytestmark = pytest.mark.wheel
+
 REPOSITORY = "https://github.com/django-pushgateway/django-pushgateway"
 BROWSER_MODULE = "pushgateway/static/pushgateway/pushgateway.js"
 # The classic script, its ES module entry and their TypeScript declarations.
@@ -36,21 +40,6 @@ STATIC_URL = "static/"
 STATIC_ROOT = {static_root!r}
 CHANNEL_LAYERS = {{"default": {{"BACKEND": "channels.layers.InMemoryChannelLayer"}}}}
 """
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
-    """The wheel ./dev test installed for this run, or one built from this checkout."""
-    if os.environ.get("PUSHGATEWAY_WHEEL"):
-        return Path(os.environ["PUSHGATEWAY_WHEEL"])
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-    )
-    [path] = out.glob("django_pushgateway-*.whl")
-    return path
 
 
 def dist_info(wheel: Path) -> str:
@@ -117,20 +106,21 @@ def test_long_description_links_are_absolute_and_name_files_of_this_repository(w
     assert missing == []
 
 
-def combinations() -> list[tuple[str, str, str]]:
-    """(Python, Django, role) of each combination ./dev test runs."""
-    listing = subprocess.run(
-        [str(ROOT / "dev"), "matrix"], capture_output=True, text=True, check=True
-    ).stdout
-    found = re.findall(r"^py(\d+\.\d+)-dj(\d+\.\d+) .*: (.*)$", listing, re.M)
-    assert len(found) == len(listing.splitlines()) >= 2, listing
-    return found
+def matrix() -> tuple[dict[str, tuple[str, ...]], str]:
+    """noxfile.py's DJANGO_PYTHONS (each Django series: its Pythons) and WHEEL (the wheel
+    combination's name), read without importing nox (the tests' virtualenvs lack it)."""
+    found = {
+        node.targets[0].id: node.value
+        for node in ast.parse((ROOT / "noxfile.py").read_text()).body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+    }
+    return ast.literal_eval(found["DJANGO_PYTHONS"]), ast.literal_eval(found["WHEEL"])
 
 
 def test_classifiers_pins_and_requires_python_say_what_is_tested(wheel):
-    tested = combinations()
-    pythons = {Version(python) for python, _, _ in tested}
-    djangos = {Version(django) for _, django, _ in tested}
+    django_pythons, wheel_combination = matrix()
+    pythons = {Version(python) for series in django_pythons.values() for python in series}
+    djangos = {Version(django) for django in django_pythons}
     classifiers = "\n".join(metadata(wheel).get_all("Classifier"))
 
     def named(framework):
@@ -157,8 +147,7 @@ def test_classifiers_pins_and_requires_python_say_what_is_tested(wheel):
     assert f"{newest.major}.{newest.minor + 1}" not in pin  # nothing newer than tested
     assert f"{oldest.major}.{oldest.minor - 1}.99" not in pin  # nor older
     # The run against the built wheel takes the newest Django the pin admits.
-    [wheel_django] = [django for _, django, role in tested if "wheel" in role]
-    assert Version(wheel_django) == newest
+    assert Version(wheel_combination.rsplit("-dj", 1)[1]) == newest
 
 
 def test_the_tests_exercise_the_pushgateway_this_run_names():

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.servers import ROOT, free_port, listening, project_env
 
-pytestmark = [pytest.mark.servers, pytest.mark.primary]  # it runs .venv's daphne
+pytestmark = pytest.mark.servers  # on the primary combination only: it runs .venv's daphne
 
 
 def processes_below(pid: int) -> dict[int, str]:

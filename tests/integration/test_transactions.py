@@ -19,6 +19,8 @@ from pushgateway import publish
 from pushgateway.backends.base import BaseBackend
 from tests.support.hints import sent
 
+pytestmark = pytest.mark.matrix  # depends on the Python or Django version
+
 
 def in_another_thread(function):
     """Call `function` on a thread of its own, so on database connections of its own."""

@@ -4,11 +4,6 @@ writes (tests/ts/usage.ts), with tsc from tests/ts (installed by ./dev setup).""
 import subprocess
 from pathlib import Path
 
-import pytest
-
-# The declarations and tsc are the same whatever Python and Django run: test them once.
-pytestmark = pytest.mark.primary
-
 TS = Path(__file__).resolve().parents[1] / "ts"
 
 

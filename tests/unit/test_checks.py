@@ -5,6 +5,8 @@ from django.core.checks import run_checks
 
 from pushgateway.checks import check_settings
 
+pytestmark = pytest.mark.matrix  # depends on the Python or Django version
+
 
 def ids(settings_value, settings):
     settings.PUSHGATEWAY = settings_value

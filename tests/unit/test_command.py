@@ -1,6 +1,8 @@
 import pytest
 from django.core.management import CommandError, call_command
 
+pytestmark = pytest.mark.matrix  # depends on the Python or Django version
+
 
 def test_publishes_with_json_data(outbox, capsys):
     call_command("pushgateway_publish", "comments-7", "--data", '{"pk": "3"}')

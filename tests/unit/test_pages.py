@@ -11,6 +11,8 @@ import pushgateway
 from pushgateway import InvalidChannelName
 from pushgateway.backends import get_backend
 
+pytestmark = pytest.mark.matrix  # depends on the Python or Django version
+
 
 def config_of(html):
     return json.loads(re.search(r'application/json">(.*?)</script>', html).group(1))

@@ -9,7 +9,8 @@ import pushgateway
 from pushgateway import InvalidChannelName, apublish, publish
 from tests.support.hints import sent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The ORM's signals and transactions: they depend on the Django version.
+pytestmark = [pytest.mark.matrix, pytest.mark.django_db(transaction=True)]
 
 
 def test_outside_a_transaction_publishes_at_once(outbox):

@@ -10,7 +10,8 @@ from demo.models import Comment, Event
 from pushgateway.registry import is_registered
 from tests.support.hints import sent
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The ORM's signals and transactions: they depend on the Django version.
+pytestmark = [pytest.mark.matrix, pytest.mark.django_db(transaction=True)]
 
 
 def test_demo_comment_hints_go_to_object_event_and_list_channels(outbox):

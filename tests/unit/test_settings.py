@@ -7,6 +7,8 @@ import pytest
 
 from tests.support.servers import ROOT
 
+pytestmark = pytest.mark.matrix  # depends on the Python or Django version
+
 SHOW = (
     "import django; django.setup(); from django.conf import settings as s;"
     "print(s.PUSHGATEWAY['BACKEND'].rsplit('.', 1)[1],"

@@ -118,7 +118,8 @@ def tests(session: nox.Session, django: str, name: str) -> None:
             "the wheel",
         )
     else:
-        install_editable(session, django)
+        # The primary also gets the benchmarks' servers, which some tests serve under.
+        install_editable(session, django, "test,bench" if name == PRIMARY else "test")
     selection = SELECTION.get(name, EVERYWHERE_ELSE)
     args = ["-m", selection] if selection else []
     junit = ROOT / ".nox" / "results" / f"{name}.xml"
@@ -151,14 +152,14 @@ def counted(name: str, what: str, junit: Path, started: float) -> Result:
     return Result(line, passed, failed, ok=failed == 0)
 
 
-def install_editable(session: nox.Session, django: str) -> None:
-    """This checkout (editable) with its test extras and Django `django`; again only when
+def install_editable(session: nox.Session, django: str, extras: str) -> None:
+    """This checkout (editable) with `extras` and Django `django`; again only when
     pyproject.toml changed (uv resolves anew each time it is asked, seconds per run)."""
     stamp = Path(session.virtualenv.location) / "installed-from"
     wanted = hashlib.sha1((ROOT / "pyproject.toml").read_bytes()).hexdigest() + f" {django}"
     if stamp.exists() and stamp.read_text() == wanted:
         return
-    session.install("-e", f"{ROOT}[test]", f"Django=={django}.*")
+    session.install("-e", f"{ROOT}[{extras}]", f"Django=={django}.*")
     stamp.write_text(wanted)
 
 

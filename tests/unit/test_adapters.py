@@ -105,6 +105,7 @@ class Rollback(Exception):
     pass
 
 
+@pytest.mark.matrix  # Django's internals: every Django version
 @pytest.mark.django_db(transaction=True)
 def test_on_commit_appends_to_one_list_and_a_savepoint_rollback_replaces_it():
     connection = transaction.get_connection()  # the wrapper itself, as publish() has it
@@ -127,6 +128,7 @@ def test_on_commit_appends_to_one_list_and_a_savepoint_rollback_replaces_it():
         assert adapters.on_commit_keys(connection, keys_of) == {"a", "b"}
 
 
+@pytest.mark.matrix
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("ending", ["commit", "rollback"])
 def test_commit_and_rollback_start_a_new_list(ending):

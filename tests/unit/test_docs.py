@@ -156,7 +156,7 @@ process.exit(out.diagnostics.length ? 1 : 0);
 """
 
 
-@pytest.mark.parametrize("block", params("ts", marks=pytest.mark.primary))
+@pytest.mark.parametrize("block", params("ts"))
 def test_ts_block_parses(block):
     assert TYPESCRIPT.exists(), "TypeScript is not installed; run ./dev setup (npm ci in tests/ts)"
     result = subprocess.run(

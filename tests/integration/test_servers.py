@@ -10,6 +10,9 @@ from tests.support.servers import manage, recv_json, run_python, subscribe
 pytestmark = pytest.mark.servers
 
 
+# Every combination's end-to-end smoke test: daphne on Redis, a socket subscribed, a hint
+# published in another process, delivered.
+@pytest.mark.matrix
 def test_publish_from_a_separate_process_reaches_a_socket(redis, start_daphne):
     daphne = start_daphne(redis.url)
     with daphne.connect() as ws:
@@ -46,9 +49,6 @@ def test_two_daphne_processes_on_one_redis_both_deliver_one_publish(redis, start
     assert frame_a["data"] == 1
 
 
-# Every combination's end-to-end smoke test: daphne on Redis, a socket subscribed, a model saved
-# in another process (on SQLite and PostgreSQL), its hint delivered.
-@pytest.mark.matrix
 def test_saving_a_registered_model_in_another_process_is_pushed(
     redis, start_daphne, server_database
 ):

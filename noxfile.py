@@ -9,6 +9,7 @@ wheel built from this checkout. docs/development.md says why and what each phase
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -70,7 +71,9 @@ class Result:
     ok: bool = False
 
 
-RESULTS: dict[str, Result] = {}  # by step, in the order they ran (one nox process)
+# By step, in the order they ran: the sessions of one run share this nox process (no --parallel:
+# running two combinations at once measured barely faster on 2 cores; docs/development.md).
+RESULTS: dict[str, Result] = {}
 
 
 def timed(started: float) -> str:
@@ -105,18 +108,16 @@ def tests(session: nox.Session, django: str, name: str) -> None:
     """pytest on one combination; `-- ARGS` are pytest's (a -m replaces the combination's)."""
     started = time.monotonic()
     RESULTS[name] = Result(f"{name}  FAILED before pytest ran (see above)")
-    ensure_postgres(session)
+    if problem := postgres_problem_after_start():
+        session.error(f"The tests need PostgreSQL and cannot use it:\n  {problem}")
     project, env, what = ROOT, {}, "this checkout"
     if name == WHEEL:
         wheel = build_wheel(session)
         # --exact: the virtualenv holds the wheel and what it declares, and nothing else.
         exact = ("--exact", "--reinstall-package", "django-pushgateway")
         session.install(*exact, f"{wheel}[test]", f"Django=={django}.*")
-        project, env, what = (
-            copy_project_without_apps(),
-            {"PUSHGATEWAY_WHEEL": str(wheel)},
-            "the wheel",
-        )
+        env = {"PUSHGATEWAY_WHEEL": str(wheel)}  # the tests check what they import is it
+        project, what = copy_project_without_apps(), "the built wheel"
     else:
         # The primary also gets the benchmarks' servers, which some tests serve under.
         install_editable(session, django, "test,bench" if name == PRIMARY else "test")
@@ -195,9 +196,6 @@ except psycopg.Error as exc:
 """
 
 
-POSTGRES_READY: list[bool] = []  # checked once per run
-
-
 def postgres_problem() -> tuple[str, str] | None:
     """(port, why) when the suite cannot use its PostgreSQL server (settings/test.py)."""
     check = subprocess.run(
@@ -208,26 +206,26 @@ def postgres_problem() -> tuple[str, str] | None:
     return tuple(check.stdout.split(" ", 1)) if check.stdout.strip() else None
 
 
-def ensure_postgres(session: nox.Session) -> None:
+@functools.cache  # once per run
+def postgres_problem_after_start() -> str | None:
     """The tests create and drop databases of their own on a running PostgreSQL: start the
-    local cluster on its port when it is stopped (`./dev setup` installs PostgreSQL)."""
-    if POSTGRES_READY or (problem := postgres_problem()) is None:
-        POSTGRES_READY.append(True)
-        return
+    local cluster on its port when it is stopped (`./dev setup` installs PostgreSQL). Why
+    it still cannot be used, or None."""
+    if (problem := postgres_problem()) is None:
+        return None
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     clusters = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout
     for version, cluster, port, status, *_ in map(str.split, clusters.splitlines()):
         if port == problem[0] and status != "online":
-            session.log(f"starting PostgreSQL {version}/{cluster} (port {port})")
+            print(f"starting PostgreSQL {version}/{cluster} (port {port})", flush=True)
             start = ["pg_ctlcluster", "--skip-systemctl-redirect", version, cluster, "start"]
             subprocess.run([*sudo, *start])
-    if (problem := postgres_problem()) is not None:
-        session.error(
-            f"The tests need PostgreSQL and cannot use it:\n  {problem[1]}\nThey connect to "
-            "TEST_POSTGRES_URL (default: user postgres without a password on 127.0.0.1:5432) "
-            "and create and drop databases of their own there."
-        )
-    POSTGRES_READY.append(True)
+    if (problem := postgres_problem()) is None:
+        return None
+    return (
+        f"{problem[1]}\nThey connect to TEST_POSTGRES_URL (default: user postgres without a "
+        "password on 127.0.0.1:5432) and create and drop databases of their own there."
+    )
 
 
 @nox.session(python=False)

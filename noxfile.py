@@ -38,6 +38,8 @@ COMBINATIONS = [(p, d) for d, pythons in DJANGO_PYTHONS.items() for p in pythons
 # What each combination runs, as a pytest marker expression (None: every test).
 SELECTION = {PRIMARY: None, WHEEL: "matrix or wheel"}
 EVERYWHERE_ELSE = "matrix"
+# Bytecode compiled at install, on every core, not on first import inside a timed test.
+COMPILED = ("--compile-bytecode",)
 
 nox.needs_version = ">=2025.10.16"
 nox.options.default_venv_backend = "uv"
@@ -119,7 +121,7 @@ def tests(session: nox.Session, version: str, django: str, name: str) -> None:
         wheel = build_wheel(session)
         # --exact: the virtualenv holds the wheel and what it declares, and nothing else.
         exact = ("--exact", "--reinstall-package", "django-pushgateway")
-        session.install(*exact, f"{wheel}[test]", f"Django=={django}.*")
+        session.install(*exact, *COMPILED, f"{wheel}[test]", f"Django=={django}.*")
         env = {"PUSHGATEWAY_WHEEL": str(wheel)}  # the tests check what they import is it
         project, what = copy_project_without_apps(), "the built wheel"
     else:
@@ -164,7 +166,7 @@ def install_editable(session: nox.Session, django: str, extras: str) -> None:
     wanted = hashlib.sha1((ROOT / "pyproject.toml").read_bytes()).hexdigest() + f" {django}"
     if stamp.exists() and stamp.read_text() == wanted:
         return
-    session.install("-e", f"{ROOT}[{extras}]", f"Django=={django}.*")
+    session.install(*COMPILED, "-e", f"{ROOT}[{extras}]", f"Django=={django}.*")
     stamp.write_text(wanted)
 
 

@@ -1,9 +1,9 @@
 """The protocol's facts, each defined once: codes, limits, names and the browser's defaults.
 
 Python imports them from here. The browser module cannot import Python, so it carries them as
-a generated table (`browser_facts()`, written into static/js/pushgateway.js between its
-``facts:begin``/``facts:end`` markers by ``python -m pushgateway.constants``); a unit test
-fails when the two disagree. docs/protocol.md describes every value.
+a generated table (`browser_table()`, written into static/js/pushgateway.js between its
+``facts:begin``/``facts:end`` markers by ``./dev facts``); tests/unit/test_constants.py fails
+when the two disagree. docs/protocol.md describes every value.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 #: The wire protocol's version (docs/protocol.md).
@@ -142,7 +141,6 @@ def browser_facts() -> dict[str, Any]:
 
 
 BEGIN, END = "// facts:begin", "// facts:end"
-BROWSER_MODULE = Path(__file__).resolve().parent.parent / "static" / "js" / "pushgateway.js"
 
 
 def _js(value: Any) -> str:
@@ -174,8 +172,3 @@ def with_table(source: str) -> str:
     if not (begin and end):
         raise ValueError(f"the browser module has no {BEGIN} ... {END} block")
     return f"{head}{BEGIN}\n{browser_table()}  {END}{tail}"
-
-
-def write_table(path: Path = BROWSER_MODULE) -> None:
-    """Rewrite the browser module's FACTS table from this module (`./dev facts`)."""
-    path.write_text(with_table(path.read_text()))

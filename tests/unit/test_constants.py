@@ -8,12 +8,19 @@ default is written out again elsewhere in it.
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
+import pushgateway
 from pushgateway import constants
-from pushgateway.constants import BROWSER_MODULE, CloseCode, ErrorCode
+from pushgateway.constants import CloseCode, ErrorCode
 
+# The checkout's browser module; in the wheel run (a copy of the project without it), the one
+# the installed package ships.
+BROWSER_MODULE = Path(__file__).resolve().parents[2] / "static" / "js" / "pushgateway.js"
+if not BROWSER_MODULE.exists():
+    BROWSER_MODULE = Path(pushgateway.__file__).parent / "static" / "pushgateway" / "pushgateway.js"
 SOURCE = BROWSER_MODULE.read_text()
 
 

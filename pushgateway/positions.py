@@ -13,9 +13,16 @@ saw the old stream always notices the new one. Only a page that saw :data:`START
 stayed out of contact for longer than ``ttl`` cannot tell; the browser module resyncs after
 such a long absence.
 
+A store must never hand a page's seqs to other hints. A Redis can come back older than what
+pages saw (restored from a snapshot, an AOF that lost its last second, a lagging replica
+promoted), so each Redis position is stamped with the incarnation of the Redis that wrote it
+(INCARNATION_LUA); one stamped by another incarnation starts a fresh epoch when it is next
+published on or read. docs/protocol.md gives the argument for each failure case.
+
 Two stores: :class:`MemoryPositions` (one process: the in-memory channel layer) and
-:class:`RedisPositions` (every process sharing a Redis; backends/pubsub.py runs its own
-script on the store's shards to advance and publish in one round trip).
+:class:`RedisPositions` (every process sharing a Redis;
+backends/pubsub.py runs its own script on the store's shards to advance and publish in one
+round trip).
 """
 
 from __future__ import annotations
@@ -92,22 +99,43 @@ class MemoryPositions:
         pass
 
 
-# One publish on a channel: its position one step further, in a fresh epoch where the key is
-# new or was forgotten. ARGV[1] is the ttl, ARGV[2] a fresh epoch. (Also the first part of
-# backends/pubsub.py's script.)
-ADVANCE_ONE_LUA = """
-local function advance(key)
-  local seq = redis.call('HINCRBY', key, 's', 1)
-  local epoch = redis.call('HGET', key, 'e')
-  if seq == 1 or not epoch then
-    epoch = ARGV[2]
-    redis.call('HSET', key, 'e', epoch, 's', 1)
-    seq = 1
+# Which Redis incarnation the script runs in: the server's run id (new on every start of the
+# process) and its replication id (new on every promotion of a replica, and on every start
+# of a primary), 16 hex digits of each. A position is stamped with the incarnation that wrote
+# it; one stamped by another may have gone back (a restart from an older snapshot, an AOF
+# that lost its last second, a lagging replica promoted) and starts a fresh epoch instead of
+# handing out seqs a page has seen. Learned once per script call, and only when needed.
+INCARNATION_LUA = """
+local incarnation_id
+local function incarnation()
+  if not incarnation_id then
+    local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+    local repl = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
+    incarnation_id = string.sub(run, 1, 16) .. string.sub(repl, 1, 16)
   end
+  return incarnation_id
+end
+"""
+
+# One publish on a channel: its position one step further, in a fresh epoch where the key is
+# new, was forgotten or was written by another incarnation. ARGV[1] is the ttl, ARGV[2] a
+# fresh epoch. (Also the first part of backends/pubsub.py's script.)
+ADVANCE_ONE_LUA = (
+    INCARNATION_LUA
+    + """
+local function advance(key)
+  local found = redis.call('HMGET', key, 'e', 's', 'i')
+  local epoch = found[1]
+  if not epoch or not found[2] or found[3] ~= incarnation() then
+    epoch = ARGV[2]
+    redis.call('HSET', key, 'e', epoch, 's', 0, 'i', incarnation())
+  end
+  local seq = redis.call('HINCRBY', key, 's', 1)
   redis.call('EXPIRE', key, ARGV[1])
   return epoch, seq
 end
 """
+)
 
 # KEYS: position keys. Returns {epoch, seq} per key, after one increment each.
 ADVANCE_LUA = (
@@ -122,20 +150,30 @@ return out
 """
 )
 
-# KEYS: position keys. Refreshes the ttl of those that exist; returns {epoch, seq} or false.
-READ_LUA = """
+# KEYS: position keys; ARGV[1] is the ttl, ARGV[2] a fresh epoch. Refreshes the ttl of those
+# that exist and returns {epoch, seq} or false. A position another incarnation wrote moves to
+# the fresh epoch at seq 0 (reads create no key, but may start an existing one over): pages
+# resync once, and the next publish (seq 1) follows it.
+READ_LUA = (
+    INCARNATION_LUA
+    + """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local found = redis.call('HMGET', key, 'e', 's')
+  local found = redis.call('HMGET', key, 'e', 's', 'i')
   if found[1] and found[2] then
+    if found[3] ~= incarnation() then
+      found = {ARGV[2], 0}
+      redis.call('HSET', key, 'e', ARGV[2], 's', 0, 'i', incarnation())
+    end
     redis.call('EXPIRE', key, ARGV[1])
-    out[i] = found
+    out[i] = {found[1], found[2]}
   else
     out[i] = false
   end
 end
 return out
 """
+)
 
 
 def _position(found) -> Position:
@@ -241,7 +279,7 @@ class RedisPositions:
         out = {}
         for index, names in self.by_shard(channels).items():
             keys = [self.key(c) for c in names]
-            found = self.shards()[index].script(READ_LUA)(keys=keys, args=[self.ttl])
+            found = self.shards()[index].script(READ_LUA)(keys=keys, args=self._read_args())
             out.update(zip(names, map(_position, found), strict=True))
         return out
 
@@ -260,8 +298,11 @@ class RedisPositions:
             out.update(zip(names, map(_position, found), strict=True))
         return out
 
+    def _read_args(self) -> list:
+        return [self.ttl, new_epoch()]
+
     async def _aread_shard(self, shard: _Shard, keys: list[str]) -> list:
-        read = shard.script(READ_LUA)(keys=keys, args=[self.ttl])
+        read = shard.script(READ_LUA)(keys=keys, args=self._read_args())
         return await asyncio.wait_for(read, self.timeout)
 
     def close(self) -> None:

@@ -186,7 +186,8 @@ def _position(found) -> Position:
 class RedisPositions:
     """Positions in Redis, shared by every publisher and server process using it.
 
-    `hosts` are channels_redis-style host entries (URLs or dicts); a channel's position
+    `hosts` are channels_redis-style host entries (URLs, or dicts: connection keywords, or
+    `sentinels` and `master_name` for a primary under Redis Sentinel); a channel's position
     lives on the shard channels_redis' pub/sub layer uses for the channel's group, so one
     script can advance it and publish there. Synchronous calls are for the publishing thread
     and sync views; `aread` is for the event loop. Every attempt has `timeout` (None: no
@@ -232,11 +233,21 @@ class RedisPositions:
             shards.setdefault(index, []).append(channel)
         return shards
 
-    def _connect(self, cls, host: dict):
-        options = {k: v for k, v in host.items() if k not in ("address", "max_connections")}
+    def _connect(self, cls, sentinel_cls, host: dict) -> _Shard:
+        """A client (redis-py's `cls`, sync or asyncio) of `host`, in any of the forms
+        channels_redis takes: an address URL, connection keywords, or a primary that
+        Redis Sentinel names (`sentinels`, `master_name`; `sentinel_cls` asks them)."""
+        options = {k: v for k, v in host.items() if k not in _NOT_CONNECTION_OPTIONS}
         # One attempt per call at the connection level: publishes retry the whole call
         # (below), and reads must not make a page wait through retries.
-        options.update(socket_timeout=self.timeout, socket_connect_timeout=self.timeout, retry=None)
+        timeouts = {"socket_timeout": self.timeout, "socket_connect_timeout": self.timeout}
+        options.update(timeouts, retry=None)
+        if "master_name" in host:
+            # The sentinels are asked with the same deadline (each in turn, once).
+            asked = {**(host.get("sentinel_kwargs") or {}), **timeouts}
+            sentinel = sentinel_cls(host["sentinels"], sentinel_kwargs=asked)
+            client = sentinel.master_for(host["master_name"], redis_class=cls, **options)
+            return _Shard(client, sentinel.sentinels)
         if "address" in host:
             return _Shard(cls.from_url(host["address"], **options))
         return _Shard(cls(**options))
@@ -244,21 +255,23 @@ class RedisPositions:
     def shards(self) -> list[_Shard]:
         if self._sync is None:
             import redis
+            from redis.sentinel import Sentinel
 
             with self._lock:
                 if self._sync is None:
-                    self._sync = [self._connect(redis.Redis, host) for host in self.hosts]
+                    self._sync = [self._connect(redis.Redis, Sentinel, h) for h in self.hosts]
         return self._sync
 
     def _ashards(self) -> list[_Shard]:
         loop = asyncio.get_running_loop()
         shards = self._async.get(loop)
         if shards is None:
-            from redis import asyncio as aioredis
+            from redis.asyncio import Redis
+            from redis.asyncio.sentinel import Sentinel
 
             for old in [old for old in self._async if old.is_closed()]:
                 del self._async[old]
-            shards = self._async[loop] = [self._connect(aioredis.Redis, h) for h in self.hosts]
+            shards = self._async[loop] = [self._connect(Redis, Sentinel, h) for h in self.hosts]
         return shards
 
     def run(self, index: int, script: str, keys: list[str], args: list[Any]) -> Any:
@@ -307,17 +320,30 @@ class RedisPositions:
 
     def close(self) -> None:
         for shard in self._sync or ():
-            shard.client.close()
+            for client in (shard.client, *shard.sentinels):
+                client.close()
         self._sync = None
 
 
+# What a channels_redis host entry holds besides the keywords of a Redis connection.
+_NOT_CONNECTION_OPTIONS = (
+    "address",
+    "max_connections",
+    "sentinels",
+    "master_name",
+    "sentinel_kwargs",
+)
+
+
 class _Shard:
-    """One Redis client and the scripts registered on it (EVALSHA, loaded on demand)."""
+    """One Redis client (and under Sentinel, the clients asking the sentinels where the
+    primary is) and the scripts registered on it (EVALSHA, loaded on demand)."""
 
-    __slots__ = ("client", "scripts")
+    __slots__ = ("client", "scripts", "sentinels")
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, sentinels: Sequence[Any] = ()) -> None:
         self.client = client
+        self.sentinels = sentinels
         self.scripts: dict[str, Any] = {}
 
     def script(self, text: str) -> Any:

@@ -47,12 +47,11 @@ def layer_event(message: Message, position: protocol.Position) -> FrameEvent:
 
 
 def redis_hosts(layer: Any, config: dict) -> list | None:
-    """The Redis hosts of a channels_redis layer (None for other layers, and for Sentinel,
-    which the position store does not speak)."""
+    """The Redis hosts of a channels_redis layer (None for other layers); Sentinel-managed
+    ones too, which the position store and the publisher follow as the layers do."""
     if not isinstance(layer, channels_redis_layers()):
         return None
-    hosts = channels_redis_hosts(config)
-    return None if any("master_name" in host for host in hosts) else hosts
+    return channels_redis_hosts(config)
 
 
 @contextlib.contextmanager

@@ -131,6 +131,19 @@ def test_redis_that_is_down_raises_within_the_timeout(log_dir):
     assert time.monotonic() - started < 2
 
 
+def test_sentinels_that_are_down_raise_within_the_timeout():
+    from tests.support.servers import free_port
+
+    host = {"sentinels": [("127.0.0.1", free_port()), ("127.0.0.1", free_port())]}
+    store = RedisPositions([{**host, "master_name": "gone"}], timeout=1)
+    started = time.monotonic()
+    with pytest.raises(Exception, match="(?i)no master found"):
+        store.read(["a"])
+    with pytest.raises(Exception, match="(?i)no master found"):
+        asyncio.run(store.aread(["a"]))
+    assert time.monotonic() - started < 2
+
+
 async def test_an_event_loop_too_busy_to_read_the_answer_in_time_still_gets_the_position(
     redis, caplog
 ):

@@ -140,7 +140,10 @@ class SentinelRedis:
         self.log_dir = log_dir
         self.primary = RedisServer(log_dir)
         self.replica = RedisServer(log_dir, "--replicaof", "127.0.0.1", str(self.primary.port))
-        self.sentinels = [self._start_sentinel() for _ in range(3)]
+        # Sentinels learn of replicas from the primary's INFO at once, then every 10 s.
+        self._wait_until(self._in_sync, "the replica did not sync")
+        self.sentinels: list[tuple[int, Process]] = []
+        self.sentinels += [self._start_sentinel() for _ in range(3)]
         #: The project's settings for them (settings/base.py).
         self.env = {
             "REDIS_SENTINELS": ",".join(f"127.0.0.1:{port}" for port, _ in self.sentinels),
@@ -167,25 +170,27 @@ class SentinelRedis:
         process.wait_for_port(port)
         return port, process
 
-    def _ask(self, port: int, *command: str):
+    def _ask(self, port: int, question: str):
+        """A sentinel's answer (redis-py parses it) to the sentinel command `question`."""
         import redis
 
-        with redis.Redis(port=port, socket_timeout=2, decode_responses=True) as client:
-            return client.execute_command(*command)
+        with redis.Redis(port=port, socket_timeout=2) as client:
+            return getattr(client, question)(self.NAME)
 
     def _ready(self) -> bool:
         for port, _ in self.sentinels:
-            master = self._ask(port, "SENTINEL", "MASTER", self.NAME)
-            state = dict(zip(master[::2], master[1::2], strict=True))
-            if state["num-other-sentinels"] != "2" or state["num-slaves"] != "1":
+            state = self._ask(port, "sentinel_master")
+            if state["num-other-sentinels"] != 2 or state["num-slaves"] != 1:
                 return False
+        return self._in_sync()
+
+    def _in_sync(self) -> bool:
         with self.replica.client() as replica:
             return replica.info("replication")["master_link_status"] == "up"
 
     def primary_port(self) -> int:
         """The port the sentinels name as the primary's."""
-        port = self.sentinels[0][0]
-        return int(self._ask(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.NAME)[1])
+        return int(self._ask(self.sentinels[0][0], "sentinel_get_master_addr_by_name")[1])
 
     def fail_over_lagging(self, meanwhile) -> None:
         """Hold the replica's replication back, run `meanwhile()` (its writes reach the

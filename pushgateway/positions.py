@@ -311,6 +311,15 @@ class RedisPositions:
             out.update(zip(names, map(_position, found), strict=True))
         return out
 
+    async def aincarnations(self) -> list[str]:
+        """The incarnation of the Redis behind each shard, in order (INCARNATION_LUA): a new
+        one has restarted or failed over since. Each shard asked once, with `timeout`."""
+        found = []
+        for shard in self._ashards():
+            ask = shard.script(INCARNATION_LUA + "return incarnation()")()
+            found.append(await asyncio.wait_for(ask, self.timeout))
+        return [i.decode() if isinstance(i, bytes) else i for i in found]
+
     def _read_args(self) -> list:
         return [self.ttl, new_epoch()]
 

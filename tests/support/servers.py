@@ -228,6 +228,7 @@ class SentinelRedis:
 def project_env(**extra: str | None) -> dict:
     # The caller chooses database, layer, backend and tuning, whatever the environment says.
     chosen = ("DATABASE_URL", "SQLITE_PATH", "REDIS_URL", "REDIS_LAYER", "PUSHGATEWAY_BACKEND")
+    chosen += ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER")
     dropped = (*chosen, "PUSHGATEWAY_TUNING")
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["DJANGO_SETTINGS_MODULE"] = "settings.dev"

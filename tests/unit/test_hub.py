@@ -87,6 +87,98 @@ async def test_a_layer_that_loses_messages_is_noticed_and_healing_resyncs_moved_
     assert hub.known["moved"] == Position(lost.epoch, 1)
 
 
+class ShardedLayer(FlakyLayer):
+    """Two shards: a group's messages travel through the shard its name's last digit says
+    (as channels_redis places a group by a hash of its name); one shard can lose them all,
+    or only the next heartbeat (a Redis restarted between two beats, its subscribers not
+    back yet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.losing_shard = None
+        self.lose_next_beat = False
+
+    @staticmethod
+    def shard(group: str) -> int:
+        return int(group[-1]) % 2 if group[-1].isdigit() else 0
+
+    async def group_send(self, group, message):
+        if message["type"] == hub_module.HEARTBEAT_TYPE and self.lose_next_beat:
+            self.lose_next_beat = False
+            return
+        if self.shard(group) != self.losing_shard:
+            await self.inner.group_send(group, message)
+
+
+def on_shards(layer, channels):
+    """`channels` with the shard each one's group travels through."""
+    return {c: ShardedLayer.shard(hub_module.group_name(c)) for c in channels}
+
+
+async def test_a_shard_that_loses_messages_is_noticed_though_another_carries_heartbeats(fast):
+    store = MemoryPositions()
+    layer = ShardedLayer()
+    hub = Hub(layer, store.aread, timeout=1, heartbeat_groups=["beat.0", "beat.1"])
+    assert on_shards(layer, ["c1", "c2"]) == {"c1": 1, "c2": 0}  # (group names end so)
+    moved, other = Socket(), Socket()
+    await hub.subscribe("c1", moved)
+    await hub.subscribe("c2", other)
+    assert await hub.position("c1") is not None and await hub.position("c2") is not None
+    await asyncio.sleep(0.2)
+    assert hub.healthy
+
+    layer.losing_shard = 1
+    await until(lambda: not hub.healthy)
+    [lost] = store.advance(["c1"])  # published meanwhile, lost with shard 1
+    layer.losing_shard = None
+    await until(lambda: hub.healthy)
+    await until(lambda: moved.frames)
+    assert moved.frames == [
+        f'{{"type":"resync","channel":"c1","position":{{"epoch":"{lost.epoch}","seq":1}}}}'
+    ]
+    await asyncio.sleep(0.2)
+    assert other.frames == []
+
+
+async def test_one_heartbeat_lost_between_two_that_came_back_is_a_loss_to_heal(fast):
+    store = MemoryPositions()
+    layer = ShardedLayer()
+    hub = Hub(layer, store.aread, timeout=1)
+    moved, other = Socket(), Socket()
+    await hub.subscribe("moved", moved)
+    await hub.subscribe("still", other)
+    assert await hub.position("moved") is not None and await hub.position("still") is not None
+    await asyncio.sleep(0.2)
+    store.advance(["moved"])  # its hint lost while the path was down, for one heartbeat
+    layer.lose_next_beat = True
+    await until(lambda: moved.frames)
+    assert '"type":"resync"' in moved.frames[0]
+    assert other.frames == [] and hub.healthy
+
+
+async def test_a_store_restarted_between_two_heartbeats_is_checked_once_one_came_back(fast):
+    # Redis restarted in less than a heartbeat: no beat was lost, but a hint published
+    # before the hub's subscription came back was. The store's new incarnation tells.
+    store = MemoryPositions()
+    incarnations = ["first"]
+
+    async def ask():
+        return list(incarnations)
+
+    hub = Hub(FlakyLayer(), store.aread, timeout=1, incarnations=ask)
+    moved, other = Socket(), Socket()
+    await hub.subscribe("moved", moved)
+    await hub.subscribe("still", other)
+    assert await hub.position("moved") is not None and await hub.position("still") is not None
+    await asyncio.sleep(0.2)
+    incarnations[0] = "second"
+    store.advance(["moved"])
+    await until(lambda: moved.frames)
+    assert '"type":"resync"' in moved.frames[0]
+    await asyncio.sleep(0.2)
+    assert other.frames == [] and len(moved.frames) == 1 and hub.healthy
+
+
 async def test_a_busy_event_loop_is_not_a_broken_layer(fast):
     hub = Hub(FlakyLayer(), MemoryPositions().aread, timeout=1)
     await hub.subscribe("a", Socket())

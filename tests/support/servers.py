@@ -192,10 +192,11 @@ class SentinelRedis:
         """The port the sentinels name as the primary's."""
         return int(self._ask(self.sentinels[0][0], "sentinel_get_master_addr_by_name")[1])
 
-    def fail_over_lagging(self, meanwhile) -> None:
+    def fail_over_lagging(self, meanwhile, peek=None):
         """Hold the replica's replication back, run `meanwhile()` (its writes reach the
         primary only), kill the primary (SIGKILL) and wait until the sentinels have promoted
-        the replica, which never saw those writes."""
+        the replica, which never saw those writes. Returns `peek(replica)` (a redis-py
+        client of it), called once the primary is dead and before the replica is promoted."""
         with self.replica.client() as replica:
             replica.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
             try:
@@ -206,9 +207,11 @@ class SentinelRedis:
                     lambda: replica.info("replication")["master_link_status"] == "down",
                     "the replica did not notice the primary's death",
                 )
+                seen = peek(replica) if peek else None
             finally:
                 replica.execute_command("CLIENT", "UNPAUSE")
         self._wait_until(lambda: self.primary_port() == self.replica.port, "no failover")
+        return seen
 
     def _wait_until(self, done, failure: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

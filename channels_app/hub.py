@@ -377,8 +377,10 @@ class Hub:
         self._rounds += took
         return took
 
-    def _broken(self, beats: _Beats) -> None:
-        beats.broken = True
+    def _broken(self, beats: _Beats | None = None) -> None:
+        """The layer path failed: its receive (no `beats`), or the heartbeats of `beats`."""
+        if beats is not None:
+            beats.broken = True
         if self.healthy:
             self.healthy = False
             if self.metrics:

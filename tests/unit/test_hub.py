@@ -1,6 +1,7 @@
 """The hub's healing, in-process: a layer path that breaks and comes back, a busy loop."""
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -177,6 +178,36 @@ async def test_a_store_restarted_between_two_heartbeats_is_checked_once_one_came
     assert '"type":"resync"' in moved.frames[0]
     await asyncio.sleep(0.2)
     assert other.frames == [] and len(moved.frames) == 1 and hub.healthy
+
+
+async def test_a_receive_that_fails_is_an_outage_the_hub_heals_from(fast):
+    # The core Redis layer's receive raises while Redis is down; the pub/sub layer's does not.
+    class FailingReceive(FlakyLayer):
+        failures = 0
+
+        async def receive(self, channel):
+            while True:
+                if self.failures:
+                    self.failures -= 1
+                    raise ConnectionError("Connection closed by server.")
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(super().receive(channel), 0.02)
+
+    store = MemoryPositions()
+    layer = FailingReceive()
+    hub = Hub(layer, store.aread, timeout=1)
+    moved = Socket()
+    await hub.subscribe("moved", moved)
+    assert await hub.position("moved") is not None
+    await asyncio.sleep(0.2)
+    layer.failures = 3  # the receives fail, and what is sent meanwhile is lost
+    layer.losing = True
+    store.advance(["moved"])  # its hint lost meanwhile
+    await until(lambda: not hub.healthy)
+    layer.losing = False
+    await until(lambda: hub.healthy)
+    await until(lambda: moved.frames)
+    assert '"type":"resync"' in moved.frames[0]
 
 
 async def test_a_busy_event_loop_is_not_a_broken_layer(fast):

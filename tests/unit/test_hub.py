@@ -61,15 +61,22 @@ async def until(condition, timeout=3.0):
         await asyncio.sleep(0.01)
 
 
+async def watched(hub: Hub, *channels: str) -> list[Socket]:
+    """A socket subscribed to each of `channels`, its position told, past the check after
+    a join."""
+    sockets = [Socket() for _ in channels]
+    for channel, socket in zip(channels, sockets, strict=True):
+        await hub.subscribe(channel, socket)
+        assert await hub.position(channel) is not None
+    await asyncio.sleep(0.2)
+    return sockets
+
+
 async def test_a_layer_that_loses_messages_is_noticed_and_healing_resyncs_moved_channels(fast):
     store = MemoryPositions()
     layer = FlakyLayer()
     hub = Hub(layer, store.aread, timeout=1)
-    socket, quiet = Socket(), Socket()
-    await hub.subscribe("moved", socket)
-    await hub.subscribe("still", quiet)
-    assert await hub.position("moved") is not None and await hub.position("still") is not None
-    await asyncio.sleep(0.2)
+    socket, quiet = await watched(hub, "moved", "still")
     assert hub.healthy
 
     layer.losing = True
@@ -78,14 +85,20 @@ async def test_a_layer_that_loses_messages_is_noticed_and_healing_resyncs_moved_
     await until(lambda: layer.group_adds > adds)  # it joins again, in case Redis forgot
     [lost] = store.advance(["moved"])  # published meanwhile, and lost with the layer
     layer.losing = False
+    await healed(hub, socket, "moved", lost, quiet)
+    assert hub.known["moved"] == Position(lost.epoch, 1)
+
+
+async def healed(hub: Hub, moved: Socket, channel: str, lost: Position, quiet: Socket) -> None:
+    """The hub heals, and tells the page on `channel` where it is now (`lost`, whose hint
+    never came), and the page on a channel that did not move nothing."""
     await until(lambda: hub.healthy)
-    await until(lambda: socket.frames)
-    assert socket.frames == [
-        f'{{"type":"resync","channel":"moved","position":{{"epoch":"{lost.epoch}","seq":1}}}}'
+    await until(lambda: moved.frames)
+    assert moved.frames == [
+        f'{{"type":"resync","channel":"{channel}","position":{{"epoch":"{lost.epoch}","seq":1}}}}'
     ]
     await asyncio.sleep(0.2)
     assert quiet.frames == []  # nothing moved there: no refetch
-    assert hub.known["moved"] == Position(lost.epoch, 1)
 
 
 class ShardedLayer(FlakyLayer):
@@ -121,35 +134,21 @@ async def test_a_shard_that_loses_messages_is_noticed_though_another_carries_hea
     layer = ShardedLayer()
     hub = Hub(layer, store.aread, timeout=1, heartbeat_groups=["beat.0", "beat.1"])
     assert on_shards(layer, ["c1", "c2"]) == {"c1": 1, "c2": 0}  # (group names end so)
-    moved, other = Socket(), Socket()
-    await hub.subscribe("c1", moved)
-    await hub.subscribe("c2", other)
-    assert await hub.position("c1") is not None and await hub.position("c2") is not None
-    await asyncio.sleep(0.2)
+    moved, other = await watched(hub, "c1", "c2")
     assert hub.healthy
 
     layer.losing_shard = 1
     await until(lambda: not hub.healthy)
     [lost] = store.advance(["c1"])  # published meanwhile, lost with shard 1
     layer.losing_shard = None
-    await until(lambda: hub.healthy)
-    await until(lambda: moved.frames)
-    assert moved.frames == [
-        f'{{"type":"resync","channel":"c1","position":{{"epoch":"{lost.epoch}","seq":1}}}}'
-    ]
-    await asyncio.sleep(0.2)
-    assert other.frames == []
+    await healed(hub, moved, "c1", lost, other)
 
 
 async def test_one_heartbeat_lost_between_two_that_came_back_is_a_loss_to_heal(fast):
     store = MemoryPositions()
     layer = ShardedLayer()
     hub = Hub(layer, store.aread, timeout=1)
-    moved, other = Socket(), Socket()
-    await hub.subscribe("moved", moved)
-    await hub.subscribe("still", other)
-    assert await hub.position("moved") is not None and await hub.position("still") is not None
-    await asyncio.sleep(0.2)
+    moved, other = await watched(hub, "moved", "still")
     store.advance(["moved"])  # its hint lost while the path was down, for one heartbeat
     layer.lose_next_beat = True
     await until(lambda: moved.frames)
@@ -167,11 +166,7 @@ async def test_a_store_restarted_between_two_heartbeats_is_checked_once_one_came
         return list(incarnations)
 
     hub = Hub(FlakyLayer(), store.aread, timeout=1, incarnations=ask)
-    moved, other = Socket(), Socket()
-    await hub.subscribe("moved", moved)
-    await hub.subscribe("still", other)
-    assert await hub.position("moved") is not None and await hub.position("still") is not None
-    await asyncio.sleep(0.2)
+    moved, other = await watched(hub, "moved", "still")
     incarnations[0] = "second"
     store.advance(["moved"])
     await until(lambda: moved.frames)
@@ -196,10 +191,7 @@ async def test_a_receive_that_fails_is_an_outage_the_hub_heals_from(fast):
     store = MemoryPositions()
     layer = FailingReceive()
     hub = Hub(layer, store.aread, timeout=1)
-    moved = Socket()
-    await hub.subscribe("moved", moved)
-    assert await hub.position("moved") is not None
-    await asyncio.sleep(0.2)
+    [moved] = await watched(hub, "moved")
     layer.failures = 3  # the receives fail, and what is sent meanwhile is lost
     layer.losing = True
     store.advance(["moved"])  # its hint lost meanwhile

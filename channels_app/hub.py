@@ -351,7 +351,9 @@ class Hub:
         if self.incarnations is None:
             return
         try:
-            found = await asyncio.wait_for(self.incarnations(), self.timeout)
+            # Never holding the heartbeat up for long: an answer missed is asked again.
+            deadline = min(self.timeout, HEARTBEAT_SECONDS)
+            found = await asyncio.wait_for(self.incarnations(), deadline)
         except Exception:  # down: the heartbeat notices what matters
             return
         known, self._incarnations = self._incarnations, found

@@ -6,6 +6,8 @@ once on PostgreSQL (a database of its own on the tests' server, TEST_POSTGRES_UR
 hint sent (coalescing off), and once with coalescing on as it is by default. The same
 measurement against a "Redis" that accepts connections and never answers shows that the
 save path never waits on the network: hints queue and are dropped when the queue is full.
+Redis's own time in the publishing scripts is reported per hint, and what the scripts'
+incarnation check (two INFO calls, positions.INCARNATION_LUA) adds to each script.
 
     .venv/bin/python -m bench.publish_cost
 """
@@ -106,9 +108,42 @@ def blackhole() -> tuple[int, threading.Event]:
     return server.getsockname()[1], stop
 
 
+def script_time(redis: RedisServer) -> tuple[float, int]:
+    """Microseconds Redis spent in publishing scripts (EVALSHA, one per batch) since its
+    stats were reset, and how many it ran; each advances its batch's positions (checking the
+    Redis incarnation once: two INFO calls) and publishes their frames."""
+    with redis.client() as client:
+        stats = client.info("commandstats").get("cmdstat_evalsha", {"usec": 0, "calls": 0})
+    return stats["usec"], stats["calls"]
+
+
+def incarnation_cost(redis: RedisServer, calls: int = 3000) -> float:
+    """Microseconds of Redis time the incarnation check (positions.INCARNATION_LUA: two INFO
+    calls) adds to a script: a script doing only it against an empty one."""
+    from pushgateway.positions import INCARNATION_LUA
+
+    per_call = []
+    with redis.client() as client:
+        for text in (INCARNATION_LUA + "return incarnation()", "return 1"):
+            script = client.register_script(text)
+            script()
+            client.config_resetstat()
+            for _ in range(calls):
+                script()
+            per_call.append(client.info("commandstats")["cmdstat_evalsha"]["usec_per_call"])
+    return per_call[0] - per_call[1]
+
+
 def run(
-    label: str, database: SqliteDatabase | PostgresDatabase, redis_url: str, coalesce: float = 0
+    label: str,
+    database: SqliteDatabase | PostgresDatabase,
+    redis_url: str,
+    coalesce: float = 0,
+    redis: RedisServer | None = None,
 ) -> dict:
+    if redis is not None:
+        with redis.client() as client:
+            client.config_resetstat()
     result = subprocess.run(
         [sys.executable, "-m", "bench.publish_cost", "measure", str(coalesce)],
         cwd=ROOT,
@@ -119,7 +154,8 @@ def run(
     )
     if result.returncode:
         raise RuntimeError(f"{label}: {result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    measured = json.loads(result.stdout.strip().splitlines()[-1])
+    return {**measured, "scripts": script_time(redis) if redis else None}
 
 
 def postgres_version(database: PostgresDatabase) -> str:
@@ -151,12 +187,13 @@ def main() -> None:
         # Every hint sent (COALESCE 0): the cost of publishing itself. One object saved
         # again and again is what coalescing (on by default) is for: the last row.
         rows = {
-            "SQLite, Redis up": run("up", SqliteDatabase(work / "up.sqlite3"), redis.url),
+            "SQLite, Redis up": run("up", SqliteDatabase(work / "up.sqlite3"), redis.url, 0, redis),
             "SQLite, Redis silent": run("silent", SqliteDatabase(work / "silent.sqlite3"), silent),
-            "PostgreSQL, Redis up": run("pg up", postgres[0], redis.url),
+            "PostgreSQL, Redis up": run("pg up", postgres[0], redis.url, 0, redis),
             "PostgreSQL, Redis silent": run("pg silent", postgres[1], silent),
-            "PostgreSQL, coalesced": run("pg coalesced", postgres[2], redis.url, 0.5),
+            "PostgreSQL, coalesced": run("pg coalesced", postgres[2], redis.url, 0.5, redis),
         }
+        check = incarnation_cost(redis)
     finally:
         stop.set()
         redis.stop()
@@ -164,18 +201,24 @@ def main() -> None:
             database.drop()
     # "+cpu": what publishing adds to the saving thread's own CPU (median against median).
     # "max ms": the slowest save of each kind; a stall of the database or the disk shows in
-    # both, one of publishing only in the registered one.
+    # both, one of publishing only in the registered one. "redis/hint": Redis's own time in
+    # the publishing scripts per hint sent, and hints per script ("/sc"; not the save's time).
     header = f"{'unregistered':>14}{'registered':>12}{'ratio':>8}{'+cpu':>8}{'max ms':>14}"
-    print(f"\n{'':26}{header}  hints")
+    print(f"\n{'':26}{header}{'redis/hint':>18}  hints")
     for name, r in rows.items():
         ratio = r["registered_us"] / r["unregistered_us"]
         stats = ", ".join(f"{k} {v}" for k, v in sorted(r["stats"].items()))
+        script = f"{'-':>18}"
+        if r["scripts"] and r["scripts"][1]:
+            (usec, calls), sent = r["scripts"], r["stats"].get("sent", 0)
+            script = f"{usec / max(sent, 1):7.1f}us ({sent / calls:4.1f}/sc)"
         print(
             f"{name:26}{r['unregistered_us']:12.0f}us{r['registered_us']:10.0f}us{ratio:8.2f}"
             f"{r['request_cpu_us']:6.0f}us{r['unregistered_max_ms']:7.1f}/{r['registered_max_ms']:<6.1f}"
-            f"  {stats}"
+            f"{script}  {stats}"
             f"  {'#' * round(20 * ratio)}"
         )
+    print(f"\nincarnation check (two INFO calls): {check:.1f}us of Redis time per script")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Consumers never join channel-layer groups themselves: the first local subscriber
 channel makes the hub join its group once for the process, the last one leaving makes it
 leave, and each message arrives once per process, its frame serialised once for every
 local socket. The hub also keeps pages from going stale: it compares the last position it
-delivered on each channel with the position store (when its layer path heals, just after a
-join, every VERIFY_SECONDS) and sends `resync` where the store is ahead.
+delivered on each channel with the position store (when its layer path heals or lost a
+heartbeat, when the store became another Redis incarnation, just after a join, every
+VERIFY_SECONDS) and sends `resync` where the store is ahead.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
 from channels.layers import InMemoryChannelLayer
@@ -28,9 +29,15 @@ from pushgateway.protocol import Position, has_news, resync_frame
 logger = logging.getLogger("pushgateway.hub")
 
 HEARTBEAT_TYPE = "pushgateway.heartbeat"
-# A heartbeat goes through the layer every HEARTBEAT_SECONDS. The path is broken when a send
-# fails, or when MISSING_BEATS heartbeats in a row were sent and none came back (counted,
-# not timed, so an event loop busy for a while is not mistaken for a broken layer).
+# A heartbeat goes through each heartbeat group (one per shard of the layer) every
+# HEARTBEAT_SECONDS. The path is broken when a send fails, or when MISSING_BEATS heartbeats
+# in a row were sent through a group and none came back (counted, not timed, so an event
+# loop busy for a while is not mistaken for a broken layer). A heartbeat that comes back
+# after an earlier one never did (a Redis restarted between two beats) means the path lost
+# messages too: positions are checked as after an outage. With each round the hub also asks
+# the position store which Redis incarnation each shard is: a restart or failover quicker
+# than a heartbeat loses hints without losing a beat, so a new incarnation has positions
+# checked as soon as a heartbeat sent after it came back (the subscriptions are back).
 HEARTBEAT_SECONDS = 1.0
 MISSING_BEATS = 2
 # After a join, the position read may have raced the subscription on its way to Redis:
@@ -48,11 +55,36 @@ class Socket(Protocol):
         """Send an ASGI message without waiting (see PushGatewayConsumer.push)."""
 
 
+class _Beats:
+    """The heartbeats of one heartbeat group: how many were sent, the last that came back."""
+
+    __slots__ = ("back", "broken", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.back = 0
+        self.broken = False
+
+
 class Hub:
-    def __init__(self, layer, positions=None, timeout: float = 5.0, metrics=None) -> None:
+    def __init__(
+        self,
+        layer,
+        positions=None,
+        timeout: float = 5.0,
+        metrics=None,
+        heartbeat_groups: Sequence[str] = (),
+        incarnations: Callable[[], Awaitable[list[str]]] | None = None,
+    ) -> None:
         """`positions` reads stream positions (a backend's read_positions/aread_positions);
-        `timeout` bounds every channel-layer call; `metrics` counts (pushgateway.metrics)."""
+        `timeout` bounds every channel-layer call; `metrics` counts (pushgateway.metrics);
+        `heartbeat_groups` are the groups heartbeats go through, at least one through each
+        shard of the layer (default: one group); `incarnations` tells which Redis
+        incarnation each shard of the position store is (RedisPositions.aincarnations)."""
         self.layer = layer
+        self.incarnations = incarnations
+        self._incarnations: list[str] | None = None
+        self._check_after: dict[str, int] = {}  # group -> the beat that must come back first
         self.metrics = metrics
         self.positions = positions
         self.timeout = timeout
@@ -61,7 +93,8 @@ class Hub:
         self.known: dict[str, Position] = {}  # last position delivered, per joined channel
         self.healthy = True
         self.channel_name: str | None = None
-        self.heartbeat_group = f"pushgateway.heartbeat.{uuid.uuid4().hex}"
+        groups = heartbeat_groups or [f"pushgateway.heartbeat.{uuid.uuid4().hex}"]
+        self._beats = {group: _Beats() for group in groups}
         self._pending: dict[str, None] = {}  # channels whose membership to reconcile, in order
         self._joins: dict[str, asyncio.Future] = {}  # joins awaited by subscribers
         self._reconciler: asyncio.Task | None = None
@@ -69,9 +102,8 @@ class Hub:
         self._to_verify: set[str] = set()
         self._tasks: dict[str, asyncio.Task] = {}
         self._background: set[asyncio.Task] = set()
-        self._beats_sent = 0
-        self._beats_back = 0  # the highest heartbeat that came back
-        self._rejoined_at = 0  # the heartbeat after which the hub last joined all again
+        self._rounds = 0  # heartbeat rounds sent through every group
+        self._rejoined_at = 0  # the round after which the hub last joined all again
 
     # Subscriptions
 
@@ -275,41 +307,82 @@ class Hub:
                 if self.metrics and "t" in event:
                     self.metrics.lag.observe(time.time() - event["t"])
             elif kind == HEARTBEAT_TYPE:
-                self._beats_back = max(self._beats_back, event.get("n", 0))
-                if not self.healthy:
-                    self.healthy = True
-                    logger.warning("pushgateway hub: channel layer is back; checking positions")
-                    self._spawn(self.verify(tuple(self.joined), cause="healed"))
+                self._beat_back(event.get("group"), event.get("n", 0))
+
+    def _beat_back(self, group: str | None, n: int) -> None:
+        """Heartbeat `n` of `group` came back through the layer."""
+        beats = self._beats.get(group) if group is not None else None
+        if beats is None:
+            return
+        lost = n > beats.back + 1  # an earlier one never came: the path lost messages
+        beats.back = max(beats.back, n)
+        beats.broken = False
+        if n >= self._check_after.get(group, n + 1):
+            del self._check_after[group]
+            lost = lost or not self._check_after  # the store's new incarnation: check once
+        if not self.healthy and not any(b.broken for b in self._beats.values()):
+            self.healthy = True
+            logger.warning("pushgateway hub: channel layer is back; checking positions")
+        elif not (self.healthy and lost):
+            return
+        elif self.metrics:
+            self.metrics.layer_outages.inc()
+        self._spawn(self.verify(tuple(self.joined), cause="healed"))
 
     async def _heartbeat_forever(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._layer_call(self.layer.group_add, self.heartbeat_group)
+        for group in self._beats:
+            with contextlib.suppress(Exception):
+                await self._layer_call(self.layer.group_add, group)
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            if not await self._beat():
-                self._broken()
+            await self._watch_store()
+            if not await self._beat() or self.healthy or self._rounds <= self._rejoined_at:
                 continue
-            if self._beats_sent - self._beats_back >= MISSING_BEATS:
-                self._broken()
-            if not self.healthy and self._beats_sent > self._rejoined_at:
-                # The layer takes messages again, but the hub's may not come back: a layer
-                # that keeps memberships in Redis lost them. Join everything again (once a
-                # beat at most) and look at once whether that was it.
-                self._rejoined_at = self._beats_sent
-                await self._rejoin()
-                await self._beat()
+            # The layer takes messages again, but the hub's may not come back: a layer that
+            # keeps memberships in Redis lost them. Join everything again (once a round at
+            # most) and look at once whether that was it.
+            self._rejoined_at = self._rounds
+            await self._rejoin()
+            await self._beat()
+
+    async def _watch_store(self) -> None:
+        """Ask which incarnation each shard of the position store is; a new one restarted or
+        failed over: check positions once the next heartbeat of every group came back."""
+        if self.incarnations is None:
+            return
+        try:
+            # Never holding the heartbeat up for long: an answer missed is asked again.
+            deadline = min(self.timeout, HEARTBEAT_SECONDS)
+            found = await asyncio.wait_for(self.incarnations(), deadline)
+        except Exception:  # down: the heartbeat notices what matters
+            return
+        known, self._incarnations = self._incarnations, found
+        if known is not None and known != found:
+            logger.warning("pushgateway hub: the position store restarted or failed over")
+            self._check_after = {group: beats.sent + 1 for group, beats in self._beats.items()}
 
     async def _beat(self) -> bool:
-        """Send one heartbeat through the layer; whether the layer took it."""
-        beat = {"type": HEARTBEAT_TYPE, "n": self._beats_sent + 1}
-        try:
-            await asyncio.wait_for(self.layer.group_send(self.heartbeat_group, beat), self.timeout)
-        except Exception:
-            return False
-        self._beats_sent += 1
-        return True
+        """Send one heartbeat through each group; whether the layer took them all. A group
+        whose send fails, or whose last MISSING_BEATS never came back, is broken."""
+        took = True
+        for group, beats in self._beats.items():
+            beat = {"type": HEARTBEAT_TYPE, "group": group, "n": beats.sent + 1}
+            try:
+                await asyncio.wait_for(self.layer.group_send(group, beat), self.timeout)
+            except Exception:
+                took = False
+                self._broken(beats)
+                continue
+            beats.sent += 1
+            if beats.sent - beats.back >= MISSING_BEATS:
+                self._broken(beats)
+        self._rounds += took
+        return took
 
-    def _broken(self) -> None:
+    def _broken(self, beats: _Beats | None = None) -> None:
+        """The layer path failed: its receive (no `beats`), or the heartbeats of `beats`."""
+        if beats is not None:
+            beats.broken = True
         if self.healthy:
             self.healthy = False
             if self.metrics:
@@ -317,7 +390,7 @@ class Hub:
             logger.warning("pushgateway hub: lost the channel layer; pages resync when it is back")
 
     async def _rejoin(self) -> None:
-        for group in (self.heartbeat_group, *map(group_name, tuple(self.joined))):
+        for group in (*self._beats, *map(group_name, tuple(self.joined))):
             try:
                 await self._layer_call(self.layer.group_add, group)
             except Exception:
@@ -377,6 +450,22 @@ def get_hub() -> Hub | None:
             return None
         for old in [old for old in _hubs if old.is_closed()]:
             del _hubs[old]
-        hub = _hubs[loop] = Hub(layer, backend.aread_positions, backend.timeout, metrics.get())
+        hub = _hubs[loop] = backend_hub(backend)
         backend.serving = True
     return hub
+
+
+def backend_hub(backend) -> Hub:
+    """A hub on `backend`'s layer, with its positions, its timeout and this process's
+    metrics; a heartbeat through each shard of the layer and the store's incarnations
+    watched, where the backend knows them."""
+    groups = getattr(backend, "heartbeat_groups", None)
+    base = f"pushgateway.heartbeat.{uuid.uuid4().hex}"
+    return Hub(
+        backend.layer,
+        backend.aread_positions,
+        backend.timeout,
+        metrics.get(),
+        heartbeat_groups=groups(base) if groups else (),
+        incarnations=getattr(backend.positions, "aincarnations", None),
+    )

@@ -35,6 +35,22 @@ def channels_redis_shard(name: str, shards: int) -> int:
     return _consistent_hash(name, shards)
 
 
+def layer_group_shard(layer: Any, prefix: str, group: str, shards: int) -> int:
+    """The index of the shard through which a channels_redis `layer` of `shards` hosts (with
+    `prefix`) carries `group`'s messages: RedisPubSubChannelLayer places a group by its
+    Redis channel (pubsub_group_channel), RedisChannelLayer by the group's name.
+
+    Relies on what channels_redis_shard and pubsub_group_channel rely on, and on the core
+    layer's ``consistent_hash(group)`` choosing where a group's members are kept."""
+    try:
+        from channels_redis.pubsub import RedisPubSubChannelLayer
+    except ImportError:  # no channels_redis: one shard
+        return 0
+    if isinstance(layer, RedisPubSubChannelLayer):
+        group = pubsub_group_channel(prefix, group)
+    return channels_redis_shard(group, shards)
+
+
 def pubsub_group_channel(prefix: str, group: str) -> str:
     """The Redis pub/sub channel RedisPubSubChannelLayer publishes a group's messages on.
 

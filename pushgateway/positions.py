@@ -13,9 +13,16 @@ saw the old stream always notices the new one. Only a page that saw :data:`START
 stayed out of contact for longer than ``ttl`` cannot tell; the browser module resyncs after
 such a long absence.
 
+A store must never hand a page's seqs to other hints. A Redis can come back older than what
+pages saw (restored from a snapshot, an AOF that lost its last second, a lagging replica
+promoted), so each Redis position is stamped with the incarnation of the Redis that wrote it
+(INCARNATION_LUA); one stamped by another incarnation starts a fresh epoch when it is next
+published on or read. docs/protocol.md gives the argument for each failure case.
+
 Two stores: :class:`MemoryPositions` (one process: the in-memory channel layer) and
-:class:`RedisPositions` (every process sharing a Redis; backends/pubsub.py runs its own
-script on the store's shards to advance and publish in one round trip).
+:class:`RedisPositions` (every process sharing a Redis;
+backends/pubsub.py runs its own script on the store's shards to advance and publish in one
+round trip).
 """
 
 from __future__ import annotations
@@ -92,22 +99,43 @@ class MemoryPositions:
         pass
 
 
-# One publish on a channel: its position one step further, in a fresh epoch where the key is
-# new or was forgotten. ARGV[1] is the ttl, ARGV[2] a fresh epoch. (Also the first part of
-# backends/pubsub.py's script.)
-ADVANCE_ONE_LUA = """
-local function advance(key)
-  local seq = redis.call('HINCRBY', key, 's', 1)
-  local epoch = redis.call('HGET', key, 'e')
-  if seq == 1 or not epoch then
-    epoch = ARGV[2]
-    redis.call('HSET', key, 'e', epoch, 's', 1)
-    seq = 1
+# Which Redis incarnation the script runs in: the server's run id (new on every start of the
+# process) and its replication id (new on every promotion of a replica, and on every start
+# of a primary), 16 hex digits of each. A position is stamped with the incarnation that wrote
+# it; one stamped by another may have gone back (a restart from an older snapshot, an AOF
+# that lost its last second, a lagging replica promoted) and starts a fresh epoch instead of
+# handing out seqs a page has seen. Learned once per script call, and only when needed.
+INCARNATION_LUA = """
+local incarnation_id
+local function incarnation()
+  if not incarnation_id then
+    local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or ''
+    local repl = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)') or ''
+    incarnation_id = string.sub(run, 1, 16) .. string.sub(repl, 1, 16)
   end
+  return incarnation_id
+end
+"""
+
+# One publish on a channel: its position one step further, in a fresh epoch where the key is
+# new, was forgotten or was written by another incarnation. ARGV[1] is the ttl, ARGV[2] a
+# fresh epoch. (Also the first part of backends/pubsub.py's script.)
+ADVANCE_ONE_LUA = (
+    INCARNATION_LUA
+    + """
+local function advance(key)
+  local found = redis.call('HMGET', key, 'e', 's', 'i')
+  local epoch = found[1]
+  if not epoch or not found[2] or found[3] ~= incarnation() then
+    epoch = ARGV[2]
+    redis.call('HSET', key, 'e', epoch, 's', 0, 'i', incarnation())
+  end
+  local seq = redis.call('HINCRBY', key, 's', 1)
   redis.call('EXPIRE', key, ARGV[1])
   return epoch, seq
 end
 """
+)
 
 # KEYS: position keys. Returns {epoch, seq} per key, after one increment each.
 ADVANCE_LUA = (
@@ -122,20 +150,30 @@ return out
 """
 )
 
-# KEYS: position keys. Refreshes the ttl of those that exist; returns {epoch, seq} or false.
-READ_LUA = """
+# KEYS: position keys; ARGV[1] is the ttl, ARGV[2] a fresh epoch. Refreshes the ttl of those
+# that exist and returns {epoch, seq} or false. A position another incarnation wrote moves to
+# the fresh epoch at seq 0 (reads create no key, but may start an existing one over): pages
+# resync once, and the next publish (seq 1) follows it.
+READ_LUA = (
+    INCARNATION_LUA
+    + """
 local out = {}
 for i, key in ipairs(KEYS) do
-  local found = redis.call('HMGET', key, 'e', 's')
+  local found = redis.call('HMGET', key, 'e', 's', 'i')
   if found[1] and found[2] then
+    if found[3] ~= incarnation() then
+      found = {ARGV[2], 0}
+      redis.call('HSET', key, 'e', ARGV[2], 's', 0, 'i', incarnation())
+    end
     redis.call('EXPIRE', key, ARGV[1])
-    out[i] = found
+    out[i] = {found[1], found[2]}
   else
     out[i] = false
   end
 end
 return out
 """
+)
 
 
 def _position(found) -> Position:
@@ -148,7 +186,8 @@ def _position(found) -> Position:
 class RedisPositions:
     """Positions in Redis, shared by every publisher and server process using it.
 
-    `hosts` are channels_redis-style host entries (URLs or dicts); a channel's position
+    `hosts` are channels_redis-style host entries (URLs, or dicts: connection keywords, or
+    `sentinels` and `master_name` for a primary under Redis Sentinel); a channel's position
     lives on the shard channels_redis' pub/sub layer uses for the channel's group, so one
     script can advance it and publish there. Synchronous calls are for the publishing thread
     and sync views; `aread` is for the event loop. Every attempt has `timeout` (None: no
@@ -194,11 +233,21 @@ class RedisPositions:
             shards.setdefault(index, []).append(channel)
         return shards
 
-    def _connect(self, cls, host: dict):
-        options = {k: v for k, v in host.items() if k not in ("address", "max_connections")}
+    def _connect(self, cls, sentinel_cls, host: dict) -> _Shard:
+        """A client (redis-py's `cls`, sync or asyncio) of `host`, in any of the forms
+        channels_redis takes: an address URL, connection keywords, or a primary that
+        Redis Sentinel names (`sentinels`, `master_name`; `sentinel_cls` asks them)."""
+        options = {k: v for k, v in host.items() if k not in _NOT_CONNECTION_OPTIONS}
         # One attempt per call at the connection level: publishes retry the whole call
         # (below), and reads must not make a page wait through retries.
-        options.update(socket_timeout=self.timeout, socket_connect_timeout=self.timeout, retry=None)
+        timeouts = {"socket_timeout": self.timeout, "socket_connect_timeout": self.timeout}
+        options.update(timeouts, retry=None)
+        if "master_name" in host:
+            # The sentinels are asked with the same deadline (each in turn, once).
+            asked = {**(host.get("sentinel_kwargs") or {}), **timeouts}
+            sentinel = sentinel_cls(host["sentinels"], sentinel_kwargs=asked)
+            client = sentinel.master_for(host["master_name"], redis_class=cls, **options)
+            return _Shard(client, sentinel.sentinels)
         if "address" in host:
             return _Shard(cls.from_url(host["address"], **options))
         return _Shard(cls(**options))
@@ -206,21 +255,23 @@ class RedisPositions:
     def shards(self) -> list[_Shard]:
         if self._sync is None:
             import redis
+            from redis.sentinel import Sentinel
 
             with self._lock:
                 if self._sync is None:
-                    self._sync = [self._connect(redis.Redis, host) for host in self.hosts]
+                    self._sync = [self._connect(redis.Redis, Sentinel, h) for h in self.hosts]
         return self._sync
 
     def _ashards(self) -> list[_Shard]:
         loop = asyncio.get_running_loop()
         shards = self._async.get(loop)
         if shards is None:
-            from redis import asyncio as aioredis
+            from redis.asyncio import Redis
+            from redis.asyncio.sentinel import Sentinel
 
             for old in [old for old in self._async if old.is_closed()]:
                 del self._async[old]
-            shards = self._async[loop] = [self._connect(aioredis.Redis, h) for h in self.hosts]
+            shards = self._async[loop] = [self._connect(Redis, Sentinel, h) for h in self.hosts]
         return shards
 
     def run(self, index: int, script: str, keys: list[str], args: list[Any]) -> Any:
@@ -241,7 +292,7 @@ class RedisPositions:
         out = {}
         for index, names in self.by_shard(channels).items():
             keys = [self.key(c) for c in names]
-            found = self.shards()[index].script(READ_LUA)(keys=keys, args=[self.ttl])
+            found = self.shards()[index].script(READ_LUA)(keys=keys, args=self._read_args())
             out.update(zip(names, map(_position, found), strict=True))
         return out
 
@@ -260,23 +311,48 @@ class RedisPositions:
             out.update(zip(names, map(_position, found), strict=True))
         return out
 
+    async def aincarnations(self) -> list[str]:
+        """The incarnation of the Redis behind each shard, in order (INCARNATION_LUA): a new
+        one has restarted or failed over since. Each shard asked once, with `timeout`."""
+        found = []
+        for shard in self._ashards():
+            ask = shard.script(INCARNATION_LUA + "return incarnation()")()
+            found.append(await asyncio.wait_for(ask, self.timeout))
+        return [i.decode() if isinstance(i, bytes) else i for i in found]
+
+    def _read_args(self) -> list:
+        return [self.ttl, new_epoch()]
+
     async def _aread_shard(self, shard: _Shard, keys: list[str]) -> list:
-        read = shard.script(READ_LUA)(keys=keys, args=[self.ttl])
+        read = shard.script(READ_LUA)(keys=keys, args=self._read_args())
         return await asyncio.wait_for(read, self.timeout)
 
     def close(self) -> None:
         for shard in self._sync or ():
-            shard.client.close()
+            for client in (shard.client, *shard.sentinels):
+                client.close()
         self._sync = None
 
 
+# What a channels_redis host entry holds besides the keywords of a Redis connection.
+_NOT_CONNECTION_OPTIONS = (
+    "address",
+    "max_connections",
+    "sentinels",
+    "master_name",
+    "sentinel_kwargs",
+)
+
+
 class _Shard:
-    """One Redis client and the scripts registered on it (EVALSHA, loaded on demand)."""
+    """One Redis client (and under Sentinel, the clients asking the sentinels where the
+    primary is) and the scripts registered on it (EVALSHA, loaded on demand)."""
 
-    __slots__ = ("client", "scripts")
+    __slots__ = ("client", "scripts", "sentinels")
 
-    def __init__(self, client) -> None:
+    def __init__(self, client, sentinels: Sequence[Any] = ()) -> None:
         self.client = client
+        self.sentinels = sentinels
         self.scripts: dict[str, Any] = {}
 
     def script(self, text: str) -> Any:

@@ -4,7 +4,9 @@ DATABASE_URL         set: that database (dj-database-url's format, e.g. PostgreS
                      postgres://USER:PASSWORD@HOST:5432/NAME); unset: the SQLite file SQLITE_PATH
 REDIS_URL            set: channels_redis pub/sub layer on that Redis (and the Fanout backend's
                      stream positions); unset: in-memory layer, positions in memory
-REDIS_LAYER          "pubsub" (default) or "core": which channels_redis layer REDIS_URL gets
+REDIS_SENTINELS      instead of REDIS_URL: Redis Sentinels (HOST:PORT,HOST:PORT), which name the
+REDIS_SENTINEL_MASTER  primary monitored as REDIS_SENTINEL_MASTER: the same, following failovers
+REDIS_LAYER          "pubsub" (default) or "core": which channels_redis layer Redis gets
 PUSHGATEWAY_METRICS  set: Prometheus metrics on, served at /metrics
 PUSHGATEWAY_BACKEND  "channels" (default) or "fanout" (reads GRIP_URL, or FANOUT_REALM and
                      FANOUT_KEY)
@@ -86,8 +88,50 @@ def databases(env) -> dict:
     return {"default": dj_database_url.parse(url)}
 
 
-def channel_layers(redis_url: str | None, kind: str = "pubsub") -> dict:
-    if not redis_url:
+def redis_hosts(env) -> list[dict] | None:
+    """The channels_redis host the environment names (None: no Redis): REDIS_URL, or the
+    primary the sentinels of REDIS_SENTINELS know as REDIS_SENTINEL_MASTER."""
+    url = env.get("REDIS_URL")
+    sentinels = env.get("REDIS_SENTINELS", "").strip()
+    master = env.get("REDIS_SENTINEL_MASTER", "").strip()
+    # redis-py 8 defaults (socket_timeout=5, max_connections=100) break a long-lived
+    # subscriber; see docs/deployment.md.
+    options = {"socket_timeout": None, "max_connections": 1000}
+    if not sentinels and not master:
+        return [{"address": url, **options}] if url else None
+    if url:
+        raise ImproperlyConfigured(
+            "Set REDIS_URL or REDIS_SENTINELS, not both (with REDIS_SENTINELS, "
+            "REDIS_SENTINEL_MASTER names the primary)"
+        )
+    if not master:
+        raise ImproperlyConfigured(
+            "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the name the "
+            "sentinels monitor the primary under)"
+        )
+    if not sentinels:
+        raise ImproperlyConfigured("REDIS_SENTINEL_MASTER needs REDIS_SENTINELS (HOST:PORT,...)")
+    return [{**sentinel_primary(sentinels, master), **options}]
+
+
+def sentinel_primary(sentinels: str, master: str) -> dict:
+    """A channels_redis host entry for the primary `master` that `sentinels` (the text of
+    REDIS_SENTINELS: HOST:PORT,HOST:PORT; an IPv6 host in brackets) know."""
+    addresses = []
+    for item in (part.strip() for part in sentinels.split(",")):
+        host, _, port = item.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        if not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(
+                f"REDIS_SENTINELS={sentinels!r}: {item!r} is not HOST:PORT; give the "
+                "sentinels as HOST:PORT,HOST:PORT (e.g. 10.0.0.1:26379,10.0.0.2:26379)"
+            )
+        addresses.append((host, int(port)))
+    return {"sentinels": addresses, "master_name": master}
+
+
+def channel_layers(hosts: list[dict] | None, kind: str = "pubsub") -> dict:
+    if not hosts:
         # The hub reads this layer as fast as messages come; a roomy capacity keeps a burst
         # from being dropped silently (the in-memory layer drops past capacity).
         return {
@@ -102,16 +146,7 @@ def channel_layers(redis_url: str | None, kind: str = "pubsub") -> dict:
         "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "core": "channels_redis.core.RedisChannelLayer",
     }[kind]
-    return {
-        "default": {
-            "BACKEND": backend,
-            "CONFIG": {
-                # redis-py 8 defaults (socket_timeout=5, max_connections=100) break a
-                # long-lived subscriber; see docs/deployment.md.
-                "hosts": [{"address": redis_url, "socket_timeout": None, "max_connections": 1000}],
-            },
-        }
-    }
+    return {"default": {"BACKEND": backend, "CONFIG": {"hosts": hosts}}}
 
 
 def pushgateway_settings(env) -> dict:
@@ -124,7 +159,11 @@ def pushgateway_settings(env) -> dict:
         )
     fanout = "pushgateway.backends.fanout.FanoutBackend"
     # Stream positions go to Redis whenever the project has one (shared by every process).
-    positions = {"POSITIONS": env["REDIS_URL"]} if env.get("REDIS_URL") else {}
+    positions = {}
+    if redis_hosts(env):
+        positions["POSITIONS"] = env.get("REDIS_URL") or sentinel_primary(
+            env["REDIS_SENTINELS"], env["REDIS_SENTINEL_MASTER"].strip()
+        )
     if env.get("GRIP_URL"):
         return {"BACKEND": fanout, "OPTIONS": {"GRIP_URL": env["GRIP_URL"], **positions}}
     if env.get("FANOUT_REALM") and env.get("FANOUT_KEY"):
@@ -145,9 +184,7 @@ def pushgateway_settings(env) -> dict:
 
 
 DATABASES = databases(os.environ)
-CHANNEL_LAYERS = channel_layers(
-    os.environ.get("REDIS_URL"), os.environ.get("REDIS_LAYER", "pubsub")
-)
+CHANNEL_LAYERS = channel_layers(redis_hosts(os.environ), os.environ.get("REDIS_LAYER", "pubsub"))
 PUSHGATEWAY = pushgateway_settings(os.environ)
 if os.environ.get("PUSHGATEWAY_METRICS"):  # Prometheus metrics at /metrics (docs/metrics.md)
     PUSHGATEWAY["OPTIONS"]["METRICS"] = True

@@ -142,6 +142,34 @@ def own_redis(log_dir):
 
 
 @pytest.fixture
+def start_redis(log_dir):
+    """Start Redis servers of a test's own, with redis-server `options` (persistence...);
+    all are stopped after the test."""
+    from tests.support.servers import RedisServer
+
+    started = []
+
+    def start(*options):
+        started.append(RedisServer(log_dir, *options))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def sentinel_redis(log_dir):
+    """A primary and a replica under three Redis Sentinels, for one test (it may fail them
+    over)."""
+    from tests.support.servers import SentinelRedis
+
+    servers = SentinelRedis(log_dir)
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture
 def pushpin_in_front(log_dir, start_daphne):
     """Start daphne with the Fanout backend publishing to a real Pushpin in front of it."""
     from tests.support.servers import Pushpin

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -24,7 +25,7 @@ from django.conf import settings
 from django.core.checks import Error, Warning
 
 from .. import protocol, redisretry
-from ..adapters import CHANNELS_REDIS_PREFIX, channels_redis_hosts
+from ..adapters import CHANNELS_REDIS_PREFIX, channels_redis_hosts, layer_group_shard
 from ..layer import FrameEvent, frame_event, group_name
 from ..message import Message
 from ..positions import RedisPositions
@@ -47,12 +48,11 @@ def layer_event(message: Message, position: protocol.Position) -> FrameEvent:
 
 
 def redis_hosts(layer: Any, config: dict) -> list | None:
-    """The Redis hosts of a channels_redis layer (None for other layers, and for Sentinel,
-    which the position store does not speak)."""
+    """The Redis hosts of a channels_redis layer (None for other layers); Sentinel-managed
+    ones too, which the position store and the publisher follow as the layers do."""
     if not isinstance(layer, channels_redis_layers()):
         return None
-    hosts = channels_redis_hosts(config)
-    return None if any("master_name" in host for host in hosts) else hosts
+    return channels_redis_hosts(config)
 
 
 @contextlib.contextmanager
@@ -169,6 +169,7 @@ class ChannelsBackend(BaseBackend):
         layer_config = settings.CHANNEL_LAYERS[config.LAYER].get("CONFIG", {})
         hosts = redis_hosts(self.layer, layer_config)
         prefix = layer_config.get("prefix", CHANNELS_REDIS_PREFIX)
+        self.shards, self.prefix = len(hosts or ()) or 1, prefix
         positions = config.position_store(hosts, prefix=prefix)
         if hosts and RedisPubSubPublisher.supports(self.layer, layer_config):
             return positions, RedisPubSubPublisher(positions)
@@ -178,6 +179,17 @@ class ChannelsBackend(BaseBackend):
             with contextlib.suppress(ImportError):  # another layer, without redis-py
                 retry = config.redis_retry(for_asyncio=True)
         return positions, LayerPublisher(self.layer, positions, timeout, retry)
+
+    def heartbeat_groups(self, base: str) -> list[str]:
+        """Groups named `base`.N, one carried by each shard of the layer: a hub's heartbeat
+        through each of them notices an outage of any shard (channels_app's hub)."""
+        found: dict[int, str] = {}
+        for n in itertools.count():
+            group = f"{base}.{n}"
+            found.setdefault(layer_group_shard(self.layer, self.prefix, group, self.shards), group)
+            if len(found) == self.shards:
+                return [found[index] for index in sorted(found)]
+        raise AssertionError("unreachable")
 
     def _forget_connections(self) -> None:
         # In a forked child: connections of its own; the parent's stay the parent's.

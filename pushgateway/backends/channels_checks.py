@@ -54,16 +54,6 @@ def redis_layer_warnings(alias: str, layer: dict[str, Any]) -> list[Warning]:
     except ValueError:  # Channels reports a layer it cannot build
         return []
     warnings = []
-    if any("master_name" in host for host in hosts):
-        warnings.append(
-            Warning(
-                f"CHANNEL_LAYERS[{alias!r}] uses Redis Sentinel, which the position store "
-                "does not speak: stream positions are kept in each process's memory, so "
-                "pages refetch after hints published by other processes.",
-                hint="Give the layer Redis hosts without master_name to share positions.",
-                id="pushgateway.W003",
-            )
-        )
     receive_timeout = core_layer_receive_timeout(found)
     if receive_timeout and _socket_timeout_cuts(hosts, receive_timeout):
         warnings.append(

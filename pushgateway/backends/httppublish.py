@@ -42,8 +42,17 @@ EXTRA = "fanout"
 class HttpPublishOptions(NetworkOptions):
     """The OPTIONS of every Fanout backend: the network options, and where positions live."""
 
-    #: A Redis URL that every publishing and serving process shares (None: in memory).
-    POSITIONS: str | None = None
+    #: The Redis that every publishing and serving process shares (None: in memory): a URL,
+    #: or a primary under Redis Sentinel as channels_redis takes it (`sentinels`,
+    #: `master_name`).
+    POSITIONS: str | dict | None = None
+
+
+def is_redis(positions: Any) -> bool:
+    """Whether OPTIONS['POSITIONS'] names a Redis: a URL, or Sentinel's primary."""
+    if isinstance(positions, dict):
+        return bool(positions.get("sentinels")) and bool(positions.get("master_name"))
+    return isinstance(positions, str) and urlsplit(positions).scheme in REDIS_SCHEMES
 
 
 class HttpPublishBackend(BaseBackend):
@@ -177,14 +186,14 @@ class HttpPublishBackend(BaseBackend):
                 )
             )
         positions = options.get("POSITIONS")
-        if positions and not (
-            isinstance(positions, str) and urlsplit(positions).scheme in REDIS_SCHEMES
-        ):
+        if positions and not is_redis(positions):
             errors.append(
                 Error(
-                    f"OPTIONS['POSITIONS'] {positions!r} is not a Redis URL.",
+                    f"OPTIONS['POSITIONS'] {positions!r} is not a Redis URL or a primary "
+                    "under Redis Sentinel.",
                     hint="e.g. 'redis://127.0.0.1:6379/0', the Redis every publishing and "
-                    "serving process shares; leave it out to keep positions in memory.",
+                    "serving process shares, or {'sentinels': [(HOST, PORT), ...], "
+                    "'master_name': NAME}; leave it out to keep positions in memory.",
                     id="pushgateway.E009",
                 )
             )

@@ -130,6 +130,17 @@
     return known.epoch === "" && known.seq === 0 && p.seq === 1;
   }
 
+  // Whether `p` is behind `known` in the same epoch: the server's store went back (restored
+  // from an older snapshot, a lagging replica promoted), so seqs the page saw are given again
+  // to new hints. The page must start over from `p`, not take them for hints it saw.
+  function wentBack(known, p) {
+    return Boolean(known) && known.epoch === p.epoch && p.seq < known.seq;
+  }
+
+  // How many recent hints' ids a channel remembers, to tell a hint delivered twice (dropped)
+  // from a new one at a seq the page passed (a new start).
+  const RECENT_IDS = 32;
+
   // ---- Time and transport: from the config when given (tests inject fakes), else global ----
 
   function createEnv(config) {
@@ -201,13 +212,16 @@
 
   // `init`: {position (rendered), token, getToken}. The channel turns each frame or positions
   // answer about it into callbacks: a hint that follows the known position is a "message",
-  // a gap or a new epoch a "resync", a hint seen already nothing.
+  // a gap or a new epoch a "resync", a hint seen already nothing; a server position behind
+  // the page's in the same epoch is a new start (one "resync", then the server's position).
   function createChannel(name, init, ctx) {
     const channel = {
       name: name,
       subscriptions: new Set(), // one throttle per subscribe()
       live: false, // subscribed and confirmed on the current connection
       position: isPosition(init.position) ? init.position : null,
+      recent: new Map(), // seq -> id of the latest hints seen in the position's epoch
+      heardAt: -Infinity, // when a hint last told the page the channel's position
       token: init.token,
       getToken: init.getToken, // (channel) => token or a promise of one
       requested: false, // a subscribe went out on this connection and was not refused
@@ -223,42 +237,70 @@
         channel.live = live;
         ctx.poller.reset(channel);
       },
+      adopt: (p, id) => adopt(channel, p, id, ctx.time.now()),
       // The server is at `p`: call back `reason` if the page is behind it.
       caughtUp(p, reason) {
         if (!behind(channel.position, p)) return;
-        channel.position = p;
+        channel.adopt(p);
         channel.notify(reason);
+      },
+      // The server says it is at `p` now: behind the page in the same epoch is a new start.
+      told(p, reason) {
+        if (!wentBack(channel.position, p)) return channel.caughtUp(p, reason);
+        channel.adopt(p);
+        channel.notify("resync");
       },
       // The server confirmed the subscription at `p`: resync if the page is behind, or cannot tell.
       confirmed(p) {
         channel.setLive(true);
-        if (isPosition(p)) channel.caughtUp(p, "resync");
+        if (isPosition(p)) channel.told(p, "resync");
         else channel.notify("resync");
       },
-      // A hint at `p`; `own` when this page's own request caused it (the page has what it
-      // wrote: only a gap before it is news).
-      message(p, data, own) {
-        if (!isPosition(p) || !channel.position) {
-          // Before the subscription is confirmed the confirmation decides what was missed.
-          if (isPosition(p) && channel.live) channel.position = p;
-          return own || channel.notify("message", data);
-        }
-        const known = channel.position;
-        if (known.epoch === p.epoch && p.seq <= known.seq) return; // seen already
-        channel.position = p;
-        if (!follows(known, p)) channel.notify("resync", data);
-        else if (!own) channel.notify("message", data);
-      },
+      message: (p, data, own, id) => channelMessage(channel, p, data, own, id),
       // The server says hints may have been lost, up to `p`. A hint still on its way may yet
       // explain the move: wait a moment before refetching.
       resync(p) {
         if (!isPosition(p)) return channel.notify("resync");
+        if (wentBack(channel.position, p)) return channel.told(p);
         if (!behind(channel.position, p)) return; // already there
         const grace = ctx.config.resyncGrace;
         ctx.time.setTimeout(() => channel.current() && channel.caughtUp(p, "resync"), grace);
       },
     };
     return channel;
+  }
+
+  // What the page knows of `channel` is `p` now, reached at `now` by the hint `id` when one
+  // brought it there (its id is remembered while the page stays in that epoch).
+  function adopt(channel, p, id, now) {
+    const known = channel.position;
+    if (!known || known.epoch !== p.epoch || p.seq <= known.seq) channel.recent.clear();
+    channel.position = p;
+    if (id === undefined) return;
+    channel.heardAt = now;
+    channel.recent.set(p.seq, id);
+    if (channel.recent.size > RECENT_IDS) channel.recent.delete(channel.recent.keys().next().value);
+  }
+
+  // A hint `id` at `p` on `channel`; `own` when this page's own request caused it (the page has
+  // what it wrote: only a gap before it is news). A hint the page saw (the same id) is dropped,
+  // or only moves the position when a publisher's retry gave it the next seq.
+  function channelMessage(channel, p, data, own, id) {
+    if (!isPosition(p) || !channel.position) {
+      // Before the subscription is confirmed the confirmation decides what was missed.
+      if (isPosition(p) && channel.live) channel.adopt(p, id);
+      return own || channel.notify("message", data);
+    }
+    const known = channel.position;
+    const repeat = id !== undefined && Array.from(channel.recent.values()).includes(id);
+    if (known.epoch === p.epoch && p.seq <= known.seq) {
+      if (repeat) return; // delivered twice
+      channel.adopt(p, id); // another hint at a seq the page passed: a new start
+      return channel.notify("resync", data);
+    }
+    channel.adopt(p, id);
+    if (!follows(known, p)) channel.notify("resync", data);
+    else if (!own && !repeat) channel.notify("message", data);
   }
 
   // ---- Refusals: subscriptions the server says no to ----
@@ -350,7 +392,7 @@
           .then(
             (body) => {
               ctx.connection.checkedAt(started);
-              for (const channel of request.channels) answered(channel, body, reason);
+              for (const channel of request.channels) answered(channel, body, reason, started);
             },
             (error) => {
               console.warn("PushGateway: cannot check positions:", error.message || error);
@@ -361,13 +403,15 @@
           );
       }
     }
-    function answered(channel, body, reason) {
+    function answered(channel, body, reason, started) {
       if (!channel.current()) return;
       const refused = body.errors && body.errors[channel.name] === ERRORS.FORBIDDEN;
       if (refused) return ctx.refusals.renewToken(channel); // its token: renew it
       const p = body.positions ? body.positions[channel.name] : undefined;
       if (!isPosition(p)) return channel.notify(reason); // cannot be checked now
-      channel.caughtUp(p, reason);
+      // Behind a hint that arrived after the request left: the answer is old, not the store.
+      if (wentBack(channel.position, p) && channel.heardAt >= started) return;
+      channel.told(p, reason);
     }
     function soon(channel) {
       if (batch === null) {
@@ -821,7 +865,7 @@
       channel.confirmed(frame.position);
     } else if (frame.type === "message") {
       const own = frame.client !== undefined && frame.client === ctx.clientId;
-      channel.message(frame.position, frame.data, ctx.config.ignoreOwn && own);
+      channel.message(frame.position, frame.data, ctx.config.ignoreOwn && own, frame.id);
     } else if (frame.type === "resync") {
       channel.resync(frame.position);
     }

@@ -106,9 +106,11 @@ def test_shard_placement_on_two_shards_is_where_each_layer_puts_a_group(redis, o
         name = adapters.pubsub_group_channel("contract", group)
         shard = adapters.channels_redis_shard(name, 2)
         assert [name in found for found in where] == [shard == 0, shard == 1], group
+        assert adapters.layer_group_shard(pubsub_layer, "contract", group, 2) == shard
         shard = adapters.channels_redis_shard(group, 2)
         key = f"contract:group:{group}"
         assert [key in found for found in keys] == [shard == 0, shard == 1], group
+        assert adapters.layer_group_shard(core_layer, "contract", group, 2) == shard
     # The groups are spread: both shards are tested.
     assert all(where) and all(keys)
 

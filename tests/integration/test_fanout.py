@@ -414,6 +414,10 @@ def test_checks_of_grip_mode(settings, backend):
     grip = "http://x?key=k"
     assert ids({"GRIP_URL": grip, "POSITIONS": "redis://127.0.0.1:6379/0"}) == []
     assert ids({"GRIP_URL": grip, "POSITIONS": "127.0.0.1:6379"}) == ["pushgateway.E009"]
+    # A primary under Redis Sentinel, given as channels_redis gives it.
+    sentinel = {"sentinels": [("127.0.0.1", 26379)], "master_name": "main"}
+    assert ids({"GRIP_URL": grip, "POSITIONS": sentinel}) == []
+    assert ids({"GRIP_URL": grip, "POSITIONS": {"master_name": "m"}}) == ["pushgateway.E009"]
 
 
 @pytest.mark.parametrize("backend", ["fanout.FanoutBackend", "realm.RealmBackend"])

@@ -58,6 +58,69 @@ def test_redis_positions_survive_the_process_and_are_shared(redis):
     assert two.read(["c"]) == {"c": position}
 
 
+def wait_until(done, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_redis_restored_from_an_older_snapshot_starts_new_epochs(start_redis):
+    # The snapshot holds seq 2; pages saw seq 5. Whatever comes first after the restart (a
+    # page's read or a publish), no seq of that epoch is given to another hint.
+    server = start_redis()
+    store = RedisPositions([server.url])
+    store.advance(["read-first", "published-first"] * 2)
+    with server.client() as client:
+        client.save()
+    store.advance(["read-first", "published-first"] * 3)
+    seen = store.read(["read-first", "published-first"])
+    assert {p.seq for p in seen.values()} == {5}
+    server.stop(kill=True)
+    server.start()
+
+    read = store.read(["read-first"])["read-first"]
+    assert read.epoch != seen["read-first"].epoch and read.seq == 0
+    assert store.advance(["read-first"]) == [Position(read.epoch, 1)]
+    [published] = store.advance(["published-first"])
+    assert published.epoch != seen["published-first"].epoch and published.seq == 1
+    # Within this Redis's life the epochs hold: nothing starts over twice.
+    assert store.advance(["read-first", "published-first"]) == [
+        Position(read.epoch, 2),
+        Position(published.epoch, 2),
+    ]
+
+
+def test_a_promoted_replica_that_lagged_and_a_primary_resynced_from_it_start_new_epochs(
+    start_redis,
+):
+    first = start_redis()
+    second = start_redis("--replicaof", "127.0.0.1", str(first.port))
+    on_first, on_second = RedisPositions([first.url]), RedisPositions([second.url])
+    with first.client() as primary, second.client() as replica:
+        wait_until(lambda: replica.info("replication")["master_link_status"] == "up")
+        seen = on_first.advance(["c", "d"])  # seq 1 of each, replicated
+        assert primary.execute_command("WAIT", 1, 5000) == 1
+        replica.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+        on_first.advance(["c", "d"] * 2)  # seqs 2 and 3 never reach the replica
+        replica.execute_command("REPLICAOF", "NO", "ONE")
+        replica.execute_command("CLIENT", "UNPAUSE")
+        assert replica.hget(on_second.key("c"), "s") == b"1"  # it lagged
+
+        # The promoted replica: seqs 2 and 3 of those epochs were given on the old primary.
+        [promoted] = on_second.advance(["c"])
+        assert promoted.epoch != seen[0].epoch and promoted.seq == 1
+
+        # The old primary is demoted, takes the promoted replica's data (where "d" is still
+        # seq 1, stamped with the old primary's own run id) and is promoted again: the same
+        # run id, a new replication id.
+        primary.execute_command("REPLICAOF", "127.0.0.1", str(second.port))
+        wait_until(lambda: primary.hget(on_first.key("c"), "e") == promoted.epoch.encode())
+        primary.execute_command("REPLICAOF", "NO", "ONE")
+        [again] = on_first.advance(["d"])
+        assert again.epoch != seen[1].epoch and again.seq == 1
+
+
 def test_redis_that_is_down_raises_within_the_timeout(log_dir):
     from tests.support.servers import free_port
 
@@ -65,6 +128,19 @@ def test_redis_that_is_down_raises_within_the_timeout(log_dir):
     started = time.monotonic()
     with pytest.raises(Exception, match="(?i)connect"):
         store.read(["a"])
+    assert time.monotonic() - started < 2
+
+
+def test_sentinels_that_are_down_raise_within_the_timeout():
+    from tests.support.servers import free_port
+
+    host = {"sentinels": [("127.0.0.1", free_port()), ("127.0.0.1", free_port())]}
+    store = RedisPositions([{**host, "master_name": "gone"}], timeout=1)
+    started = time.monotonic()
+    with pytest.raises(Exception, match="(?i)no master found"):
+        store.read(["a"])
+    with pytest.raises(Exception, match="(?i)no master found"):
+        asyncio.run(store.aread(["a"]))
     assert time.monotonic() - started < 2
 
 

@@ -17,6 +17,7 @@ class FakeServer {
     this.requests = [];
     this.down = false;
     this.epochs = 0;
+    this.ids = 0; // message ids: unique per publish, as the server's
   }
   position(channel) {
     return this.positions[channel] || START;
@@ -82,10 +83,11 @@ class FakeSocket {
       this.deliver({type: "subscribed", channel: frame.channel, position, stale});
     }
   }
-  // Publish on the fake server and deliver the hint on this socket.
+  // Publish on the fake server and deliver the hint on this socket; `frame` is the last one.
   message(channel, data) {
     const position = server.publish(channel);
-    this.deliver({type: "message", channel, id: String(position.seq), data, position});
+    this.frame = {type: "message", channel, id: `m${++server.ids}`, data, position};
+    this.deliver(this.frame);
     return position;
   }
 }

@@ -3,7 +3,7 @@
 const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
 const {createEnv, createChannel} = require("../../static/js/pushgateway.js")._internals;
-const {START, server, latest, client, recorder, subscribed, useFakes} = require("./fakes.js");
+const {START, server, latest, settle, client, recorder, subscribed, useFakes} = require("./fakes.js");
 
 useFakes();
 
@@ -37,8 +37,8 @@ test("a page rendered without a position resyncs once on its first confirmation"
 
 test("positions: a hint seen already is dropped, a gap or a new epoch is a resync", () => {
   const {cb} = subscribed("a", {throttle: 0});
-  const first = latest().message("a", 1);
-  latest().deliver({type: "message", channel: "a", id: "again", data: 1, position: first});
+  latest().message("a", 1);
+  latest().deliver(latest().frame); // delivered twice
   mock.timers.tick(1);
   assert.deepEqual(cb.reasons(), ["message"]);
 
@@ -154,12 +154,17 @@ test("createChannel alone: what each confirmation, hint and server resync means 
 
   channel.confirmed(at(3)); // the page knows where the server is
   assert.deepEqual([calls, resets, channel.live], [[], [true], true]);
-  channel.message(at(4), "next");
-  channel.message(at(4), "again"); // seen already
-  channel.message(at(6), "gap");
-  channel.message(at(7), "mine", true); // the page's own, right after what it knew
-  channel.message(at(9), "mine after a gap", true);
+  channel.message(at(4), "next", false, "m4");
+  channel.message(at(4), "next", false, "m4"); // seen already
+  channel.message(at(5), "next", false, "m4"); // the same hint again (a publisher's retry)
+  channel.message(at(7), "gap", false, "m7");
+  channel.message(at(8), "mine", true, "m8"); // the page's own, right after what it knew
+  channel.message(at(10), "mine after a gap", true, "m10");
   assert.deepEqual(calls, [["message", "next"], ["resync", "gap"], ["resync", "mine after a gap"]]);
+  channel.message(at(9), "restored", false, "x9"); // another hint at a seq the page passed
+  channel.message(at(10), "after it", false, "x10");
+  assert.deepEqual(calls.slice(3), [["resync", "restored"], ["message", "after it"]]);
+  channel.position = at(9); // (as the rest of this test expects)
 
   calls.length = 0;
   channel.resync(at(9)); // where the page is already
@@ -173,4 +178,97 @@ test("createChannel alone: what each confirmation, hint and server resync means 
   channel.confirmed(at(1, "e2")); // a new epoch: the page cannot compare
   channel.confirmed(undefined); // no position: it cannot tell
   assert.deepEqual(calls, [["resync", null], ["resync", null]]);
+});
+
+// The position store came back older (a Redis restored from a snapshot or an AOF that lost
+// its last second, a lagging replica promoted): the same epoch, a smaller seq. Whatever tells
+// the page so, it is a new start: one resync, the server's position adopted, and the hints
+// that follow it are delivered, not dropped as seen.
+
+// A hint on "a" delivered on the latest socket, one callback window (throttle 0) each.
+function hint(data) {
+  latest().message("a", data);
+  mock.timers.tick(1);
+}
+
+test("a store that went back: the confirmation after a reconnect resyncs once, later hints follow", () => {
+  const {cb} = subscribed("a", {throttle: 0});
+  for (let n = 1; n <= 5; n++) hint(n);
+  latest().drop();
+  server.positions.a = {epoch: "e1", seq: 2}; // restored from an older snapshot
+  mock.timers.tick(1000);
+  latest().open();
+  latest().confirmAll();
+  mock.timers.tick(1);
+  assert.deepEqual(cb.reasons().slice(5), ["resync"]);
+  hint("new 3");
+  hint("new 4");
+  assert.deepEqual(cb.calls.slice(5).map((c) => [c.reason, c.data]), [
+    ["resync", null],
+    ["message", "new 3"],
+    ["message", "new 4"],
+  ]);
+});
+
+test("a store that went back: a live hint at a seq the page passed is a new start", () => {
+  const {cb} = subscribed("a", {throttle: 0});
+  for (let n = 1; n <= 3; n++) hint(n);
+  server.positions.a = {epoch: "e1", seq: 1}; // a lagging replica was promoted
+  hint("new 2");
+  hint("new 3");
+  latest().deliver(latest().frame); // the same hint twice (a partition healed): still dropped
+  mock.timers.tick(1);
+  hint("new 4");
+  assert.deepEqual(cb.calls.slice(3).map((c) => [c.reason, c.data]), [
+    ["resync", "new 2"],
+    ["message", "new 3"],
+    ["message", "new 4"],
+  ]);
+});
+
+test("a store that went back: a server resync behind the page is a new start at once", () => {
+  const {cb} = subscribed("a", {throttle: 0});
+  for (let n = 1; n <= 4; n++) hint(n);
+  latest().deliver({type: "resync", channel: "a", position: {epoch: "e1", seq: 1}});
+  mock.timers.tick(1);
+  assert.deepEqual(cb.reasons().slice(4), ["resync"]);
+  server.positions.a = {epoch: "e1", seq: 1};
+  hint("new 2");
+  assert.deepEqual(cb.reasons().slice(4), ["resync", "message"]);
+});
+
+test("a store that went back: a page without a socket is told by its next poll", async () => {
+  const pg = client({positions: {a: {epoch: "e1", seq: 5}}});
+  const cb = recorder();
+  pg.subscribe("a", cb); // the WebSocket never opens
+  server.positions.a = {epoch: "e1", seq: 2};
+  mock.timers.tick(5000);
+  await settle();
+  assert.deepEqual(cb.reasons(), ["resync"]);
+  mock.timers.tick(5000);
+  await settle();
+  assert.deepEqual(cb.reasons(), ["resync"]); // adopted: told once
+  server.publish("a");
+  mock.timers.tick(5000);
+  await settle();
+  assert.deepEqual(cb.reasons(), ["resync", "poll"]);
+});
+
+test("a positions answer older than a hint that arrived meanwhile is not a new start", async () => {
+  let answer = null;
+  const slowFetch = (url) => {
+    const body = {positions: {a: server.position("a")}, errors: {}};
+    return new Promise((resolve) => (answer = () => resolve({ok: true, json: () => Promise.resolve(body)})));
+  };
+  const {cb} = subscribed("a", {throttle: 0, pollUp: 60000, fetch: slowFetch});
+  hint(1);
+  mock.timers.tick(60000); // the safety-net check asks where "a" is...
+  await settle();
+  hint(2); // ...and a hint overtakes its answer
+  answer();
+  await settle();
+  mock.timers.tick(1000);
+  assert.deepEqual(cb.reasons(), ["message", "message"]);
+  hint(3);
+  assert.deepEqual(cb.reasons(), ["message", "message", "message"]);
 });

@@ -75,9 +75,13 @@ class Process:
                 time.sleep(0.05)
         raise RuntimeError(f"{self.name} did not listen on {port} in {timeout}s:\n{self.log()}")
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
+        """Stop it: TERM (KILL after 10 s), or at once with `kill` (SIGKILL: no cleanup)."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            if kill:
+                self.proc.kill()
+            else:
+                self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -89,28 +93,145 @@ class Process:
 
 
 class RedisServer:
-    def __init__(self, log_dir: Path):
+    """A Redis of its own on a free port, without persistence unless `options` (further
+    redis-server arguments, e.g. "--appendonly", "yes") say otherwise. Its files (snapshots,
+    AOF) live in `directory`, which outlives a restart."""
+
+    def __init__(self, log_dir: Path, *options: str):
         self.log_dir = log_dir
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = log_dir / f"redis-{self.port}"
+        self.directory.mkdir()
+        self.options = options
         self.process: Process | None = None
         self.start()
 
     def start(self) -> None:
         args = [require("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no"]
+        args += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        # A replica's full sync starts at once, not after 5 s of waiting for other replicas.
+        args += ["--repl-diskless-sync-delay", "0", *self.options]
         self.process = Process(f"redis-{self.port}", args, self.log_dir)
         self.process.wait_for_port(self.port)
 
-    def stop(self) -> None:
+    def stop(self, kill: bool = False) -> None:
+        """Stop it (see Process.stop); `start()` starts it again from its files."""
         if self.process:
-            self.process.stop()
+            self.process.stop(kill)
             self.process = None
+
+    def client(self):
+        """A redis-py client of this server (close it after use)."""
+        import redis
+
+        return redis.Redis(port=self.port, socket_timeout=5)
+
+
+class SentinelRedis:
+    """A primary and a replica watched by three Redis Sentinels, all on loopback
+    (docs/deployment.md, "Production topology"). Starts with the replica in sync and every
+    sentinel knowing the others; `fail_over_lagging()` makes the replica the primary after
+    it missed the latest writes."""
+
+    NAME = "pushgateway"
+
+    def __init__(self, log_dir: Path):
+        self.log_dir = log_dir
+        self.primary = RedisServer(log_dir)
+        self.replica = RedisServer(log_dir, "--replicaof", "127.0.0.1", str(self.primary.port))
+        # Sentinels learn of replicas from the primary's INFO at once, then every 10 s.
+        self._wait_until(self._in_sync, "the replica did not sync")
+        self.sentinels: list[tuple[int, Process]] = []
+        self.sentinels += [self._start_sentinel() for _ in range(3)]
+        #: The project's settings for them (settings/base.py).
+        self.env = {
+            "REDIS_SENTINELS": ",".join(f"127.0.0.1:{port}" for port, _ in self.sentinels),
+            "REDIS_SENTINEL_MASTER": self.NAME,
+        }
+        #: A channels_redis host entry for them.
+        self.host = {
+            "sentinels": [("127.0.0.1", port) for port, _ in self.sentinels],
+            "master_name": self.NAME,
+        }
+        self._wait_until(self._ready, "the sentinels did not find each other and the replica")
+
+    def _start_sentinel(self) -> tuple[int, Process]:
+        port = free_port()
+        config = self.log_dir / f"sentinel-{port}.conf"
+        config.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {self.log_dir}\n"
+            f"sentinel monitor {self.NAME} 127.0.0.1 {self.primary.port} 2\n"
+            f"sentinel down-after-milliseconds {self.NAME} 1000\n"
+            f"sentinel failover-timeout {self.NAME} 3000\n"
+        )
+        args = [require("redis-server"), str(config), "--sentinel"]
+        process = Process(f"sentinel-{port}", args, self.log_dir)
+        process.wait_for_port(port)
+        return port, process
+
+    def _ask(self, port: int, question: str):
+        """A sentinel's answer (redis-py parses it) to the sentinel command `question`."""
+        import redis
+
+        with redis.Redis(port=port, socket_timeout=2) as client:
+            return getattr(client, question)(self.NAME)
+
+    def _ready(self) -> bool:
+        for port, _ in self.sentinels:
+            state = self._ask(port, "sentinel_master")
+            if state["num-other-sentinels"] != 2 or state["num-slaves"] != 1:
+                return False
+        return self._in_sync()
+
+    def _in_sync(self) -> bool:
+        with self.replica.client() as replica:
+            return replica.info("replication")["master_link_status"] == "up"
+
+    def primary_port(self) -> int:
+        """The port the sentinels name as the primary's."""
+        return int(self._ask(self.sentinels[0][0], "sentinel_get_master_addr_by_name")[1])
+
+    def fail_over_lagging(self, meanwhile, peek=None):
+        """Hold the replica's replication back, run `meanwhile()` (its writes reach the
+        primary only), kill the primary (SIGKILL) and wait until the sentinels have promoted
+        the replica, which never saw those writes. Returns `peek(replica)` (a redis-py
+        client of it), called once the primary is dead and before the replica is promoted."""
+        with self.replica.client() as replica:
+            replica.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+            try:
+                meanwhile()
+                self.primary.stop(kill=True)
+                # The replica drops what it read but had not applied when its link breaks.
+                self._wait_until(
+                    lambda: replica.info("replication")["master_link_status"] == "down",
+                    "the replica did not notice the primary's death",
+                )
+                seen = peek(replica) if peek else None
+            finally:
+                replica.execute_command("CLIENT", "UNPAUSE")
+        self._wait_until(lambda: self.primary_port() == self.replica.port, "no failover")
+        return seen
+
+    def _wait_until(self, done, failure: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                logs = "\n".join(process.log()[-2000:] for _, process in self.sentinels)
+                raise RuntimeError(f"{failure} in {timeout}s:\n{logs}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        for _, process in self.sentinels:
+            process.stop()
+        self.replica.stop()
+        self.primary.stop()
 
 
 def project_env(**extra: str | None) -> dict:
     # The caller chooses database, layer, backend and tuning, whatever the environment says.
     chosen = ("DATABASE_URL", "SQLITE_PATH", "REDIS_URL", "REDIS_LAYER", "PUSHGATEWAY_BACKEND")
+    chosen += ("REDIS_SENTINELS", "REDIS_SENTINEL_MASTER")
     dropped = (*chosen, "PUSHGATEWAY_TUNING")
     env = {k: v for k, v in os.environ.items() if k not in dropped}
     env["DJANGO_SETTINGS_MODULE"] = "settings.dev"

@@ -38,11 +38,12 @@ CYCLES = 20_000
 # 5.4 %, after 4,000 or 10,000 up to 10 %.
 WARM_UP = 20_000
 RESIDENTS = 10
-# What a hub subscribes to for itself: its own channel and its heartbeat group (the prefixes
-# channels_app/hub.py gives them), as the pub/sub layer names them in Redis.
+# What a hub subscribes to for itself: its own channel and its heartbeat groups, one per
+# shard (the prefixes channels_app/hub.py gives them, a shard's ".N" after the group's),
+# as the pub/sub layer names them in Redis.
 HUB_OWN = re.compile(
     "|".join(
-        re.escape(start) + r"[0-9a-f]+"
+        re.escape(start) + r"[0-9a-f]+(\.[0-9]+)?"
         for start in (
             pubsub_own_channel_start(CHANNELS_REDIS_PREFIX, "pushgateway.hub."),
             pubsub_group_channel(CHANNELS_REDIS_PREFIX, "pushgateway.heartbeat."),

@@ -100,8 +100,9 @@ URL = "redis://127.0.0.1:6379/0"
         (CORE, [{"address": URL, "socket_timeout": 3}], ["pushgateway.W002"]),
         (CORE, [{"address": URL, "socket_timeout": None}], []),
         (PUBSUB, [URL], []),
-        # Sentinel: the position store cannot follow, positions stay in each process.
-        (PUBSUB, [{"master_name": "m", "sentinels": [("127.0.0.1", 26379)]}], ["pushgateway.W003"]),
+        # Sentinel: the position store and the publisher follow it as the layers do.
+        (PUBSUB, [{"master_name": "m", "sentinels": [("127.0.0.1", 26379)]}], []),
+        (CORE, [{"master_name": "m", "sentinels": [("127.0.0.1", 1)]}], ["pushgateway.W002"]),
     ],
 )
 def test_what_a_redis_layer_can_get_wrong_is_a_warning(settings, layer, hosts, expected):

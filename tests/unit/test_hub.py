@@ -1,6 +1,7 @@
 """The hub's healing, in-process: a layer path that breaks and comes back, a busy loop."""
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -60,15 +61,22 @@ async def until(condition, timeout=3.0):
         await asyncio.sleep(0.01)
 
 
+async def watched(hub: Hub, *channels: str) -> list[Socket]:
+    """A socket subscribed to each of `channels`, its position told, past the check after
+    a join."""
+    sockets = [Socket() for _ in channels]
+    for channel, socket in zip(channels, sockets, strict=True):
+        await hub.subscribe(channel, socket)
+        assert await hub.position(channel) is not None
+    await asyncio.sleep(0.2)
+    return sockets
+
+
 async def test_a_layer_that_loses_messages_is_noticed_and_healing_resyncs_moved_channels(fast):
     store = MemoryPositions()
     layer = FlakyLayer()
     hub = Hub(layer, store.aread, timeout=1)
-    socket, quiet = Socket(), Socket()
-    await hub.subscribe("moved", socket)
-    await hub.subscribe("still", quiet)
-    assert await hub.position("moved") is not None and await hub.position("still") is not None
-    await asyncio.sleep(0.2)
+    socket, quiet = await watched(hub, "moved", "still")
     assert hub.healthy
 
     layer.losing = True
@@ -77,14 +85,121 @@ async def test_a_layer_that_loses_messages_is_noticed_and_healing_resyncs_moved_
     await until(lambda: layer.group_adds > adds)  # it joins again, in case Redis forgot
     [lost] = store.advance(["moved"])  # published meanwhile, and lost with the layer
     layer.losing = False
+    await healed(hub, socket, "moved", lost, quiet)
+    assert hub.known["moved"] == Position(lost.epoch, 1)
+
+
+async def healed(hub: Hub, moved: Socket, channel: str, lost: Position, quiet: Socket) -> None:
+    """The hub heals, and tells the page on `channel` where it is now (`lost`, whose hint
+    never came), and the page on a channel that did not move nothing."""
     await until(lambda: hub.healthy)
-    await until(lambda: socket.frames)
-    assert socket.frames == [
-        f'{{"type":"resync","channel":"moved","position":{{"epoch":"{lost.epoch}","seq":1}}}}'
+    await until(lambda: moved.frames)
+    assert moved.frames == [
+        f'{{"type":"resync","channel":"{channel}","position":{{"epoch":"{lost.epoch}","seq":1}}}}'
     ]
     await asyncio.sleep(0.2)
     assert quiet.frames == []  # nothing moved there: no refetch
-    assert hub.known["moved"] == Position(lost.epoch, 1)
+
+
+class ShardedLayer(FlakyLayer):
+    """Two shards: a group's messages travel through the shard its name's last digit says
+    (as channels_redis places a group by a hash of its name); one shard can lose them all,
+    or only the next heartbeat (a Redis restarted between two beats, its subscribers not
+    back yet)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.losing_shard = None
+        self.lose_next_beat = False
+
+    @staticmethod
+    def shard(group: str) -> int:
+        return int(group[-1]) % 2 if group[-1].isdigit() else 0
+
+    async def group_send(self, group, message):
+        if message["type"] == hub_module.HEARTBEAT_TYPE and self.lose_next_beat:
+            self.lose_next_beat = False
+            return
+        if self.shard(group) != self.losing_shard:
+            await self.inner.group_send(group, message)
+
+
+def on_shards(layer, channels):
+    """`channels` with the shard each one's group travels through."""
+    return {c: ShardedLayer.shard(hub_module.group_name(c)) for c in channels}
+
+
+async def test_a_shard_that_loses_messages_is_noticed_though_another_carries_heartbeats(fast):
+    store = MemoryPositions()
+    layer = ShardedLayer()
+    hub = Hub(layer, store.aread, timeout=1, heartbeat_groups=["beat.0", "beat.1"])
+    assert on_shards(layer, ["c1", "c2"]) == {"c1": 1, "c2": 0}  # (group names end so)
+    moved, other = await watched(hub, "c1", "c2")
+    assert hub.healthy
+
+    layer.losing_shard = 1
+    await until(lambda: not hub.healthy)
+    [lost] = store.advance(["c1"])  # published meanwhile, lost with shard 1
+    layer.losing_shard = None
+    await healed(hub, moved, "c1", lost, other)
+
+
+async def test_one_heartbeat_lost_between_two_that_came_back_is_a_loss_to_heal(fast):
+    store = MemoryPositions()
+    layer = ShardedLayer()
+    hub = Hub(layer, store.aread, timeout=1)
+    moved, other = await watched(hub, "moved", "still")
+    store.advance(["moved"])  # its hint lost while the path was down, for one heartbeat
+    layer.lose_next_beat = True
+    await until(lambda: moved.frames)
+    assert '"type":"resync"' in moved.frames[0]
+    assert other.frames == [] and hub.healthy
+
+
+async def test_a_store_restarted_between_two_heartbeats_is_checked_once_one_came_back(fast):
+    # Redis restarted in less than a heartbeat: no beat was lost, but a hint published
+    # before the hub's subscription came back was. The store's new incarnation tells.
+    store = MemoryPositions()
+    incarnations = ["first"]
+
+    async def ask():
+        return list(incarnations)
+
+    hub = Hub(FlakyLayer(), store.aread, timeout=1, incarnations=ask)
+    moved, other = await watched(hub, "moved", "still")
+    incarnations[0] = "second"
+    store.advance(["moved"])
+    await until(lambda: moved.frames)
+    assert '"type":"resync"' in moved.frames[0]
+    await asyncio.sleep(0.2)
+    assert other.frames == [] and len(moved.frames) == 1 and hub.healthy
+
+
+async def test_a_receive_that_fails_is_an_outage_the_hub_heals_from(fast):
+    # The core Redis layer's receive raises while Redis is down; the pub/sub layer's does not.
+    class FailingReceive(FlakyLayer):
+        failures = 0
+
+        async def receive(self, channel):
+            while True:
+                if self.failures:
+                    self.failures -= 1
+                    raise ConnectionError("Connection closed by server.")
+                with contextlib.suppress(TimeoutError):
+                    return await asyncio.wait_for(super().receive(channel), 0.02)
+
+    store = MemoryPositions()
+    layer = FailingReceive()
+    hub = Hub(layer, store.aread, timeout=1)
+    [moved] = await watched(hub, "moved")
+    layer.failures = 3  # the receives fail, and what is sent meanwhile is lost
+    layer.losing = True
+    store.advance(["moved"])  # its hint lost meanwhile
+    await until(lambda: not hub.healthy)
+    layer.losing = False
+    await until(lambda: hub.healthy)
+    await until(lambda: moved.frames)
+    assert '"type":"resync"' in moved.frames[0]
 
 
 async def test_a_busy_event_loop_is_not_a_broken_layer(fast):

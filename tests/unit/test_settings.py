@@ -1,5 +1,6 @@
 """This project's settings read the environment; bad values are clear errors."""
 
+import re
 import subprocess
 import sys
 
@@ -49,6 +50,56 @@ def test_environment_selects_layer_and_backend(env, expected):
         result = run(module, **env)
         assert result.returncode == 0, result.stderr
         assert result.stdout.strip() == expected
+
+
+SENTINELS = {"REDIS_SENTINELS": "10.0.0.1:26379, [::1]:26380", "REDIS_SENTINEL_MASTER": "main"}
+SHOW_HOSTS = (
+    "import django; django.setup(); from django.conf import settings as s;"
+    "print(s.CHANNEL_LAYERS['default']['CONFIG']['hosts'], s.PUSHGATEWAY['OPTIONS'])"
+)
+
+
+def test_redis_sentinels_give_the_layer_and_the_positions_a_sentinel_managed_primary():
+    primary = {
+        "sentinels": [("10.0.0.1", 26379), ("::1", 26380)],
+        "master_name": "main",
+        "socket_timeout": None,
+        "max_connections": 1000,
+    }
+    result = run("settings.dev", SHOW_HOSTS, **SENTINELS)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{[primary]} {{}}"
+    fanout = {"PUSHGATEWAY_BACKEND": "fanout", "GRIP_URL": "http://127.0.0.1:1?key=k"}
+    from settings.base import pushgateway_settings
+
+    options = pushgateway_settings({**SENTINELS, **fanout})["OPTIONS"]
+    assert options["POSITIONS"] == {
+        "sentinels": [("10.0.0.1", 26379), ("::1", 26380)],
+        "master_name": "main",
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"REDIS_SENTINELS": "10.0.0.1:26379"}, "REDIS_SENTINELS needs REDIS_SENTINEL_MASTER"),
+        ({"REDIS_SENTINEL_MASTER": "main"}, "REDIS_SENTINEL_MASTER needs REDIS_SENTINELS"),
+        ({**SENTINELS, "REDIS_URL": "redis://r:6379/0"}, "REDIS_URL or REDIS_SENTINELS, not both"),
+        ({**SENTINELS, "REDIS_SENTINELS": "10.0.0.1"}, "'10.0.0.1' is not HOST:PORT"),
+        ({**SENTINELS, "REDIS_SENTINELS": "a:26379,,b:1"}, "'' is not HOST:PORT"),
+        ({**SENTINELS, "REDIS_SENTINELS": "a:http"}, "'a:http' is not HOST:PORT"),
+        ({**SENTINELS, "REDIS_SENTINELS": "a:70000"}, "'a:70000' is not HOST:PORT"),
+        ({**SENTINELS, "REDIS_SENTINELS": ":26379"}, "':26379' is not HOST:PORT"),
+        ({**SENTINELS, "REDIS_SENTINELS": "redis://a:26379"}, "'redis://a:26379' is not HOST"),
+    ],
+)
+def test_bad_redis_sentinels_are_a_clear_error(env, message):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from settings.base import redis_hosts
+
+    with pytest.raises(ImproperlyConfigured, match=re.escape(message)):
+        redis_hosts(env)
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,7 @@ class Limits(NamedTuple):
 #: Options every backend accepts that are seconds: name -> what 0 means (None: 0 is refused).
 SECONDS_OPTIONS = {
     "COALESCE": "off",
+    "DRAIN_SECONDS": "no drain, the server's own shutdown",
     "WATCH_TIMEOUT": None,
 }
 

@@ -44,6 +44,7 @@ from django.test import RequestFactory, override_settings
 from django.utils.module_loading import import_string
 
 import pushgateway
+from channels_app.drain import DEFAULT_DRAIN_SECONDS
 from demo.models import Event
 from pushgateway.backends.base import Limits
 from pushgateway.coalescing import DEFAULT_WINDOW
@@ -281,3 +282,4 @@ def test_settings_md_gives_the_limits_and_common_options_the_codes_defaults():
     common = documented_defaults("## Options for every backend")
     assert common["COALESCE"] == DEFAULT_WINDOW
     assert common["WATCH_TIMEOUT"] == DEFAULT_WATCH_TIMEOUT
+    assert common["DRAIN_SECONDS"] == DEFAULT_DRAIN_SECONDS

@@ -14,6 +14,10 @@ after it):
 3. after at most LINGER seconds for the close handshakes the server's own handler runs: its
    usual shutdown follows, with nothing left to drop.
 
+Meanwhile the hub does not leave the channel-layer group of each channel whose last socket
+closes (a Redis round trip each, thousands of them): the process exits, and Redis drops its
+subscriptions with its connection.
+
 A second SIGTERM during the drain runs the server's handler at once.
 """
 
@@ -30,6 +34,8 @@ from typing import Any, Protocol
 
 from pushgateway.adapters import server_shutdown_handler, stop_listening
 from pushgateway.backends import get_config
+
+from .hub import running_hub
 
 logger = logging.getLogger("pushgateway.drain")
 
@@ -84,6 +90,9 @@ class Drain:
         """Stop accepting, close every socket over the window, then hand over to the
         server's own shutdown."""
         self.draining = True
+        hub = running_hub()
+        if hub is not None:  # the process exits: its groups go with its Redis connection
+            hub.exiting = True
         try:
             listeners = stop_listening(self.handler) if self.handler else 0
             logger.warning(

@@ -60,6 +60,9 @@ class Hub:
         self.joined: set[str] = set()
         self.known: dict[str, Position] = {}  # last position delivered, per joined channel
         self.healthy = True
+        #: The process is draining to exit (channels_app.drain): channels whose last socket
+        #: leaves keep their groups, which Redis drops with the process's connection.
+        self.exiting = False
         self.channel_name: str | None = None
         self.heartbeat_group = f"pushgateway.heartbeat.{uuid.uuid4().hex}"
         self._pending: dict[str, None] = {}  # channels whose membership to reconcile, in order
@@ -107,7 +110,8 @@ class Hub:
                 sockets.discard(socket)
                 if not sockets:
                     del self.sockets[channel]
-                    self._reconcile_soon(channel)
+                    if not self.exiting:
+                        self._reconcile_soon(channel)
 
     def _reconcile_soon(self, channel: str) -> None:
         self._pending[channel] = None
@@ -363,6 +367,11 @@ def _retrieve(future: asyncio.Future) -> None:
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+def running_hub() -> Hub | None:
+    """The hub of the running event loop, if it has one (get_hub makes one)."""
+    return _hubs.get(asyncio.get_running_loop())
 
 
 def get_hub() -> Hub | None:

@@ -122,3 +122,24 @@ async def test_a_layer_that_hangs_fails_every_waiting_join_at_once():
     assert all(isinstance(r, TimeoutError) for r in results)
     assert time.monotonic() - started < 1  # one deadline, not twenty
     assert hub.sockets == {} and hub.joined == set()
+
+
+async def test_a_hub_whose_process_exits_does_not_leave_its_groups_one_by_one():
+    # A draining process closes thousands of sockets; leaving each channel's group would
+    # cost a Redis round trip each, for nothing: the process exits and Redis drops its
+    # subscriptions with its connection.
+    layer = FlakyLayer()
+    discards = []
+    layer.group_discard = lambda group, channel: discards.append(group) or asyncio.sleep(0)
+    hub = Hub(layer)
+    sockets = [Socket() for _ in range(3)]
+    for n, socket in enumerate(sockets):
+        await hub.subscribe(f"exit-{n}", socket)
+    hub.drop(sockets[0], ["exit-0"])
+    await asyncio.sleep(0.05)
+    assert len(discards) == 1  # an ordinary leave
+    hub.exiting = True
+    for n, socket in enumerate(sockets[1:], 1):
+        hub.drop(socket, [f"exit-{n}"])
+    await asyncio.sleep(0.05)
+    assert len(discards) == 1 and hub.sockets == {}

@@ -361,13 +361,21 @@ def print_table(sockets: int, rows: dict[str, dict]) -> None:
             )
 
 
+def clients_main(port: str, first: str, count: str, kind: str) -> None:
+    asyncio.run(run_clients(int(port), int(first), int(count), old=kind == "old"))
+
+
+def publisher_main(channels: str, rate: str) -> None:
+    run_publisher(int(channels), float(rate), seed=15)
+
+
+#: The worker processes this benchmark starts: `python -m bench.rolling_restart NAME ARGS`.
+WORKERS = {"clients": clients_main, "publisher": publisher_main}
+
+
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "clients":
-        port, first, count = map(int, sys.argv[2:5])
-        asyncio.run(run_clients(port, first, count, sys.argv[5] == "old"))
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "publisher":
-        run_publisher(int(sys.argv[2]), float(sys.argv[3]), seed=15)
+    if sys.argv[1:2] and sys.argv[1] in WORKERS:
+        WORKERS[sys.argv[1]](*sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sockets", type=int, default=4000)

@@ -91,10 +91,8 @@ test("a service-restart close reconnects soon with jitter and does not climb the
 
 test("after a service restart the page resubscribes with its positions and refetches only what moved", () => {
   const pg = client({throttle: 0, positions: {quiet: START, busy: START}});
-  const quiet = recorder();
-  const busy = recorder();
-  pg.subscribe("quiet", quiet);
-  pg.subscribe("busy", busy);
+  const calls = {quiet: recorder(), busy: recorder()};
+  Object.entries(calls).forEach(([channel, callback]) => pg.subscribe(channel, callback));
   latest().open();
   latest().confirmAll();
   const seen = latest().message("quiet", 1);
@@ -108,8 +106,8 @@ test("after a service restart the page resubscribes with its positions and refet
   ]);
   latest().confirmAll();
   mock.timers.tick(60000);
-  assert.deepEqual(quiet.reasons(), ["message"]);
-  assert.deepEqual(busy.reasons(), ["resync"]);
+  assert.deepEqual(calls.quiet.reasons(), ["message"]);
+  assert.deepEqual(calls.busy.reasons(), ["resync"]);
 });
 
 test("pings soon after subscribing, then every interval; a socket that stops answering is replaced", () => {

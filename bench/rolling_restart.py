@@ -98,8 +98,13 @@ class Page:
             self.stats["errors"] += 1
             asyncio.get_running_loop().call_later(POLL_DOWN, self.subscribe, self.socket)
 
-    def caught_up(self, p: dict) -> None:
-        """The server is at `p`: the page refetches if it is behind (createChannel.caughtUp)."""
+    def caught_up(self, p: dict | None) -> None:
+        """The server is at `p`: the page refetches if it is behind (createChannel.caughtUp),
+        or when the server cannot say (the store did not answer), keeping what it knew."""
+        if p is None:
+            self.stats["positions unknown"] += 1
+            self.refetches += 1
+            return
         known = self.position
         if known is None or known["epoch"] != p["epoch"] or known["seq"] < p["seq"]:
             self.position = p
@@ -316,6 +321,7 @@ def summary(hup: float, back: list[dict], final: list[dict], published: dict) ->
         "changed, heard as a message": stats["changed, heard as a message"],
         "refetches untouched": sum(n for c, n in refetches.items() if c in untouched),
         "resynced by the server": stats["resynced by the server"],
+        "positions unknown": stats["positions unknown"],
         "refetched twice": sum(1 for n in refetches.values() if n > 1),
         "lost while subscribed": stats["lost while subscribed"],
         "lost": len(lost),

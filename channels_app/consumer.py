@@ -126,7 +126,7 @@ class PushGatewayConsumer:
                     continue
                 if self.hub.metrics:
                     self.hub.metrics.subscriptions.inc()
-            position = await self.hub.position(channel)
+            position = self.hub.latest(channel, await self.hub.position(channel))
             await self.send_frame(subscribed_frame(channel, position, subscribe.since))
         self.hub.drop(self, reply.unsubscribe)
         if self.hub.metrics and reply.unsubscribe:

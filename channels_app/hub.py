@@ -189,6 +189,12 @@ class Hub:
                 self._spawn(self._read_batch())
         return await asyncio.shield(future)
 
+    def latest(self, channel: str, position: Position | None) -> Position | None:
+        """What to confirm a subscription with now that `position()` gave `position`: the
+        hub's own, when it moved on since (a hint or resync it delivered meanwhile went out
+        on the socket first, and the confirmation must not say less)."""
+        return self.known.get(channel, position)
+
     async def _read_batch(self) -> None:
         await asyncio.sleep(0)  # let the other subscribes of this moment queue up
         reads, self._reads = self._reads, {}

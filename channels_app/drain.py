@@ -29,6 +29,7 @@ import math
 import random
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -102,7 +103,14 @@ class Drain:
                 self.seconds,
                 listeners,
             )
+            started, cpu = time.monotonic(), time.process_time()
             await self.close_all()
+            logger.warning(
+                "pushgateway: drained in %.1f s (%.1f s of CPU), %d WebSocket(s) still open",
+                time.monotonic() - started,
+                time.process_time() - cpu,
+                len(self.sockets),
+            )
         finally:
             if self.handler is not None:
                 self.handler(signum, None)

@@ -63,4 +63,4 @@ async def test_sigterm_closes_every_socket_with_4012_over_the_window(start_daphn
     # Then the server's own shutdown: the process ends.
     await asyncio.get_running_loop().run_in_executor(None, app.process.proc.wait, 10)
     log = app.process.log()
-    assert "Traceback" not in log and "draining 60 WebSocket(s)" in log
+    assert "Traceback" not in log and "draining 60 WebSocket(s)" in log and "drained in" in log

@@ -23,6 +23,7 @@ from pushgateway.protocol import Reply, Session, subscribed_frame
 from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
+from .drain import get_drain
 from .hub import get_hub
 from .origins import origin_allowed, scope_origin
 
@@ -71,10 +72,12 @@ class PushGatewayConsumer:
                 self.closed()
 
     async def accept(self, origin: str | None) -> bool:
-        """Accept the socket, or refuse it (False): the Origin is not allowed, or this
-        server receives no hints. Checked here, not by a wrapping application, so that no
-        extra coroutine stays alive for the life of every socket."""
+        """Accept the socket, or refuse it (False): the Origin is not allowed, this server
+        receives no hints, or it is draining for a restart (the page reconnects elsewhere).
+        Checked here, not by a wrapping application, so that no extra coroutine stays alive
+        for the life of every socket."""
         self.hub = get_hub()
+        drain = get_drain()
         if self.hub is None:
             # The backend publishes elsewhere (Fanout): a socket here would look connected
             # and never receive. Refuse it; pages poll.
@@ -82,7 +85,7 @@ class PushGatewayConsumer:
                 "pushgateway: refused a WebSocket: the backend does not publish "
                 "to this server (pages connect through the Fanout proxy)"
             )
-        if self.hub is None or not origin_allowed(origin):
+        if self.hub is None or drain.draining or not origin_allowed(origin):
             await self.send({"type": "websocket.close"})  # daphne answers 403
             return False
         limits = get_backend().limits
@@ -90,6 +93,7 @@ class PushGatewayConsumer:
         self.session = Session(authorize=check_token, churn=churn)
         self.transport = daphne_transport(self.send)
         await self.send({"type": "websocket.accept"})
+        drain.opened(self)
         if self.hub.metrics:
             self.hub.metrics.sockets.inc()
         return True
@@ -105,6 +109,7 @@ class PushGatewayConsumer:
         """Leave the socket's channels once it has closed."""
         channels = self.session.close_all()
         self.hub.drop(self, channels)
+        get_drain().closed(self)
         if self.hub.metrics:
             self.hub.metrics.sockets.dec()
             self.hub.metrics.subscriptions.dec(len(channels))
@@ -121,7 +126,7 @@ class PushGatewayConsumer:
                     continue
                 if self.hub.metrics:
                     self.hub.metrics.subscriptions.inc()
-            position = await self.hub.position(channel)
+            position = self.hub.latest(channel, await self.hub.position(channel))
             await self.send_frame(subscribed_frame(channel, position, subscribe.since))
         self.hub.drop(self, reply.unsubscribe)
         if self.hub.metrics and reply.unsubscribe:
@@ -137,6 +142,10 @@ class PushGatewayConsumer:
             # int(): autobahn (daphne) refuses an int subclass such as CloseCode with 1011.
             with contextlib.suppress(OSError, RuntimeError):  # it closed first: as good
                 await self.send({"type": "websocket.close", "code": int(code)})
+
+    def restart(self) -> None:
+        """Close for a service restart, without waiting (the process drains: channels_app.drain)."""
+        asyncio.ensure_future(self.close(CloseCode.SERVICE_RESTART))
 
     async def send_frame(self, text: str) -> None:
         """Send one reply frame (in order with the messages the hub pushes)."""

@@ -92,6 +92,9 @@ class Hub:
         self.joined: set[str] = set()
         self.known: dict[str, Position] = {}  # last position delivered, per joined channel
         self.healthy = True
+        #: The process is draining to exit (channels_app.drain): channels whose last socket
+        #: leaves keep their groups, which Redis drops with the process's connection.
+        self.exiting = False
         self.channel_name: str | None = None
         groups = heartbeat_groups or [f"pushgateway.heartbeat.{uuid.uuid4().hex}"]
         self._beats = {group: _Beats() for group in groups}
@@ -99,7 +102,8 @@ class Hub:
         self._joins: dict[str, asyncio.Future] = {}  # joins awaited by subscribers
         self._reconciler: asyncio.Task | None = None
         self._reads: dict[str, asyncio.Future] = {}
-        self._to_verify: set[str] = set()
+        self._to_verify: dict[str, float] = {}  # channel -> when to check it, in that order
+        self._rechecker: asyncio.Task | None = None
         self._tasks: dict[str, asyncio.Task] = {}
         self._background: set[asyncio.Task] = set()
         self._rounds = 0  # heartbeat rounds sent through every group
@@ -139,7 +143,8 @@ class Hub:
                 sockets.discard(socket)
                 if not sockets:
                     del self.sockets[channel]
-                    self._reconcile_soon(channel)
+                    if not self.exiting:
+                        self._reconcile_soon(channel)
 
     def _reconcile_soon(self, channel: str) -> None:
         self._pending[channel] = None
@@ -216,10 +221,16 @@ class Hub:
                 self._spawn(self._read_batch())
         return await asyncio.shield(future)
 
+    def latest(self, channel: str, position: Position | None) -> Position | None:
+        """What to confirm a subscription with now that `position()` gave `position`: the
+        hub's own, when it moved on since (a hint or resync it delivered meanwhile went out
+        on the socket first, and the confirmation must not say less)."""
+        return self.known.get(channel, position)
+
     async def _read_batch(self) -> None:
         await asyncio.sleep(0)  # let the other subscribes of this moment queue up
         reads, self._reads = self._reads, {}
-        found = await self._read(reads)
+        found = await self._read_fresh(reads)
         for channel, future in reads.items():
             position = found.get(channel)
             if position is not None and channel in self.joined:
@@ -232,26 +243,50 @@ class Hub:
             return {}
         return await self.positions(list(channels))
 
+    async def _read_fresh(self, channels: Iterable[str]) -> dict[str, Position | None]:
+        """The store's positions of `channels`, but for those a hint delivered while the
+        read was on its way moved on: that hint is newer than what the read found (a
+        channel's first hint even starts its epoch after the read saw nothing)."""
+        before = {channel: self.known.get(channel) for channel in channels}
+        found = await self._read(before)
+        return {c: p for c, p in found.items() if self.known.get(c) == before.get(c)}
+
     def _advance(self, channel: str, position: Position) -> None:
         if has_news(self.known.get(channel), position):
             self.known[channel] = position
 
     def _verify_soon(self, *channels: str) -> None:
-        if not self._to_verify:
-            self._spawn(self._recheck())
-        self._to_verify.update(channels)
+        """Check `channels` against the store RECHECK_SECONDS from now, each on its own
+        time (a join just before another's check is not checked with it, too early)."""
+        due = asyncio.get_running_loop().time() + RECHECK_SECONDS
+        for channel in channels:
+            self._to_verify.pop(channel, None)
+            self._to_verify[channel] = due
+        if self._rechecker is None or self._rechecker.done():
+            self._rechecker = asyncio.create_task(self._recheck())
 
     async def _recheck(self) -> None:
-        await asyncio.sleep(RECHECK_SECONDS)
-        channels, self._to_verify = self._to_verify, set()
-        await self.verify(channels)
+        loop = asyncio.get_running_loop()
+        while self._to_verify:
+            await asyncio.sleep(max(0.0, next(iter(self._to_verify.values())) - loop.time()))
+            due = []
+            for channel, at in self._to_verify.items():  # in the order they are due
+                if at > loop.time():
+                    break
+                due.append(channel)
+            for channel in due:
+                del self._to_verify[channel]
+            try:
+                await self.verify(due)
+            except Exception:
+                logger.exception("pushgateway hub: checking positions after joining failed")
 
     async def verify(self, channels: Iterable[str], cause: str = "checked") -> int:
         """Send `resync` where the store is ahead of what this hub delivered; returns how
         many channels that was. `cause` labels the resync metric."""
         # A channel with no known position has told no page a position yet (or could not):
         # its `subscribed` frame is what tells them.
-        stored = await self._read(c for c in channels if c in self.known)
+        stored = await self._read_fresh([c for c in channels if c in self.known])
         resynced = 0
         for channel, position in stored.items():
             if channel in self.joined and has_news(self.known.get(channel), position):
@@ -436,6 +471,11 @@ def _retrieve(future: asyncio.Future) -> None:
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+def running_hub() -> Hub | None:
+    """The hub of the running event loop, if it has one (get_hub makes one)."""
+    return _hubs.get(asyncio.get_running_loop())
 
 
 def get_hub() -> Hub | None:

@@ -10,6 +10,7 @@ loudly when a release changes it, instead of the adapter breaking silently.
 from __future__ import annotations
 
 import inspect
+import signal
 import sys
 import types
 import weakref
@@ -156,7 +157,8 @@ def on_commit_keys(
 # ASGI servers -----------------------------------------------------------------------------
 
 # For channels_app: autobahn's debug formatting, daphne's Twisted transport, a server's `send`
-# coroutine (contract tests: tests/integration/test_server_adapters.py).
+# coroutine, a server's own shutdown and listening sockets (contract tests:
+# tests/integration/test_server_adapters.py).
 
 # autobahn.websocket.protocol functions that call pformat() only to build a debug line.
 AUTOBAHN_LOG_ONLY_PFORMAT = ("_connectionMade", "startHandshake")
@@ -240,3 +242,43 @@ def _resume(coroutine: Coroutine, waiting_on: Any):
     """Go on with a coroutine that was started by hand and yielded `waiting_on`."""
     yield waiting_on
     return (yield from coroutine)
+
+
+def server_shutdown_handler() -> Callable[[int, Any], Any] | None:
+    """The serving process's own SIGTERM handler, which does the server's whole shutdown; None
+    where there is no Python handler to call later (not under a server, SIG_DFL).
+
+    Relies on daphne and uvicorn installing one with ``signal.signal`` before they serve a
+    request, and on it doing the whole shutdown when called later, from the event loop, with
+    the signal's number: daphne through Twisted's reactor (``reactor.sigTerm``, installed
+    when the reactor starts running: it stops the reactor), uvicorn in
+    ``Server.capture_signals`` for the life of ``Server.serve()`` (``Server.handle_exit``:
+    the main loop then closes what is left and exits), also under gunicorn's
+    ``uvicorn.workers.UvicornWorker``. Whoever replaces the handler must call this one."""
+    handler = signal.getsignal(signal.SIGTERM)
+    return handler if callable(handler) else None
+
+
+def stop_listening(handler: Callable) -> int:
+    """Stop accepting connections in this process, as the server's own shutdown does first;
+    returns how many listening sockets that was. `handler` is server_shutdown_handler()'s.
+
+    Relies on the object that handler is bound to: uvicorn's ``Server`` keeps the asyncio
+    servers it accepts on in ``servers`` (``close()`` stops accepting; under gunicorn the
+    master and the other workers keep the shared socket and accept what comes); Twisted's
+    reactor (daphne) lists its listening ports among its readers (``getReaders()``, ports
+    providing ``IListeningPort``, whose ``stopListening()`` closes them)."""
+    owner = getattr(handler, "__self__", None)
+    servers = getattr(owner, "servers", None)
+    if servers is not None:
+        for server in servers:
+            server.close()
+        return len(servers)
+    if not hasattr(owner, "getReaders"):
+        return 0
+    from twisted.internet.interfaces import IListeningPort
+
+    ports = [reader for reader in owner.getReaders() if IListeningPort.providedBy(reader)]
+    for port in ports:
+        port.stopListening()
+    return len(ports)

@@ -25,6 +25,8 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 4008
     #: A frame over MAX_FRAME_BYTES_HARD.
     MESSAGE_TOO_BIG = 4009
+    #: The server is restarting (draining): reconnect soon, with jitter, elsewhere.
+    SERVICE_RESTART = 4012
     #: The client does not read what it is sent (over MAX_PENDING_BYTES waiting).
     TRY_AGAIN_LATER = 4013
 
@@ -32,6 +34,12 @@ class CloseCode(enum.IntEnum):
 #: Closes after which reconnecting at once would only be refused again: the browser module
 #: waits its longest backoff.
 POLICY_CLOSES = (CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG)
+
+#: RFC 6455's "service restart", which uvicorn sends to every socket when it shuts down.
+RFC_SERVICE_RESTART = 1012
+#: Closes that say the server is going away on purpose: the browser module reconnects after a
+#: short random wait and does not climb its backoff.
+RESTART_CLOSES = (RFC_SERVICE_RESTART, CloseCode.SERVICE_RESTART)
 
 
 class ErrorCode(enum.StrEnum):
@@ -128,6 +136,7 @@ def browser_facts() -> dict[str, Any]:
         "version": VERSION,
         "closeCodes": {code.name: code.value for code in CloseCode},
         "policyCloses": [code.value for code in POLICY_CLOSES],
+        "restartCloses": [int(code) for code in RESTART_CLOSES],
         "noPongClose": NO_PONG_CLOSE,
         "errorCodes": {code.name: code.value for code in ErrorCode},
         "channelPattern": CHANNEL_PATTERN,

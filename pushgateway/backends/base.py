@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -53,17 +54,28 @@ class Limits(NamedTuple):
         return problems
 
 
+#: Options every backend accepts that are seconds: name -> what 0 means (None: 0 is refused).
+SECONDS_OPTIONS = {
+    "COALESCE": "off",
+    "DRAIN_SECONDS": "no drain, the server's own shutdown",
+    "WATCH_TIMEOUT": None,
+}
+
+
 def option_problems(options: dict[str, Any]) -> list[str]:
     """What is wrong with the options every backend accepts (docs/settings.md)."""
     problems = Limits.problems(options)
-    coalesce = options.get("COALESCE", DEFAULT_WINDOW)
-    if isinstance(coalesce, bool) or not isinstance(coalesce, int | float) or coalesce < 0:
-        problems.append(f"COALESCE must be seconds >= 0 (0: off), not {coalesce!r}")
+    for name, zero in SECONDS_OPTIONS.items():
+        value = options.get(name, 1)
+        number = not isinstance(value, bool) and isinstance(value, int | float)
+        if not number or not math.isfinite(value) or value < 0 or (value == 0 and zero is None):
+            rule = f">= 0 (0: {zero})" if zero else "> 0"
+            problems.append(f"{name} must be seconds {rule}, not {value!r}")
     return problems
 
 
 #: Options every backend accepts: they are the project's, not the backend's (docs/settings.md).
-COMMON_OPTIONS = ("PRIVATE", "TOKEN_MAX_AGE", "METRICS", "COALESCE", *Limits._fields)
+COMMON_OPTIONS = ("PRIVATE", "TOKEN_MAX_AGE", "METRICS", *SECONDS_OPTIONS, *Limits._fields)
 
 #: No single wait between two attempts is longer than this (seconds).
 BACKOFF_MAX = 10.0

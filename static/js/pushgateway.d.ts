@@ -40,6 +40,9 @@ export interface Config {
   backoffInitial?: number;
   backoffMax?: number;
   stableAfter?: number;
+  /** ms: after a service-restart close (FACTS.restartCloses) the client reconnects at a
+   * random moment within this, without climbing its backoff. */
+  restartDelay?: number;
   pingInterval?: number;
   pongTimeout?: number;
   checkAfterSubscribe?: number;
@@ -91,8 +94,8 @@ export declare function createClient(config?: Config): Client;
 export declare function fromDocument(doc: Document): Client;
 export declare const DEFAULTS: Readonly<Required<Pick<Config,
   "url" | "positionsUrl" | "throttle" | "pollDown" | "pollUp" | "backoffInitial" | "backoffMax" |
-  "stableAfter" | "pingInterval" | "pongTimeout" | "checkAfterSubscribe" | "resyncGrace" |
-  "ignoreOwn">>>;
+  "stableAfter" | "restartDelay" | "pingInterval" | "pongTimeout" | "checkAfterSubscribe" |
+  "resyncGrace" | "ignoreOwn">>>;
 
 /** The protocol's facts, generated from pushgateway/constants.py (docs/protocol.md). */
 export interface Facts {
@@ -101,6 +104,8 @@ export interface Facts {
   closeCodes: Readonly<Record<string, number>>;
   /** Closes after which the client waits its longest backoff. */
   policyCloses: readonly number[];
+  /** Closes of a server that restarts on purpose: the client comes back within restartDelay. */
+  restartCloses: readonly number[];
   /** The code the client closes its own socket with when no pong came in time. */
   noPongClose: number;
   /** The `code` of an error frame, by name. */

@@ -53,8 +53,14 @@
   // Generated from pushgateway/constants.py by `./dev facts`; do not edit.
   const FACTS = {
     version: 2,
-    closeCodes: {POLICY_VIOLATION: 4008, MESSAGE_TOO_BIG: 4009, TRY_AGAIN_LATER: 4013},
+    closeCodes: {
+      POLICY_VIOLATION: 4008,
+      MESSAGE_TOO_BIG: 4009,
+      SERVICE_RESTART: 4012,
+      TRY_AGAIN_LATER: 4013,
+    },
     policyCloses: [4008, 4009],
+    restartCloses: [1012, 4012],
     noPongClose: 4000,
     errorCodes: {
       INVALID_JSON: "invalid_json",
@@ -90,6 +96,7 @@
     backoffInitial: 1000,
     backoffMax: 30000,
     stableAfter: 10000, // a connection up this long resets the backoff
+    restartDelay: 3000, // after a service-restart close: reconnect within this, at random
     pingInterval: 25000, // keeps proxies from idling the socket out
     pongTimeout: 10000, // no pong by then: the socket is dead, reconnect
     checkAfterSubscribe: 1500, // an early ping lets a proxied server check positions again
@@ -106,6 +113,8 @@
 
   // Close codes after which reconnecting at once would only be refused again.
   const POLICY_CLOSES = FACTS.policyCloses;
+  // Close codes of a server that restarts on purpose (it drains): come back soon, with jitter.
+  const RESTART_CLOSES = FACTS.restartCloses;
   const ERRORS = FACTS.errorCodes;
   const STRENGTH = {message: 1, poll: 2, resync: 3};
   const CHANNEL_RE = new RegExp("^(?:" + FACTS.channelPattern + ")$");
@@ -510,11 +519,14 @@
     return frame;
   }
 
-  // Whether a close was for misbehaviour: reconnecting at once would only be refused again.
-  function policyClose(event) {
-    if (!event || !POLICY_CLOSES.includes(event.code)) return false;
+  // What a close asks of the client: "policy" (misbehaviour: reconnecting at once would only
+  // be refused again), "restart" (the server drains for a restart: come back soon, with
+  // jitter, not up the backoff) or "drop" (anything else).
+  function closeKind(event) {
+    if (event && RESTART_CLOSES.includes(event.code)) return "restart";
+    if (!event || !POLICY_CLOSES.includes(event.code)) return "drop";
     console.warn("PushGateway: the server closed the connection", event.code, event.reason);
-    return true;
+    return "policy";
   }
 
   // A server frame from its text, or null (with a warning) when the text is not a JSON object.
@@ -571,7 +583,7 @@
   }
 
   // One socket at a time. Tells ctx.connection when it is open (opened()) and when it is gone
-  // (failed(policy): closed for misbehaviour), and hands every frame but pong to ctx.frame.
+  // (failed(kind), see closeKind), and hands every frame but pong to ctx.frame.
   function createWebSocketTransport(ctx) {
     let socket = null; // the current socket: events of an earlier one are ignored
     let isOpen = false;
@@ -580,7 +592,7 @@
     const heartbeat = createHeartbeat(ctx.time, ctx.config, send, dead);
     function connect() {
       const ws = newSocket(ctx.time, ctx.config.url);
-      if (ws === null) return ctx.connection.failed(false);
+      if (ws === null) return ctx.connection.failed("drop");
       socket = ws;
       ws.onopen = () => {
         if (ws !== socket) return;
@@ -594,7 +606,7 @@
       ws.onclose = (event) => {
         if (ws !== socket) return;
         forget();
-        ctx.connection.failed(policyClose(event));
+        ctx.connection.failed(closeKind(event));
       };
       ws.onerror = () => {}; // onclose follows and does the work
     }
@@ -685,7 +697,7 @@
         (error) => {
           loading = null; // try again on the next attempt
           console.error("PushGateway:", error.message);
-          ctx.connection.failed(false);
+          ctx.connection.failed("drop");
         }
       );
     }
@@ -731,7 +743,9 @@
 
   // Reconnection delays: capped exponential backoff with equal jitter (half the delay fixed,
   // half random), started over only once a connection has stayed up stableAfter ms, so a
-  // server that accepts and then drops connections is not hammered.
+  // server that accepts and then drops connections is not hammered. A server that closes for
+  // a restart spreads its closes over its drain window: the client adds a random wait within
+  // restartDelay and does not climb the ladder for it.
   function createBackoff(time, config) {
     let attempt = 0; // failed attempts since a connection last stayed up
     let stable = null; // timer: the connection has stayed up
@@ -740,8 +754,9 @@
       stable = null;
     }
     return {
-      // The wait before the next attempt.
-      next() {
+      // The wait before the next attempt, after a close of `kind` (see closeKind).
+      next(kind) {
+        if (kind === "restart") return time.random() * config.restartDelay;
         const cap = Math.min(config.backoffMax, config.backoffInitial * 2 ** attempt);
         attempt += 1;
         return cap / 2 + time.random() * (cap / 2);
@@ -752,12 +767,12 @@
           attempt = 0;
         }, config.stableAfter);
       },
-      // The connection is gone; after a close for misbehaviour (`policy`) the next wait is the
+      // The connection is gone; after a close for misbehaviour ("policy") the next wait is the
       // longest.
-      dropped(policy) {
+      dropped(kind) {
         cancelStable();
         const longest = Math.ceil(Math.log2(config.backoffMax / config.backoffInitial));
-        if (policy) attempt = Math.max(attempt, longest);
+        if (kind === "policy") attempt = Math.max(attempt, longest);
       },
       reset() {
         cancelStable();
@@ -795,7 +810,7 @@
 
   // States: "idle" (no subscriptions, no socket), "connecting", "connected", "waiting"
   // (backing off before the next attempt). connect() and disconnect() come from subscribe and
-  // unsubscribe; opened() and failed(policy) from the transport; wake() from the page.
+  // unsubscribe; opened() and failed(kind) from the transport; wake() from the page.
   function createConnection(ctx) {
     let timer = null; // the wait before the next attempt
     let contactLost = ctx.time.now(); // positions are known complete up to this moment
@@ -827,11 +842,12 @@
         states.set("connected");
         ctx.channels.forEach((channel) => ctx.transport().subscribe(channel));
       },
-      failed(policy) {
-        backoff.dropped(policy);
+      // The transport is gone: "drop", "policy" or "restart" (see closeKind).
+      failed(kind) {
+        backoff.dropped(kind);
         if (ctx.channels.size === 0) return states.set("idle");
         states.set("waiting");
-        timer = ctx.time.setTimeout(connect, backoff.next());
+        timer = ctx.time.setTimeout(connect, backoff.next(kind));
       },
       disconnect() {
         if (timer !== null) ctx.time.clearTimeout(timer);

@@ -12,6 +12,7 @@ import inspect
 import json
 import socket
 import sys
+import time
 from collections import deque
 
 import daphne.cli
@@ -32,6 +33,7 @@ from tests.support.servers import (
     Daphne,
     Process,
     free_port,
+    listening,
     project_env,
     recv_json,
     run_python,
@@ -44,6 +46,10 @@ SERVERS = {
     "uvicorn": [
         *[PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}"],
         *["--ws", "websockets-sansio", PROBE],
+    ],
+    "gunicorn": [
+        *[PYTHON, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "1"],
+        *["-b", "127.0.0.1:{port}", PROBE],
     ],
 }
 
@@ -162,6 +168,7 @@ def probe_client(log_dir):
         processes.append(Process(f"probe-{server}-{port}", args, log_dir, project_env()))
         processes[-1].wait_for_port(port)
         clients.append(Client(port, receive_buffer))
+        clients[-1].port, clients[-1].process = port, processes[-1]
         return clients[-1]
 
     yield connect
@@ -259,3 +266,35 @@ async def test_a_send_that_waits_is_resumed_by_whoever_awaits_it():
 async def test_an_awaitable_that_is_no_coroutine_is_handed_back_to_wait_on():
     future = asyncio.get_running_loop().create_future()  # what granian's send is like
     assert adapters.start_send_coroutine(future) is future
+
+
+# The drain (channels_app.drain): the server's own SIGTERM handler and listening sockets
+
+SHUTDOWN_HANDLERS = {
+    "daphne": ("ReactorBase.sigTerm", "twisted.internet.asyncioreactor.AsyncioSelectorReactor"),
+    "uvicorn": ("Server.handle_exit", "uvicorn.server.Server"),
+    "gunicorn": ("Server.handle_exit", "uvicorn.server.Server"),
+}
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("server", list(SHUTDOWN_HANDLERS))
+def test_the_servers_own_sigterm_handler_is_found_and_its_listeners_stop(probe_client, server):
+    client = probe_client(server)
+    handler, owner = SHUTDOWN_HANDLERS[server]
+    assert client.probe("shutdown_handler") == {"handler": handler, "owner": owner}
+    assert client.probe("stop_listening") == {"stopped": 1}
+    if server != "gunicorn":  # there the master and the other workers keep the socket
+        deadline = time.monotonic() + 2  # Twisted closes the port on its next turn
+        while listening(client.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not listening(client.port)
+    assert client.probe("shutdown_handler")["handler"] == handler  # the socket still works
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+def test_calling_the_servers_handler_from_the_loop_shuts_it_down(probe_client, server):
+    client = probe_client(server)
+    assert client.probe("shut_down") == {"called": True}
+    assert client.process.proc.wait(10) is not None

@@ -2,9 +2,10 @@
 "use strict";
 const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
-const {createClient, _internals} = require("../../static/js/pushgateway.js");
+const {createClient, DEFAULTS, FACTS, _internals} = require("../../static/js/pushgateway.js");
 const {createEnv, createHeartbeat, createBackoff} = _internals;
-const {START, FakeSocket, server, latest, client, subscribed, quietly, useFakes} = require("./fakes.js");
+const {START, FakeSocket, server, latest, client, recorder, subscribed, quietly, useFakes} =
+  require("./fakes.js");
 
 useFakes();
 
@@ -56,6 +57,57 @@ test("a policy close backs off long instead of reconnecting at once", () => {
   mock.timers.tick(1);
   assert.equal(FakeSocket.all.length, before + 1);
   assert.equal(pg.state, "connecting");
+});
+
+test("a service-restart close reconnects soon with jitter and does not climb the backoff", () => {
+  let random = 0.5;
+  const pg = client({
+    random: () => random, backoffInitial: 1000, backoffMax: 30000, restartDelay: 3000, pollDown: 0,
+  });
+  pg.subscribe("a", () => {});
+  latest().drop(); // two failed attempts: the ladder is at 4 s (2-4 s with jitter)
+  mock.timers.tick(1000);
+  latest().drop();
+  mock.timers.tick(2000);
+  for (const code of [FACTS.closeCodes.SERVICE_RESTART, ...FACTS.restartCloses]) {
+    latest().open();
+    random = 0.9;
+    const before = FakeSocket.all.length;
+    latest().drop(code); // the server drains: back within restartDelay, at a random moment
+    assert.equal(pg.state, "waiting");
+    mock.timers.tick(2699);
+    assert.equal(FakeSocket.all.length, before);
+    mock.timers.tick(1);
+    assert.equal(FakeSocket.all.length, before + 1, `reconnected after ${code}`);
+  }
+  random = 0;
+  const before = FakeSocket.all.length;
+  latest().drop(); // a plain failure next: the ladder goes on where it was, not further up
+  mock.timers.tick(1999);
+  assert.equal(FakeSocket.all.length, before);
+  mock.timers.tick(1);
+  assert.equal(FakeSocket.all.length, before + 1);
+});
+
+test("after a service restart the page resubscribes with its positions and refetches only what moved", () => {
+  const pg = client({throttle: 0, positions: {quiet: START, busy: START}});
+  const calls = {quiet: recorder(), busy: recorder()};
+  Object.entries(calls).forEach(([channel, callback]) => pg.subscribe(channel, callback));
+  latest().open();
+  latest().confirmAll();
+  const seen = latest().message("quiet", 1);
+  latest().drop(FACTS.closeCodes.SERVICE_RESTART);
+  server.publish("busy"); // while the page was away
+  mock.timers.tick(DEFAULTS.restartDelay);
+  latest().open();
+  assert.deepEqual(latest().subscribes(), [
+    {type: "subscribe", channel: "quiet", since: seen},
+    {type: "subscribe", channel: "busy", since: START},
+  ]);
+  latest().confirmAll();
+  mock.timers.tick(60000);
+  assert.deepEqual(calls.quiet.reasons(), ["message"]);
+  assert.deepEqual(calls.busy.reasons(), ["resync"]);
 });
 
 test("pings soon after subscribing, then every interval; a socket that stops answering is replaced", () => {
@@ -145,13 +197,26 @@ test("createBackoff alone: doubling waits up to the cap, the longest after a pol
   backoff.reset();
   random = 1;
   assert.deepEqual(waits(2), [1000, 2000]);
-  backoff.dropped(true); // closed for misbehaviour: straight to the longest
+  backoff.dropped("policy"); // closed for misbehaviour: straight to the longest
   assert.deepEqual(waits(1), [8000]);
   backoff.opened();
   mock.timers.tick(9999);
-  backoff.dropped(false); // not up long enough: no fresh start
+  backoff.dropped("drop"); // not up long enough: no fresh start
   assert.deepEqual(waits(1), [8000]);
   backoff.opened();
   mock.timers.tick(10000); // stayed up
   assert.deepEqual(waits(1), [1000]);
+});
+
+test("createBackoff alone: after a service restart a random wait within restartDelay, the ladder unmoved", () => {
+  let random = 0;
+  const time = createEnv({random: () => random});
+  const config = {backoffInitial: 1000, backoffMax: 8000, stableAfter: 10000, restartDelay: 3000};
+  const backoff = createBackoff(time, config);
+  assert.deepEqual([backoff.next(), backoff.next()], [500, 1000]);
+  backoff.dropped("restart");
+  random = 0.25;
+  assert.deepEqual([backoff.next("restart"), backoff.next("restart")], [750, 750]);
+  random = 0;
+  assert.deepEqual([backoff.next()], [2000]); // where the ladder was
 });

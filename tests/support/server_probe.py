@@ -7,8 +7,15 @@ with the server's own `send` and answers with a JSON report.
 
 import asyncio
 import json
+import signal
 
-from pushgateway.adapters import daphne_transport, pending_bytes, start_send_coroutine
+from pushgateway.adapters import (
+    daphne_transport,
+    pending_bytes,
+    server_shutdown_handler,
+    start_send_coroutine,
+    stop_listening,
+)
 
 BIG_FRAME = 200_000  # bytes: more than one write to the kernel takes
 STALL_FRAME = 65_536  # bytes per frame while the client does not read
@@ -55,7 +62,35 @@ async def stall(send) -> dict:
     return {"sent": MAX_STALL_FRAMES, "waited": False}
 
 
-PROBES = {"transport": transport, "drained": drained, "stall": stall}
+async def shutdown_handler(send) -> dict:
+    """The server's own SIGTERM handler that server_shutdown_handler finds, by name."""
+    handler = server_shutdown_handler()
+    owner = getattr(handler, "__self__", None)
+    return {
+        "handler": getattr(handler, "__qualname__", repr(handler)),
+        "owner": type(owner).__module__ + "." + type(owner).__qualname__,
+    }
+
+
+async def stop(send) -> dict:
+    """stop_listening with that handler: how many listening sockets it closed."""
+    return {"stopped": stop_listening(server_shutdown_handler())}
+
+
+async def shut_down(send) -> dict:
+    """The server's own handler, called from the event loop as the drain calls it."""
+    asyncio.get_running_loop().call_later(0.1, server_shutdown_handler(), signal.SIGTERM, None)
+    return {"called": True}
+
+
+PROBES = {
+    "transport": transport,
+    "drained": drained,
+    "stall": stall,
+    "shutdown_handler": shutdown_handler,
+    "stop_listening": stop,
+    "shut_down": shut_down,
+}
 
 
 async def application(scope, receive, send):

@@ -5,6 +5,8 @@ restarts, a hosted Fanout answering 503, a proxy refusing WebSockets, a page wit
 channels than a connection may carry) and checks what the page's callbacks did.
 """
 
+import os
+import signal
 import time
 import urllib.request
 import uuid
@@ -13,6 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from demo import pushpin as pushpin_config
+from pushgateway.pages import DEFAULT_WATCH_TIMEOUT
 from tests.support.fake_fanout import FakeFanout
 from tests.support.servers import Pushpin, run_python
 
@@ -105,6 +108,49 @@ def test_a_comment_saved_between_render_and_subscribe_shows_without_reload(brows
         1, timeout=2000
     )
     assert time.monotonic() - subscribed < 2
+
+
+# Milliseconds from the request for the page's HTML to its last byte.
+HTML_TIME = """() => {
+    const [entry] = performance.getEntriesByType("navigation");
+    return entry.responseEnd - entry.requestStart;
+}"""
+
+
+def test_a_page_rendered_while_redis_is_stopped_renders_in_time_and_resyncs_once(
+    browser, start_daphne, own_redis
+):
+    daphne = start_daphne(own_redis.url)
+    poster = browser.new_page()
+    event_url = new_event(poster, daphne.url)
+    poster.close()
+    own = []  # the page's own time, with Redis answering
+    for _ in range(3):
+        page = browser.new_page()
+        page.goto(event_url)
+        own.append(page.evaluate(HTML_TIME))
+        page.close()
+
+    watcher = browser.new_page()
+    refetches = []
+    watcher.on("request", lambda r: refetches.append(r.url) if "comments.json" in r.url else None)
+    os.kill(own_redis.process.proc.pid, signal.SIGSTOP)  # a Redis that stops answering
+    try:
+        watcher.goto(event_url)
+        took = watcher.evaluate(HTML_TIME)
+    finally:
+        os.kill(own_redis.process.proc.pid, signal.SIGCONT)
+    deadline = DEFAULT_WATCH_TIMEOUT * 1000
+    assert deadline * 0.9 <= took < max(own) + deadline + 500, (took, own)
+
+    # Rendered without a position, the page resyncs once when it subscribes: one refetch.
+    expect(watcher.locator("#push-state")).to_have_attribute("data-state", "connected")
+    deadline_at = time.monotonic() + 5
+    while not refetches and time.monotonic() < deadline_at:
+        watcher.wait_for_timeout(100)
+    watcher.wait_for_timeout(3000)  # a second refetch would have come by now
+    assert len(refetches) == 1
+    assert watcher.locator("#push-log .reason").all_inner_texts() == ["resync"]
 
 
 # 100 pages, each with its own client and socket, each watching its own channel, every
@@ -215,6 +261,44 @@ def test_a_hint_the_hosted_service_dropped_reaches_the_page_when_it_recovers(
         service.stop()
 
 
+# A browser whose WebSocket fails at once, as a proxy that refuses the upgrade looks to a page.
+REFUSED_WEBSOCKET = """window.WebSocket = class {
+    constructor(url) {
+        window.socketsTried = (window.socketsTried || 0) + 1;
+        setTimeout(() => this.onclose && this.onclose({code: 1006, reason: ""}), 0);
+    }
+    send() {}
+    close() {}
+};"""
+
+# Subscribes the page's client to `channels`, counting the callbacks of each.
+COUNTER = """(channels) => {
+    window.calls = {};
+    for (const channel of channels) {
+        PushGateway.subscribe(channel, (event) => {
+            window.calls[event.channel] = (window.calls[event.channel] || 0) + 1;
+        });
+    }
+}"""
+
+
+def page_on_300_channels_without_websocket(browser, base_url):
+    """A page on 300 channels whose WebSocket is refused; returns it and the positions
+    requests it makes, as (channels asked about, HTTP status)."""
+    page = browser.new_page()
+    page.add_init_script(REFUSED_WEBSOCKET)
+    asked = []
+
+    def positions(response):
+        if "/pushgateway/positions/" in response.url:
+            asked.append((response.url.count("c="), response.status))
+
+    page.on("response", positions)
+    page.goto(base_url + "/")
+    page.evaluate(COUNTER, [f"many-{n}" for n in range(300)])
+    return page, asked
+
+
 def test_a_page_whose_websocket_is_refused_polls_positions_not_data(browser, start_daphne):
     daphne = start_daphne()
     poster, watcher = browser.new_page(), browser.new_page()
@@ -226,9 +310,18 @@ def test_a_page_whose_websocket_is_refused_polls_positions_not_data(browser, sta
     watcher.goto(event_url)
     channel = watcher.locator("#comments").get_attribute("data-channel")
     watcher.evaluate(RECORDER, channel)
-    watcher.wait_for_timeout(60_000)
+    many, asked = page_on_300_channels_without_websocket(browser, daphne.url)
+    watcher.wait_for_timeout(60_000)  # the same quiet minute for both pages
     assert refetches == []  # a minute of polling positions, not one data refetch
     assert watcher.evaluate("document.querySelector('#push-state').dataset.state") != "connected"
+    # 300 channels: one callback each (their first check: no position was rendered), then
+    # quiet; every positions request within the view's limit of 100 channels, none refused.
+    calls = many.evaluate("calls")
+    assert len(calls) == 300 and max(calls.values()) == 1
+    assert asked and all(count <= 100 and status == 200 for count, status in asked)
+    assert len(asked) >= 30  # about 4 requests every pollDown (5 s) for 301 channels
+    assert many.evaluate("socketsTried") >= 2
+    many.close()
 
     post_comment(poster, event_url, "Seen by polling")
     saved = time.time()

@@ -150,6 +150,10 @@ def test_every_backend_accepts_the_limits(settings, backend):
         ({"SUBSCRIBE_RATE": 0}, "SUBSCRIBE_RATE must be positive, not 0"),
         ({"SUBSCRIBE_RATE": True}, "SUBSCRIBE_RATE must be a number, not True"),
         ({"SUBSCRIBE_RATE": float("nan")}, "SUBSCRIBE_RATE must be positive, not nan"),
+        ({"DRAIN_SECONDS": -1}, "DRAIN_SECONDS must be seconds >= 0"),
+        ({"DRAIN_SECONDS": "5"}, "DRAIN_SECONDS must be seconds >= 0"),
+        ({"WATCH_TIMEOUT": 0}, "WATCH_TIMEOUT must be seconds > 0, not 0"),
+        ({"WATCH_TIMEOUT": float("inf")}, "WATCH_TIMEOUT must be seconds > 0, not inf"),
     ],
 )
 def test_bad_limits_are_reported_and_refused(settings, limits, text):

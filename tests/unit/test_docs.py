@@ -44,9 +44,11 @@ from django.test import RequestFactory, override_settings
 from django.utils.module_loading import import_string
 
 import pushgateway
+from channels_app.drain import DEFAULT_DRAIN_SECONDS
 from demo.models import Event
 from pushgateway.backends.base import Limits
 from pushgateway.coalescing import DEFAULT_WINDOW
+from pushgateway.pages import DEFAULT_WATCH_TIMEOUT
 from tests.support.docs import (
     DOCS,
     LANGUAGES,
@@ -277,4 +279,7 @@ def test_settings_md_gives_each_backend_option_the_default_the_code_has(heading,
 
 def test_settings_md_gives_the_limits_and_common_options_the_codes_defaults():
     assert documented_defaults("## Limits") == Limits()._asdict()
-    assert documented_defaults("## Options for every backend")["COALESCE"] == DEFAULT_WINDOW
+    common = documented_defaults("## Options for every backend")
+    assert common["COALESCE"] == DEFAULT_WINDOW
+    assert common["WATCH_TIMEOUT"] == DEFAULT_WATCH_TIMEOUT
+    assert common["DRAIN_SECONDS"] == DEFAULT_DRAIN_SECONDS

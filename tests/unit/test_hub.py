@@ -9,6 +9,7 @@ from channels.layers import InMemoryChannelLayer
 
 from channels_app import hub as hub_module
 from channels_app.hub import Hub
+from pushgateway.layer import frame_event, group_name
 from pushgateway.positions import MemoryPositions
 from pushgateway.protocol import Position
 
@@ -237,3 +238,74 @@ async def test_a_layer_that_hangs_fails_every_waiting_join_at_once():
     assert all(isinstance(r, TimeoutError) for r in results)
     assert time.monotonic() - started < 1  # one deadline, not twenty
     assert hub.sockets == {} and hub.joined == set()
+
+
+async def test_a_hub_whose_process_exits_does_not_leave_its_groups_one_by_one():
+    # A draining process closes thousands of sockets; leaving each channel's group would
+    # cost a Redis round trip each, for nothing: the process exits and Redis drops its
+    # subscriptions with its connection.
+    layer = FlakyLayer()
+    discards = []
+    layer.group_discard = lambda group, channel: discards.append(group) or asyncio.sleep(0)
+    hub = Hub(layer)
+    sockets = [Socket() for _ in range(3)]
+    for n, socket in enumerate(sockets):
+        await hub.subscribe(f"exit-{n}", socket)
+    hub.drop(sockets[0], ["exit-0"])
+    await asyncio.sleep(0.05)
+    assert len(discards) == 1  # an ordinary leave
+    hub.exiting = True
+    for n, socket in enumerate(sockets[1:], 1):
+        hub.drop(socket, [f"exit-{n}"])
+    await asyncio.sleep(0.05)
+    assert len(discards) == 1 and hub.sockets == {}
+
+
+async def test_a_position_read_overtaken_by_a_hint_does_not_take_the_page_back(fast):
+    # Found by tests/system/test_rolling_restart.py: a page subscribed, the hub read the
+    # channel's position (nothing published: START), the channel's first hint was published
+    # and delivered while the read was on its way back, and the `subscribed` frame then
+    # said START: the page went back behind a hint it had been sent.
+    store = MemoryPositions()
+    answer = asyncio.Event()
+
+    async def slow_read(channels):
+        before = await store.aread(channels)
+        await answer.wait()
+        return before
+
+    layer = InMemoryChannelLayer()
+    hub = Hub(layer, slow_read, timeout=1)
+    socket = Socket()
+    await hub.subscribe("first", socket)
+    reading = asyncio.ensure_future(hub.position("first"))
+    await asyncio.sleep(0.01)
+    [published] = store.advance(["first"])
+    await layer.group_send(group_name("first"), frame_event("first", "hint", published))
+    await until(lambda: socket.frames == ["hint"])
+    answer.set()
+    assert await reading == published
+    await asyncio.sleep(0.2)  # past the check after joining: nothing more to tell the page
+    assert socket.frames == ["hint"]
+
+
+async def test_each_join_is_checked_again_its_own_while_after(monkeypatch):
+    # A channel joined just before an earlier join's check ran was checked with it, before
+    # a hint that raced its subscription could be in the store.
+    monkeypatch.setattr(hub_module, "RECHECK_SECONDS", 0.3)
+    store, reads = MemoryPositions(), []
+
+    async def read(channels):
+        reads.append((list(channels), time.monotonic()))
+        return await store.aread(channels)
+
+    hub = Hub(InMemoryChannelLayer(), read, timeout=1)
+    await hub.subscribe("early", Socket())
+    await hub.position("early")
+    await asyncio.sleep(0.25)
+    await hub.subscribe("late", Socket())
+    joined = time.monotonic()
+    await hub.position("late")  # the read for its `subscribed` frame
+    await asyncio.sleep(0.5)
+    read_for_frame, check = [at for channels, at in reads if "late" in channels][:2]
+    assert check - joined >= 0.3 * 0.9

@@ -2,6 +2,8 @@
 
 import json
 import re
+import threading
+import time
 
 import pytest
 from django.template import Context, Template
@@ -10,6 +12,8 @@ from django.test import RequestFactory
 import pushgateway
 from pushgateway import InvalidChannelName
 from pushgateway.backends import get_backend
+from pushgateway.pages import DEFAULT_WATCH_TIMEOUT, MAX_WAITING_READS
+from pushgateway.protocol import Position
 
 pytestmark = pytest.mark.matrix  # depends on the Python or Django version
 
@@ -35,6 +39,52 @@ def test_watch_renders_the_positions_read_before_the_data(outbox):
     }
     current = get_backend().read_positions(["comments-1"])["comments-1"]
     assert positions["comments-1"].is_behind(current)
+
+
+def silent_store(monkeypatch):
+    """The backend's position reads hang (a Redis that stopped answering) until the event
+    returned is set."""
+    answer = threading.Event()
+
+    def read_positions(channels):
+        answer.wait(10)
+        return dict.fromkeys(channels, Position("e", 1))
+
+    monkeypatch.setattr(get_backend(), "read_positions", read_positions)
+    return answer
+
+
+def timed_watch(*channels):
+    request = RequestFactory().get("/")
+    started = time.monotonic()
+    positions = pushgateway.watch(request, *channels)
+    return time.monotonic() - started, positions, request
+
+
+def test_watch_renders_without_positions_when_the_store_is_silent(settings, monkeypatch):
+    settings.PUSHGATEWAY = {**settings.PUSHGATEWAY, "OPTIONS": {"WATCH_TIMEOUT": 0.1}}
+    answer = silent_store(monkeypatch)
+    try:
+        took, positions, request = timed_watch("comments-1")
+        assert 0.1 <= took < 0.3  # the deadline, not the connection's 5 s timeout
+        assert positions == {"comments-1": None}
+        assert render(request)["positions"] == {"comments-1": None}  # the page resyncs once
+        # More renders while it stays silent: past the reads already waiting, none waits.
+        for _ in range(MAX_WAITING_READS - 1):
+            timed_watch("comments-1")
+        took, positions, _ = timed_watch("comments-1")
+        assert took < 0.05 and positions == {"comments-1": None}
+    finally:
+        answer.set()
+    # The store answers again: renders get positions.
+    deadline = time.monotonic() + 5
+    while timed_watch("comments-1")[1]["comments-1"] is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert timed_watch("comments-1")[1] == {"comments-1": Position("e", 1)}
+
+
+def test_watch_waits_a_fraction_of_a_second_by_default():
+    assert 0 < DEFAULT_WATCH_TIMEOUT < 0.5
 
 
 def test_watch_renders_tokens_for_private_channels_only():

@@ -18,27 +18,10 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support.host_publisher import Publisher
+from tests.support.pages import new_event, open_clients, post_comment
 from tests.support.servers import Process, RedisServer, project_env
-from tests.system.test_resync import new_event, post_comment
 
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
-
-# A client per channel (its own socket), every callback recorded with the page's clock
-# (comparable with time.time()), no throttle: each hint its own callback.
-CLIENTS = """async ({channels}) => {
-    const base = JSON.parse(document.getElementById("pushgateway-config").textContent);
-    const query = channels.map((c) => "c=" + c).join("&");
-    const {positions} = await (await fetch(base.positionsUrl + "?" + query)).json();
-    window.calls = [];
-    window.clients = channels.map((channel) => {
-        const rendered = {[channel]: positions[channel]};
-        const client = PushGateway.createClient({...base, positions: rendered});
-        const record = (e) => window.calls.push(
-            {channel: e.channel, reason: e.reason, at: performance.timeOrigin + performance.now()});
-        client.subscribe(channel, record, {throttle: 0});
-        return client;
-    });
-}"""
 
 
 class ThisHost:
@@ -59,8 +42,8 @@ class Watching:
         self.publisher.save("probe")
         self.page = browser.new_page()
         self.page.goto(base_url + "/")
-        self.page.evaluate(CLIENTS, {"channels": list(self.channels.values())})
-        self.page.wait_for_function("clients.every((c) => c.state === 'connected')")
+        # No throttle: each hint its own callback.
+        open_clients(self.page, self.channels.values(), throttle=0)
         # Past the server's check half a second after each join (a check in the moment its
         # subscription is down tells a page a position, then the hints after it are lost:
         # the page would rightly refetch twice).

@@ -17,6 +17,7 @@ from playwright.sync_api import expect
 from demo import pushpin as pushpin_config
 from pushgateway.pages import DEFAULT_WATCH_TIMEOUT
 from tests.support.fake_fanout import FakeFanout
+from tests.support.pages import all_connected, calls, new_event, open_clients, post_comment
 from tests.support.servers import Pushpin, run_python
 
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
@@ -27,22 +28,6 @@ RECORDER = """(channel) => {
     PushGateway.subscribe(channel, (event) => window.heard.push(
         {reason: event.reason, data: event.data, at: performance.timeOrigin + performance.now()}));
 }"""
-
-
-def new_event(page, base_url, title=None):
-    page.goto(base_url + "/")
-    page.fill("#id_title", title or f"Event {uuid.uuid4().hex[:8]}")
-    page.click("button[type=submit]")
-    expect(page.locator("h1")).to_be_visible()
-    return page.url
-
-
-def post_comment(page, event_url, body):
-    page.goto(event_url)
-    page.fill("#id_author", "Tester")
-    page.fill("#id_body", body)
-    page.click("button[type=submit]")
-    expect(page.locator("#comments li", has_text=body)).to_have_count(1)
 
 
 def gave_up(log, channel):
@@ -153,36 +138,16 @@ def test_a_page_rendered_while_redis_is_stopped_renders_in_time_and_resyncs_once
     assert watcher.locator("#push-log .reason").all_inner_texts() == ["resync"]
 
 
-# 100 pages, each with its own client and socket, each watching its own channel, every
-# position rendered (as pushgateway.watch would). pollDown is long so the test sees what the
-# reconnect does, not blind polls while the server is unreachable (those are tested below).
-PAGES = """async ({channels}) => {
-    const base = JSON.parse(document.getElementById("pushgateway-config").textContent);
-    const query = channels.map((c) => "c=" + c).join("&");
-    const {positions} = await (await fetch(base.positionsUrl + "?" + query)).json();
-    window.calls = [];
-    window.clients = channels.map((channel) => {
-        const client = PushGateway.createClient(
-            {...base, positions: {[channel]: positions[channel]}, pollDown: 60000});
-        client.subscribe(channel, (e) => window.calls.push([e.channel, e.reason]));
-        return client;
-    });
-}"""
-
-
-def all_connected(page):
-    page.wait_for_function("clients.every((c) => c.state === 'connected')", timeout=30000)
-
-
 def restart_with_changes(browser, base_url, stop, start, publish):
     """100 clients on 100 channels; the server stops, 10 channels change, it starts again."""
     channels = [f"storm-{uuid.uuid4().hex[:6]}-{n}" for n in range(100)]
     page = browser.new_page()
     page.goto(base_url + "/")
-    page.evaluate(PAGES, {"channels": channels})
-    all_connected(page)
+    # pollDown is long so the test sees what the reconnect does, not blind polls while the
+    # server is unreachable (those are tested below).
+    open_clients(page, channels, {"pollDown": 60000})
     time.sleep(2)  # confirmations and the early ping
-    assert page.evaluate("calls") == []
+    assert calls(page) == []
 
     stop()
     changed = channels[::10]
@@ -190,9 +155,9 @@ def restart_with_changes(browser, base_url, stop, start, publish):
     start()
     all_connected(page)
     time.sleep(3)  # every late callback would have come by now
-    calls = page.evaluate("calls")
+    called = calls(page)
     page.close()
-    return changed, calls
+    return changed, called
 
 
 def test_after_a_daphne_restart_only_the_changed_channels_resync(browser, start_daphne, redis):
@@ -202,8 +167,8 @@ def test_after_a_daphne_restart_only_the_changed_channels_resync(browser, start_
         code = f"import pushgateway\nfor c in {channels!r}: pushgateway.publish(c)"
         assert run_python(code, redis.url).returncode == 0
 
-    changed, calls = restart_with_changes(browser, daphne.url, daphne.stop, daphne.start, publish)
-    assert sorted(calls) == sorted([c, "resync"] for c in changed)
+    changed, called = restart_with_changes(browser, daphne.url, daphne.stop, daphne.start, publish)
+    assert sorted(called) == sorted((c, "resync") for c in changed)
 
 
 def test_after_a_pushpin_restart_only_the_changed_channels_resync(browser, pushpin_in_front, redis):
@@ -214,10 +179,10 @@ def test_after_a_pushpin_restart_only_the_changed_channels_resync(browser, pushp
         env = {"PUSHGATEWAY_BACKEND": "fanout", "GRIP_URL": pushpin.grip_url}
         run_python(code, redis.url, env=env)  # Pushpin is down: these hints are dropped
 
-    changed, calls = restart_with_changes(
+    changed, called = restart_with_changes(
         browser, pushpin.url, pushpin.stop, lambda: pushpin.start(pushpin.origin.port), publish
     )
-    assert sorted(calls) == sorted([c, "resync"] for c in changed)
+    assert sorted(called) == sorted((c, "resync") for c in changed)
 
 
 def test_a_hint_the_hosted_service_dropped_reaches_the_page_when_it_recovers(
@@ -316,8 +281,8 @@ def test_a_page_whose_websocket_is_refused_polls_positions_not_data(browser, sta
     assert watcher.evaluate("document.querySelector('#push-state').dataset.state") != "connected"
     # 300 channels: one callback each (their first check: no position was rendered), then
     # quiet; every positions request within the view's limit of 100 channels, none refused.
-    calls = many.evaluate("calls")
-    assert len(calls) == 300 and max(calls.values()) == 1
+    counted = many.evaluate("calls")
+    assert len(counted) == 300 and max(counted.values()) == 1
     assert asked and all(count <= 100 and status == 200 for count, status in asked)
     assert len(asked) >= 30  # about 4 requests every pollDown (5 s) for 301 channels
     assert many.evaluate("socketsTried") >= 2
@@ -355,6 +320,6 @@ def test_a_page_with_more_channels_than_a_connection_carries_does_not_loop(brows
     )
     page.wait_for_timeout(25_000)
     assert page.evaluate("opens") <= 2
-    calls = page.evaluate("calls")
-    assert max(calls.values()) == 1  # one resync or first poll each, then quiet
-    assert len(calls) == 130
+    counted = page.evaluate("calls")
+    assert max(counted.values()) == 1  # one resync or first poll each, then quiet
+    assert len(counted) == 130

@@ -240,6 +240,15 @@ def project_env(**extra: str | None) -> dict:
     return env
 
 
+def options_env(options: dict) -> dict[str, str]:
+    """The environment of a server process of this project with these OPTIONS, e.g.
+    `start_daphne(**options_env({"DRAIN_SECONDS": 2}))` (tests/support/options_settings.py)."""
+    return {
+        "DJANGO_SETTINGS_MODULE": "tests.support.options_settings",
+        "PUSHGATEWAY_TEST_OPTIONS": json.dumps(options),
+    }
+
+
 def migrate(env: dict) -> None:
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v0"],
@@ -305,6 +314,9 @@ class Daphne:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}/ws/pushgateway/"
+        # A test server stops at once, as servers did before the drain (channels_app.drain),
+        # unless the test gives OPTIONS of its own: the drain's tests do.
+        env_extra = {**options_env({"DRAIN_SECONDS": 0}), **env_extra}
         self.env = project_env(**database.env, REDIS_URL=redis_url, **env_extra)
         self.start()
 

@@ -99,3 +99,109 @@ def test_forged_or_missing_grip_sig_sent_straight_to_daphne_gets_403(start_daphn
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.read() == b"OPEN\r\n"  # the same endpoint works with a valid one
+
+
+# Issue 16: what a client can send through Pushpin besides a WebSocket. Pushpin strips client
+# Meta-* headers only on real WebSocket connections; a plain HTTP request keeps them and is
+# signed (Grip-Sig) like any other, and Pushpin's guard against a client posting
+# application/websocket-events compares the type exactly.
+
+SECRET = "private-issue16-secret"
+
+
+def through(pushpin, headers, body=b""):
+    """A plain HTTP POST to the WebSocket-over-HTTP path through Pushpin: (status, headers,
+    body) as the client sees them."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", pushpin.port, timeout=10)
+    try:
+        connection.request("POST", "/ws/pushgateway/", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def advance(redis_url, channel, times=2):
+    """Publish `times` hints' worth of positions on `channel`, as a publisher would."""
+    from pushgateway.backends.base import NetworkOptions
+
+    store = NetworkOptions().position_store([redis_url], prefix="pushgateway")
+    try:
+        for _ in range(times):
+            [position] = store.advance([channel])
+        return position
+    finally:
+        store.close()
+
+
+ATTACKS = {
+    "the issue's request: case-changed type, forged Meta-Subs, empty body": (
+        {"Content-Type": "Application/websocket-events", "Meta-Subs": SECRET},
+        b"",
+    ),
+    "the same with a ping, positions and a connection id": (
+        {
+            "Content-Type": "APPLICATION/WEBSOCKET-EVENTS",
+            "Meta-Subs": SECRET,
+            "Meta-Pos": f"{SECRET}=x.0",
+            "Connection-Id": "c1",
+        },
+        encode_events([("TEXT", b'{"type":"ping"}')]),
+    ),
+    "the exact type (Pushpin's guard)": (
+        {"Content-Type": "application/websocket-events", "Meta-Subs": SECRET},
+        encode_events([("OPEN", None)]),
+    ),
+    "the exact type with a parameter": (
+        {"Content-Type": "application/websocket-events; charset=utf-8", "Meta-Subs": SECRET},
+        b"",
+    ),
+    "a forged signed state": (
+        {"Content-Type": "Application/websocket-events", "Meta-State": f"{SECRET}:forged"},
+        encode_events([("OPEN", None), ("TEXT", b'{"type":"ping"}')]),
+    ),
+    "subscribe without a token over plain HTTP": (
+        {"Content-Type": "Application/websocket-events"},
+        encode_events([("TEXT", json.dumps({"type": "subscribe", "channel": SECRET}).encode())]),
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", ATTACKS.values(), ids=ATTACKS.keys())
+def test_forged_proxy_requests_through_pushpin_learn_nothing_of_a_private_channel(
+    pushpin_origin, redis, attack
+):
+    advance(redis.url, SECRET)
+    headers, body = attack
+    status, answer_headers, answer = through(
+        pushpin_origin, {"Origin": pushpin_origin.url, **headers}, body
+    )
+    assert status in (400, 403), (status, answer)
+    assert SECRET.encode() not in answer
+    assert not [h for h in answer_headers if h.lower().startswith("set-meta")]
+
+
+def test_meta_headers_on_a_real_websocket_through_pushpin_are_not_believed(pushpin_origin, redis):
+    """A client's own Meta-* headers on its WebSocket handshake (stripped by Pushpin) and
+    a subscribe without a token: the connection is told nothing of the private channel."""
+    from websockets.sync.client import connect
+
+    position = advance(redis.url, SECRET)
+    forged = {"Meta-Subs": SECRET, "Meta-Pos": f"{SECRET}=x.0", "Meta-State": "forged"}
+    url = f"ws://127.0.0.1:{pushpin_origin.port}/ws/pushgateway/"
+    with connect(url, origin=pushpin_origin.url, additional_headers=forged) as ws:
+        subscribe(ws, "issue16-public")
+        ws.send(json.dumps({"type": "subscribe", "channel": SECRET}))
+        assert recv_json(ws)["code"] == "forbidden"
+        ws.send(json.dumps({"type": "subscribe", "channel": SECRET, "token": "bad"}))
+        assert recv_json(ws)["code"] == "forbidden"
+        ws.send(json.dumps({"type": "ping"}))
+        assert recv_json(ws) == {"type": "pong"}  # and no resync of the private channel
+        # The same connection with the channel's token is told its position.
+        token = run_python(
+            f"import pushgateway; print(pushgateway.make_token({SECRET!r}))", None
+        ).stdout.strip()
+        frame = subscribe(ws, SECRET, token=token)
+        assert frame["position"] == position.as_json()

@@ -102,9 +102,10 @@ MAX_PROXY_SUBSCRIPTIONS = 20
 #: and pings is a few dozen events of well under MAX_FRAME_BYTES each.
 MAX_PROXY_EVENTS = 64
 MAX_PROXY_BODY_BYTES = 4 * MAX_FRAME_BYTES_HARD
-#: Characters of the signed connection state a GRIP proxy carries back (its subscriptions and
-#: positions fit in a quarter of it); longer is not verified, only refused.
-MAX_PROXY_STATE_CHARS = 16 * 1024
+#: Characters of the signed connection state a GRIP proxy carries back: MAX_PROXY_SUBSCRIPTIONS
+#: names of 100 characters with their positions take about 3,000; longer is refused unread
+#: (Pushpin itself resets a client request with more than about 8 KiB of headers).
+MAX_PROXY_STATE_CHARS = 8 * 1024
 #: Channels one request to the positions view may ask about.
 MAX_POSITIONS_PER_REQUEST = 100
 #: Unsent bytes a socket may hold before it is closed as too slow (about 1,500 hints).

@@ -205,3 +205,17 @@ def test_meta_headers_on_a_real_websocket_through_pushpin_are_not_believed(pushp
         ).stdout.strip()
         frame = subscribe(ws, SECRET, token=token)
         assert frame["position"] == position.as_json()
+
+
+def test_the_largest_signed_state_makes_the_round_trip_through_pushpin(pushpin_origin):
+    """Pushpin carries the state back on every request: with as many subscriptions of the
+    longest names as a connection may hold, it still arrives and verifies."""
+    from pushgateway.constants import MAX_CHANNEL_LENGTH, MAX_PROXY_SUBSCRIPTIONS
+
+    names = [f"{i:02d}".ljust(MAX_CHANNEL_LENGTH, "x") for i in range(MAX_PROXY_SUBSCRIPTIONS)]
+    with pushpin_origin.connect() as ws:
+        for name in names:
+            subscribe(ws, name)
+        ws.send(json.dumps({"type": "unsubscribe", "channel": names[0]}))
+        assert recv_json(ws) == {"type": "unsubscribed", "channel": names[0]}
+        subscribe(ws, names[0])  # one more than the state held a moment ago

@@ -233,7 +233,7 @@ def foreign(payload, **kwargs):
 FORGED_STATES = {
     "garbage": {"Meta-State": "not a signed value"},
     "5000 digits": {"Meta-State": "9" * 5000},
-    "over the length cap": {"Meta-State": "x" * 20_000},
+    "over the length cap": {"Meta-State": "x" * 9000},
     "signed for another connection": state("conn-2", subscriptions={"private-a": None}),
     "signed with another salt": foreign({"i": CONNECTION, "s": {"private-a": None}}),
     "signed with another key": foreign(

@@ -72,6 +72,24 @@ def test_pushpin_down_fails_publishing_clearly_and_recovers(pushpin_in_front):
         assert recv_json(ws)["data"] == 3
 
 
+def test_with_iss_the_publish_carries_a_jwt_that_pushpin_accepts(pushpin_origin):
+    """What system check W006 advises instead of a bearer key: `iss=` makes every publish
+    carry a JWT signed with the key, and Pushpin delivers it."""
+    from pushgateway.backends.grip import GripBackend
+    from pushgateway.message import Message
+
+    backend = GripBackend(GRIP_URL=pushpin_origin.grip_url + "&iss=pushpin")
+    try:
+        assert backend.client.authorize().count(".") == 2  # a JWT, not the key
+        with pushpin_origin.connect() as ws:
+            subscribe(ws, "issue16-jwt")
+            backend.send_messages([Message("issue16-jwt", {"pk": "1"})])
+            assert backend.flush(5) and backend.stats["sent"] == 1
+            assert recv_json(ws)["data"] == {"pk": "1"}
+    finally:
+        backend.close()
+
+
 def test_forged_or_missing_grip_sig_sent_straight_to_daphne_gets_403(start_daphne):
     daphne = start_daphne(PUSHGATEWAY_BACKEND="fanout", GRIP_URL=GRIP["OPTIONS"]["GRIP_URL"])
     body = encode_events([("OPEN", None)])

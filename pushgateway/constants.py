@@ -97,6 +97,15 @@ MAX_SUBSCRIPTIONS = 100
 #: Subscriptions of one connection through Pushpin or Fastly Fanout: Pushpin's default
 #: connection_subscription_max, past which the proxy ignores a subscribe.
 MAX_PROXY_SUBSCRIPTIONS = 20
+#: Events in one WebSocket-over-HTTP request, and bytes in its body: past either the view
+#: reads nothing and closes the connection (MESSAGE_TOO_BIG). A page's burst of subscribes
+#: and pings is a few dozen events of well under MAX_FRAME_BYTES each.
+MAX_PROXY_EVENTS = 64
+MAX_PROXY_BODY_BYTES = 4 * MAX_FRAME_BYTES_HARD
+#: Characters of the signed connection state a GRIP proxy carries back: MAX_PROXY_SUBSCRIPTIONS
+#: names of 100 characters with their positions take about 3,000; longer is refused unread
+#: (Pushpin itself resets a client request with more than about 8 KiB of headers).
+MAX_PROXY_STATE_CHARS = 8 * 1024
 #: Channels one request to the positions view may ask about.
 MAX_POSITIONS_PER_REQUEST = 100
 #: Unsent bytes a socket may hold before it is closed as too slow (about 1,500 hints).

@@ -277,14 +277,16 @@ class Session:
                     "seq: integer >= 0} or absent",
                     channel,
                 )
-        if channel in self.subscriptions:
-            return Reply(subscribe=[Subscribe(channel, since, joined=True)])
+        # The token first, also for a channel the connection has: "subscribed" tells its
+        # position, which no one may learn of a private channel without a valid token.
         if is_private(channel):
             token = frame.get("token")
             if not isinstance(token, str) or not self.authorize(channel, token):
                 return self._refuse(
                     ErrorCode.FORBIDDEN, "private channel needs a valid token", channel
                 )
+        if channel in self.subscriptions:
+            return Reply(subscribe=[Subscribe(channel, since, joined=True)])
         if len(self.subscriptions) >= self.max_subscriptions:
             return self._refuse(
                 ErrorCode.TOO_MANY_SUBSCRIPTIONS,

@@ -11,7 +11,7 @@ from django.db.models.signals import post_delete, post_save
 
 from .backends import get_config
 from .constants import PRIVATE_PREFIX
-from .exceptions import AlreadyRegistered, HintTooLarge, NotRegistered
+from .exceptions import AlreadyRegistered, HintTooLarge, NotRegistered, PrivateChannelUnsupported
 from .protocol import channel_error, is_private
 from .publishing import publish_on
 
@@ -81,7 +81,7 @@ class Registration:
             return
         try:
             publish_on(channels, hint, using=using)
-        except HintTooLarge as exc:
+        except (HintTooLarge, PrivateChannelUnsupported) as exc:
             no_hint(exc)
 
 
@@ -134,6 +134,11 @@ def unregister(model: type[Model]) -> None:
     uid = f"pushgateway:{model._meta.label}"
     post_save.disconnect(sender=model, dispatch_uid=uid)
     post_delete.disconnect(sender=model, dispatch_uid=uid)
+
+
+def private_models() -> list[str]:
+    """The labels of the registered models whose hints go to private channels."""
+    return sorted(r.model._meta.label for r in _registry.values() if r.is_private)
 
 
 def is_registered(model: type[Model]) -> bool:

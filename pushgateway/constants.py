@@ -115,6 +115,10 @@ CONFIG_ELEMENT_ID = "pushgateway-config"
 CLIENT_HEADER = "X-PushGateway-Client"
 CLIENT_FIELD = "pushgateway_client"
 CLIENT_ID_PATTERN = "[0-9A-Za-z_-]{1,64}"
+#: Hints carry not the writing page's client id (anyone who reads a hint could replay it) but
+#: its tag: the SHA-256 of the id, as hex, cut to this many characters. Only the page that
+#: knows the id recognises its own hints; nobody can make a request the server tags so.
+CLIENT_TAG_LENGTH = 32
 
 #: Bayeux channel segments hold no '.', and channel names never hold this: the legacy realm
 #: API publishes "a.b" as "a~b" (pushgateway.backends.realm, the browser's Faye transport).
@@ -143,6 +147,7 @@ def browser_facts() -> dict[str, Any]:
         "maxPositionsPerRequest": MAX_POSITIONS_PER_REQUEST,
         "clientHeader": CLIENT_HEADER,
         "clientField": CLIENT_FIELD,
+        "clientTagLength": CLIENT_TAG_LENGTH,
         "configElement": CONFIG_ELEMENT_ID,
         "bayeuxDot": BAYEUX_DOT,
         "defaults": CLIENT_DEFAULTS,

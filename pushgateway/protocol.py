@@ -117,7 +117,9 @@ def message_head(
     """The message frame without its position; `data_json` is `data` already encoded."""
     frame = {"type": "message", "channel": channel, "id": message_id}
     if client is not None:
-        frame["client"] = client  # the page whose request caused it (it skips its own)
+        # The tag of the page whose request caused it (middleware.client_tag): that page
+        # recognises it and skips its own hint; nobody else learns its id.
+        frame["client"] = client
     if data_json is None:
         data_json = _encode(data)
     return _encode(frame)[:-1] + ',"data":' + data_json

@@ -150,3 +150,22 @@ def test_positions_view_limits_the_number_of_channels(client):
     assert response.status_code == 400
     assert "at most 100 channels" in response.json()["error"]
     assert client.post("/pushgateway/positions/").status_code == 405
+
+
+@pytest.mark.parametrize(("channels", "cached"), [(["private-inbox-3"], "private"), (["x"], None)])
+def test_a_page_given_tokens_is_not_for_shared_caches(channels, cached):
+    from django.http import HttpResponse
+
+    from pushgateway.middleware import ClientIdMiddleware
+
+    def view(request):
+        pushgateway.watch(request, *channels)
+        response = HttpResponse("page")
+        response["Cache-Control"] = "public, max-age=60"  # a view that meant well
+        return response
+
+    response = ClientIdMiddleware(view)(RequestFactory().get("/"))
+    if cached is None:
+        assert response["Cache-Control"] == "public, max-age=60"
+    else:
+        assert response["Cache-Control"] == "max-age=60, private"

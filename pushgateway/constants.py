@@ -99,6 +99,8 @@ MAX_SUBSCRIPTIONS = 100
 MAX_PROXY_SUBSCRIPTIONS = 20
 #: Channels one request to the positions view may ask about.
 MAX_POSITIONS_PER_REQUEST = 100
+#: A POST body to the positions view at most: 100 names with their tokens fit in 32 KiB.
+MAX_POSITIONS_BODY_BYTES = 64 * 1024
 #: Unsent bytes a socket may hold before it is closed as too slow (about 1,500 hints).
 MAX_PENDING_BYTES = 256 * 1024
 

@@ -25,8 +25,9 @@
  * callback window); createChannel (one channel's state: what the page knows, what a frame
  * means); createRefusals and createPageTokens (renewing refused tokens); the positions view
  * (positionsRequests, createChecker) and createPoller; the WebSocket transport
- * (createHeartbeat, createWebSocketTransport); the Faye transport; the connection state machine (createBackoff, createStates, createConnection);
- * and newClient, which wires them into what createClient and fromDocument return.
+ * (createHeartbeat, createWebSocketTransport); the Faye transport; the connection state
+ * machine (createBackoff, createStates, createConnection); and newClient, which wires them
+ * into what createClient and fromDocument return.
  */
 (function (root, factory) {
   "use strict";
@@ -233,8 +234,9 @@
   // ---- The client's parts ----
   // Each factory below takes `ctx`, the client's parts as newClient() wires them: config,
   // time (createEnv), channels (name -> createChannel), window, clientId, clientTag,
-  // pageTokens, connection, poller, checker, refusals, transport() and frame(frame). Parts reach each other through
-  // it at call time, so a test can hand one part a ctx with only what that part uses.
+  // pageTokens, connection, poller, checker, refusals, transport() and frame(frame). Parts
+  // reach each other through it at call time, so a test can hand one part a ctx with only
+  // what that part uses.
 
   // ---- Channel: one channel's subscriptions and what the page knows of it ----
 

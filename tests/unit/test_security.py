@@ -168,6 +168,27 @@ async def test_a_fresh_token_sent_again_keeps_a_subscription_past_the_old_ones_a
     await socket.disconnect()
 
 
+async def test_a_public_channel_spelt_like_a_hashed_group_cannot_touch_a_private_ones():
+    # A private name too long for a layer group is carried by its SHA-1. A public channel
+    # spelt like that hash used to share the group: its last subscriber leaving took the
+    # group, and with it the private channel's hints, away from the whole process (the
+    # hub's position check then healed the loss with a resync, seconds later).
+    private = "private-" + "s" * 92
+    lookalike = "sha1." + hashlib.sha1(private.encode()).hexdigest()
+    victim = await connect()
+    await subscribe(victim, private, token=pushgateway.make_token(private))
+    attacker = await connect()
+    await subscribe(attacker, lookalike)
+    await send(attacker, {"type": "unsubscribe", "channel": lookalike})
+    await running_hub().unsubscribe(lookalike, attacker)  # once the hub left its group
+    await pushgateway.apublish(private, {"pk": "1"})
+    delivered = await receive(victim)
+    assert (delivered["type"], delivered["channel"]) == ("message", private)
+    assert await attacker.receive_nothing(timeout=0.2)
+    await victim.disconnect()
+    await attacker.disconnect()
+
+
 def test_key_rotation_the_django_way_keeps_tokens_until_the_old_key_is_dropped(settings):
     settings.SECRET_KEY = "old-key-" + "x" * 50
     token = pushgateway.make_token("private-x")

@@ -108,6 +108,8 @@ MAX_PROXY_BODY_BYTES = 4 * MAX_FRAME_BYTES_HARD
 MAX_PROXY_STATE_CHARS = 8 * 1024
 #: Channels one request to the positions view may ask about.
 MAX_POSITIONS_PER_REQUEST = 100
+#: A POST body to the positions view at most: 100 names with their tokens fit in 32 KiB.
+MAX_POSITIONS_BODY_BYTES = 64 * 1024
 #: Unsent bytes a socket may hold before it is closed as too slow (about 1,500 hints).
 MAX_PENDING_BYTES = 256 * 1024
 
@@ -124,6 +126,10 @@ CONFIG_ELEMENT_ID = "pushgateway-config"
 CLIENT_HEADER = "X-PushGateway-Client"
 CLIENT_FIELD = "pushgateway_client"
 CLIENT_ID_PATTERN = "[0-9A-Za-z_-]{1,64}"
+#: Hints carry not the writing page's client id (anyone who reads a hint could replay it) but
+#: its tag: the SHA-256 of the id, as hex, cut to this many characters. Only the page that
+#: knows the id recognises its own hints; nobody can make a request the server tags so.
+CLIENT_TAG_LENGTH = 32
 
 #: Bayeux channel segments hold no '.', and channel names never hold this: the legacy realm
 #: API publishes "a.b" as "a~b" (pushgateway.backends.realm, the browser's Faye transport).
@@ -152,6 +158,7 @@ def browser_facts() -> dict[str, Any]:
         "maxPositionsPerRequest": MAX_POSITIONS_PER_REQUEST,
         "clientHeader": CLIENT_HEADER,
         "clientField": CLIENT_FIELD,
+        "clientTagLength": CLIENT_TAG_LENGTH,
         "configElement": CONFIG_ELEMENT_ID,
         "bayeuxDot": BAYEUX_DOT,
         "defaults": CLIENT_DEFAULTS,

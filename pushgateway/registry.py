@@ -145,6 +145,14 @@ def is_registered(model: type[Model]) -> bool:
     return model in _registry
 
 
+def public_by_default() -> list[type[Model]]:
+    """The models registered without `private=` whose hints go on public channels (PRIVATE
+    is off): a choice nobody made, which `check --deploy` asks about."""
+    if private_by_default():
+        return []
+    return [model for model, r in _registry.items() if r.private is None]
+
+
 def publish_for(objects: Iterable[Model], action: str = "updated", *, using: str | None = None):
     """Publish the hints register() would have, for changes its signals do not see.
 

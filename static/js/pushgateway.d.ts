@@ -52,11 +52,15 @@ export interface Config {
   positionTtl?: number | null;
   positions?: Record<string, Position | null>;
   tokens?: Record<string, string>;
+  /** Every channel's token hook, where a subscription gives none. Without one, a refused
+   * token is renewed by fetching the page (window.location.href) again and reading its
+   * rendered configuration. */
   getToken?: TokenSource;
   transport?: "websocket" | "faye";
   fayeUrl?: string;
   fayeScript?: string;
   fayeIntegrity?: string;
+  /** Unguessable: hints carry its SHA-256 (FACTS.clientTagLength hex characters). */
   clientId?: string;
   // For tests: time, randomness and transport can be injected.
   setTimeout?: (callback: () => void, ms: number) => unknown;
@@ -65,9 +69,11 @@ export interface Config {
   random?: () => number;
   WebSocket?: typeof WebSocket;
   fetch?: typeof fetch;
+  /** Web Crypto, whose SHA-256 computes the tag of this client's hints. */
+  crypto?: { subtle?: Pick<SubtleCrypto, "digest"> };
   /** Its `online` and `visibilitychange` events wake the client; createClient reads the
-   * rendered configuration from its document. */
-  window?: EventTarget & { document?: Document };
+   * rendered configuration from its document; the default getToken fetches its location. */
+  window?: EventTarget & { document?: Document; location?: { href: string } };
 }
 
 export interface Client {
@@ -116,6 +122,8 @@ export interface Facts {
   maxPositionsPerRequest: number;
   clientHeader: string;
   clientField: string;
+  /** Hex characters of the SHA-256 of a client id that hints carry instead of the id. */
+  clientTagLength: number;
   /** The id of the element the template tag renders the configuration into. */
   configElement: string;
   /** What a "." in a channel name becomes in its Bayeux (Faye) name. */

@@ -23,10 +23,11 @@
  *
  * The file, top to bottom: positions (pure functions); createThrottle (one subscription's
  * callback window); createChannel (one channel's state: what the page knows, what a frame
- * means); createRefusals; the positions view (positionsRequests, createChecker) and
- * createPoller; the WebSocket transport (createHeartbeat, createWebSocketTransport); the Faye
- * transport; the connection state machine (createBackoff, createStates, createConnection);
- * and newClient, which wires them into what createClient and fromDocument return.
+ * means); createRefusals and createPageTokens (renewing refused tokens); the positions view
+ * (positionsRequests, createChecker) and createPoller; the WebSocket transport
+ * (createHeartbeat, createWebSocketTransport); the Faye transport; the connection state
+ * machine (createBackoff, createStates, createConnection); and newClient, which wires them
+ * into what createClient and fromDocument return.
  */
 (function (root, factory) {
   "use strict";
@@ -80,6 +81,7 @@
     maxPositionsPerRequest: 100,
     clientHeader: "X-PushGateway-Client",
     clientField: "pushgateway_client",
+    clientTagLength: 32,
     configElement: "pushgateway-config",
     bayeuxDot: "~",
     defaults: {
@@ -118,7 +120,6 @@
   const ERRORS = FACTS.errorCodes;
   const STRENGTH = {message: 1, poll: 2, resync: 3};
   const CHANNEL_RE = new RegExp("^(?:" + FACTS.channelPattern + ")$");
-  const MAX_URL = 4000;
 
   // ---- Positions ({epoch, seq}): what a page knows of a channel ----
 
@@ -161,6 +162,8 @@
       random: () => (config.random || Math.random)(),
       WebSocket: () => config.WebSocket || globalThis.WebSocket,
       fetch: (url, init) => (config.fetch || globalThis.fetch)(url, init),
+      // Web Crypto's SubtleCrypto: only in secure contexts (https:, localhost).
+      subtle: () => (config.crypto || globalThis.crypto || {}).subtle,
     };
   }
 
@@ -172,6 +175,23 @@
       bytes.forEach((_, i) => (bytes[i] = Math.floor(random() * 256)));
     }
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // What the server puts on the hints this client's requests cause: not its id (anyone who
+  // reads a hint could send that id and have their edits skipped by this page) but the
+  // start of the id's SHA-256 as hex, which only a page that knows the id can compute.
+  // Resolves to null without Web Crypto (a plain-http page other than localhost): that page
+  // then refetches after its own writes too.
+  function clientTag(time, id) {
+    const subtle = time.subtle();
+    if (!subtle) return Promise.resolve(null);
+    return Promise.resolve()
+      .then(() => subtle.digest("SHA-256", new TextEncoder().encode(id)))
+      .then((digest) => {
+        const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0"));
+        return hex.join("").slice(0, FACTS.clientTagLength);
+      })
+      .catch(() => null);
   }
 
   // ---- Throttle: one subscription's callback window ----
@@ -213,9 +233,10 @@
 
   // ---- The client's parts ----
   // Each factory below takes `ctx`, the client's parts as newClient() wires them: config,
-  // time (createEnv), channels (name -> createChannel), window, clientId, connection,
-  // poller, checker, refusals, transport() and frame(frame). Parts reach each other through
-  // it at call time, so a test can hand one part a ctx with only what that part uses.
+  // time (createEnv), channels (name -> createChannel), window, clientId, clientTag,
+  // pageTokens, connection, poller, checker, refusals, transport() and frame(frame). Parts
+  // reach each other through it at call time, so a test can hand one part a ctx with only
+  // what that part uses.
 
   // ---- Channel: one channel's subscriptions and what the page knows of it ----
 
@@ -235,6 +256,7 @@
       getToken: init.getToken, // (channel) => token or a promise of one
       requested: false, // a subscribe went out on this connection and was not refused
       renewing: false, // getToken is being asked for a fresh token
+      unrenewable: undefined, // a refused token getToken could not replace
       nextPoll: 0, // when the poller checks it next
       current: () => ctx.channels.get(name) === channel,
       notify(reason, data) {
@@ -335,10 +357,12 @@
     }
 
     // A private channel's token was refused (expired, or its key rotated away): ask the
-    // page's getToken hook once for a fresh one, and subscribe with it if it is new.
+    // page's getToken hook (by default: the page itself, fetched again) once for a fresh one,
+    // and subscribe with it if it is new. A token the hook could not replace is not asked
+    // about again: a page whose user lost access stops asking.
     function renewToken(channel) {
-      const getToken = channel.getToken || ctx.config.getToken;
-      if (!getToken || channel.renewing) return;
+      const getToken = channel.getToken || ctx.config.getToken || ctx.pageTokens;
+      if (!getToken || channel.renewing || channel.token === channel.unrenewable) return;
       channel.renewing = true;
       const stale = channel.token;
       Promise.resolve()
@@ -346,6 +370,7 @@
         .then(
           (token) => {
             channel.renewing = false;
+            if (!token || token === stale) channel.unrenewable = stale;
             if (!channel.current() || !token || token === stale) return;
             channel.token = token;
             ctx.transport().subscribe(channel);
@@ -359,27 +384,66 @@
     return {refused: refused, renewToken: renewToken};
   }
 
+  // The default getToken: fetch this page again (with its cookies, past the HTTP cache) and
+  // take the channel's token from the configuration its view renders. The view decides again
+  // whether this user may watch the channel; a page that no longer renders the token gives
+  // none. Channels refused at the same moment share one fetch.
+  function createPageTokens(ctx) {
+    let pending = null;
+    function fetchPage() {
+      const win = ctx.window;
+      if (!win || !win.location || !win.location.href) return Promise.resolve({});
+      const init = {credentials: "same-origin", cache: "no-store", headers: {Accept: "text/html"}};
+      return Promise.resolve()
+        .then(() => ctx.time.fetch(win.location.href, init))
+        .then((response) => (response.ok ? response.text() : ""))
+        .then(renderedTokens);
+    }
+    return function getToken(channel) {
+      if (pending === null) {
+        pending = fetchPage();
+        const done = () => (pending = null);
+        pending.then(done, done);
+      }
+      return pending.then((tokens) => tokens[channel] || null);
+    };
+  }
+
+  // The tokens in a page's HTML, from the configuration {% pushgateway_script %} renders
+  // (json_script escapes "<", so the element's text ends at the first "<").
+  function renderedTokens(html) {
+    const at = html.indexOf('id="' + FACTS.configElement + '"');
+    if (at < 0) return {};
+    const start = html.indexOf(">", at) + 1;
+    try {
+      const config = JSON.parse(html.slice(start, html.indexOf("<", start)));
+      const tokens = config !== null && typeof config === "object" ? config.tokens : null;
+      return tokens !== null && typeof tokens === "object" ? tokens : {};
+    } catch (error) {
+      return {};
+    }
+  }
+
   // ---- Positions view: where channels are, asked over HTTP ----
 
-  // The requests that ask `base` about `channels`: [{url, channels}], each URL under MAX_URL
-  // characters and for at most FACTS.maxPositionsPerRequest channels (the view refuses more).
+  // The requests that ask `base` about `channels`: [{url, body, channels}], POSTs of
+  // {channels: [names], tokens: {name: token}} (tokens never in a URL, which access logs
+  // keep), each for at most FACTS.maxPositionsPerRequest channels (the view refuses more).
   function positionsRequests(base, channels) {
     const requests = [];
-    let current = null;
-    for (const channel of channels) {
-      const item = channel.token ? channel.name + ":" + channel.token : channel.name;
-      const param = "c=" + encodeURIComponent(item);
-      const full = current !== null && (current.url.length + param.length + 1 > MAX_URL ||
-        current.channels.length >= FACTS.maxPositionsPerRequest);
-      if (current === null || full) {
-        current = {url: base + (base.includes("?") ? "&" : "?") + param, channels: [channel]};
-        requests.push(current);
-      } else {
-        current.url += "&" + param;
-        current.channels.push(channel);
-      }
+    for (let i = 0; i < channels.length; i += FACTS.maxPositionsPerRequest) {
+      const part = channels.slice(i, i + FACTS.maxPositionsPerRequest);
+      const body = {channels: part.map((channel) => channel.name), tokens: {}};
+      for (const channel of part) if (channel.token) body.tokens[channel.name] = channel.token;
+      requests.push({url: base, body: body, channels: part});
     }
     return requests;
+  }
+
+  // fetch()'s init for a positions request.
+  function positionsInit(request) {
+    const headers = {Accept: "application/json", "Content-Type": "application/json"};
+    return {method: "POST", headers: headers, body: JSON.stringify(request.body)};
   }
 
   // check(channels, reason) asks the positions view where `channels` are and calls back
@@ -393,7 +457,7 @@
       for (const request of positionsRequests(base, channels)) {
         const started = ctx.time.now();
         Promise.resolve()
-          .then(() => ctx.time.fetch(request.url, {headers: {Accept: "application/json"}}))
+          .then(() => ctx.time.fetch(request.url, positionsInit(request)))
           .then((response) => {
             if (!response.ok) throw new Error("HTTP " + response.status);
             return response.json();
@@ -880,7 +944,7 @@
     if (frame.type === "subscribed") {
       channel.confirmed(frame.position);
     } else if (frame.type === "message") {
-      const own = frame.client !== undefined && frame.client === ctx.clientId;
+      const own = ctx.clientTag !== null && frame.client === ctx.clientTag;
       channel.message(frame.position, frame.data, ctx.config.ignoreOwn && own, frame.id);
     } else if (frame.type === "resync") {
       channel.resync(frame.position);
@@ -965,8 +1029,11 @@
       channels: new Map(),
       window: config.window || (typeof window !== "undefined" ? window : null),
       clientId: config.clientId || newClientId(time.random),
+      clientTag: null, // the tag of the hints this client caused, once computed
       frame: (frame) => dispatch(ctx, frame),
     };
+    clientTag(time, ctx.clientId).then((tag) => (ctx.clientTag = tag));
+    ctx.pageTokens = createPageTokens(ctx);
     ctx.connection = createConnection(ctx);
     ctx.poller = createPoller(ctx);
     ctx.checker = createChecker(ctx);
@@ -1050,6 +1117,8 @@
       createThrottle: createThrottle,
       createChannel: createChannel,
       createRefusals: createRefusals,
+      createPageTokens: createPageTokens,
+      clientTag: clientTag,
       positionsRequests: positionsRequests,
       createChecker: createChecker,
       createPoller: createPoller,

@@ -627,3 +627,43 @@ def test_frames_on_real_websockets_through_pushpin_leak_nothing(pushpin_origin, 
     assert set(sockets.closes) <= {4008, 4009}  # never 1011
     sockets.connections.close()
     assert "Traceback" not in pushpin_origin.origin.process.log()
+
+
+# The positions view's POST body: JSON mostly in the expected shape, with hostile values.
+
+body_tokens = st.dictionaries(names, st.one_of(st.sampled_from(TOKENS), values), max_size=4)
+
+
+@st.composite
+def positions_bodies(draw):
+    if draw(st.integers(0, 7)) == 0:  # not even the shape: any JSON, or bytes that are not
+        return draw(st.one_of(values.map(json.dumps), st.binary(max_size=16)))
+    count = draw(st.integers(0, 8))
+    body = {"channels": [mostly(draw, names, values) for _ in range(count)]}
+    if draw(st.booleans()):
+        body["tokens"] = mostly(draw, body_tokens, values)
+    return json.dumps(body, ensure_ascii=False)
+
+
+def test_the_positions_view_answers_every_generated_body_without_a_500(client, caplog):
+    statuses = Counter()
+
+    @hypothesis_settings(FUZZ, max_examples=200)
+    @given(positions_bodies())
+    def fuzz(body):
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogatepass")
+        response = client.post("/pushgateway/positions/", body, content_type="application/json")
+        statuses[response.status_code] += 1
+        assert response.status_code in (200, 400), response
+        answer = response.json()
+        if response.status_code == 400:
+            assert set(answer) == {"error"}
+            return
+        assert set(answer) == {"positions", "errors"}
+        assert set(answer["errors"].values()) <= {ErrorCode.INVALID_CHANNEL, ErrorCode.FORBIDDEN}
+
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        fuzz()
+    assert [r for r in caplog.records if r.name == "django.request"] == []
+    assert statuses[200] >= 50 and statuses[400] >= 20  # both answers explored

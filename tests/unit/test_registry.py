@@ -59,7 +59,7 @@ def bare_event_model():
     yield Event
     if is_registered(Event):
         pushgateway.unregister(Event)
-    pushgateway.register(Event, channels=lambda event: ["events"])
+    pushgateway.register(Event, channels=lambda event: ["events"], private=False)
 
 
 def test_register_as_plain_decorator_uses_object_channel_only(outbox, bare_event_model):

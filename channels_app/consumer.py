@@ -16,13 +16,14 @@ from collections import deque
 
 from asgiref.sync import markcoroutinefunction
 
-from pushgateway.adapters import daphne_transport, pending_bytes, start_send_coroutine
+from pushgateway.adapters import frame_writer, start_send_coroutine
 from pushgateway.backends import get_backend
 from pushgateway.constants import MAX_PENDING_BYTES, CloseCode
 from pushgateway.protocol import Reply, Session, subscribed_frame
 from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
+from . import tuning
 from .drain import get_drain
 from .hub import get_hub
 from .origins import origin_allowed, scope_origin
@@ -33,7 +34,7 @@ logger = logging.getLogger("pushgateway.consumer")
 class PushGatewayConsumer:
     """One WebSocket connection speaking the pushgateway wire protocol."""
 
-    __slots__ = ("send", "session", "hub", "transport", "closing", "backlog", "backlog_bytes")
+    __slots__ = ("send", "session", "hub", "writer", "closing", "backlog", "backlog_bytes")
 
     @classmethod
     def as_asgi(cls):
@@ -54,6 +55,7 @@ class PushGatewayConsumer:
         self.session = None
         self.closing = False
         self.backlog = None  # frames waiting behind a send the server made wait
+        self.writer = None
         origin = scope_origin(scope)
         scope = None  # nothing else is needed from it; an idle socket should not keep it
         try:
@@ -91,8 +93,8 @@ class PushGatewayConsumer:
         limits = get_backend().limits
         churn = TokenBucket(limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST, time.monotonic)
         self.session = Session(authorize=check_token, churn=churn)
-        self.transport = daphne_transport(self.send)
         await self.send({"type": "websocket.accept"})
+        self.writer = frame_writer(self.send)  # None: the server is not known, ASGI send
         drain.opened(self)
         if self.hub.metrics:
             self.hub.metrics.sockets.inc()
@@ -167,11 +169,15 @@ class PushGatewayConsumer:
         """Send `message` without waiting: what the hub calls for every socket on a channel,
         with one message dict for all of them.
 
-        daphne's `send` never waits, so this normally writes at once. Other servers (uvicorn,
-        hypercorn, granian) make `send` wait while the client is not reading; then the send
-        goes on in a task and later frames queue behind it, so one stalled client never holds
-        up the others. A client that lets more than MAX_PENDING_BYTES pile up, in the
-        transport (daphne) or in that queue (any server), is closed (4013).
+        A hint's frame, built once by the hub (channels_app.frames), goes straight to the
+        socket's transport where pushgateway.adapters knows the server (daphne, uvicorn) and
+        nothing waits in the queue below: one write, no framing per socket. Otherwise the
+        message goes through the server's ASGI `send`. daphne's `send` never waits, so this
+        normally writes at once. Other servers (uvicorn, hypercorn, granian) make `send` wait
+        while the client is not reading; then the send goes on in a task and later frames
+        queue behind it (no frame may overtake them), so one stalled client never holds up
+        the others. A client that lets more than MAX_PENDING_BYTES pile up, in the transport
+        (where it is known) or in that queue (any server), is closed (4013).
         """
         if self.closing:
             return
@@ -181,8 +187,13 @@ class PushGatewayConsumer:
                 return self.too_slow()
             self.backlog.append(message)
             return
-        if self.transport is not None and pending_bytes(self.transport) > MAX_PENDING_BYTES:
-            return self.too_slow()
+        writer = self.writer
+        if writer is not None:
+            if writer.pending() > MAX_PENDING_BYTES:
+                return self.too_slow()
+            wire = getattr(message, "wire", None) if tuning.frames else None
+            if wire is not None and writer.write(wire):
+                return
         try:
             waiting = start_send_coroutine(self.send(message))
         except (OSError, RuntimeError):

@@ -9,7 +9,7 @@ goes to that channel's sockets with ``websockets.broadcast``, the library's own 
 (it frames the message again for every socket). So the publisher, Redis and the frames are
 the project's, and only the server differs.
 
-    python -m bench.bare_websockets PORT        # REDIS_URL names the Redis
+    python -m bench.bare_websockets PORT [BACKLOG]      # REDIS_URL names the Redis
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class Fanout:
                 broadcast(sockets, event["frame"])
 
 
-async def main(port: int) -> None:
+async def main(port: int, backlog: int = 100) -> None:
     fanout = Fanout(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
     async def handler(socket) -> None:
@@ -76,9 +76,10 @@ async def main(port: int) -> None:
         finally:
             fanout.drop(socket)
 
-    async with serve(handler, "127.0.0.1", port, compression=None, ping_interval=None):
+    options = {"compression": None, "ping_interval": None, "backlog": backlog}
+    async with serve(handler, "127.0.0.1", port, **options):
         await fanout.forward()
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    asyncio.run(main(*map(int, sys.argv[1:3])))

@@ -304,11 +304,12 @@ class FrameWriter:
     channels_app.frames and returns True, or returns False without writing anything when
     the server must frame this message itself."""
 
-    __slots__ = ("owner", "transport")
+    __slots__ = ("owner", "transport", "open_state")
 
-    def __init__(self, owner: Any, transport: Any) -> None:
+    def __init__(self, owner: Any, transport: Any, open_state: Any = None) -> None:
         self.owner = owner
         self.transport = transport
+        self.open_state = open_state  # the library's "open" state, looked up once
 
     def pending(self) -> int:
         return self.transport.get_write_buffer_size()
@@ -371,21 +372,18 @@ class SansIOFrameWriter(FrameWriter):
     """uvicorn ``--ws websockets-sansio``: websockets' ServerProtocol on an asyncio transport.
 
     Relies on uvicorn's WebSocketsSansIOProtocol keeping ``conn`` (websockets'
-    ``ServerProtocol``), ``transport``, ``handshake_complete``, ``close_sent`` and
-    ``initial_response``, and on ``conn.state`` and ``conn.extensions`` (negotiated ones)."""
+    ``ServerProtocol``), ``transport`` and ``close_sent``, and on ``conn.state`` (OPEN once
+    the handshake response went out) and ``conn.extensions`` (negotiated ones)."""
 
     __slots__ = ()
 
     def writable(self) -> bool:
-        from websockets.protocol import State
-
-        owner = self.owner
+        # conn is OPEN only once the application accepted (not after an HTTP rejection).
+        conn = self.owner.conn
         return (
-            owner.handshake_complete
-            and not owner.close_sent
-            and owner.initial_response is None
-            and owner.conn.state is State.OPEN
-            and not owner.conn.extensions
+            conn.state is self.open_state
+            and not self.owner.close_sent
+            and not conn.extensions
             and not self.transport.is_closing()
         )
 
@@ -393,20 +391,17 @@ class SansIOFrameWriter(FrameWriter):
 class LegacyFrameWriter(FrameWriter):
     """uvicorn ``--ws websockets``: websockets' legacy WebSocketServerProtocol.
 
-    Relies on its ``state``, ``extensions`` (negotiated ones) and ``transport``, and on
-    uvicorn's ``closed_event`` and ``initial_response``. (uvicorn never sends fragmented
+    Relies on its ``state`` (OPEN once the handshake completed), ``extensions`` (negotiated
+    ones) and ``transport``, and on uvicorn's ``closed_event``. (uvicorn never sends fragmented
     messages, so no frame of the server's can be in the middle of one.)"""
 
     __slots__ = ()
 
     def writable(self) -> bool:
-        from websockets.protocol import State
-
         owner = self.owner
         return (
-            owner.state is State.OPEN
+            owner.state is self.open_state
             and not owner.extensions
-            and owner.initial_response is None
             and not owner.closed_event.is_set()
             and not self.transport.is_closing()
         )
@@ -423,15 +418,13 @@ class WsprotoFrameWriter(FrameWriter):
     __slots__ = ()
 
     def writable(self) -> bool:
-        from wsproto.connection import ConnectionState
-
         owner = self.owner
         connection = owner.conn.connection
         return (
             owner.handshake_complete
             and not owner.close_sent
             and connection is not None
-            and connection.state is ConnectionState.OPEN
+            and connection.state is self.open_state
             and not any(e.enabled() for e in connection._proto.extensions)
             and not self.transport.is_closing()
         )
@@ -465,4 +458,8 @@ def frame_writer(send) -> FrameWriter | None:
     transport = getattr(owner, "transport", None)
     if kind is None or not hasattr(transport, "get_write_buffer_size"):
         return None
-    return kind(owner, transport)
+    if kind is WsprotoFrameWriter:
+        from wsproto.connection import ConnectionState as State
+    else:
+        from websockets.protocol import State
+    return kind(owner, transport, State.OPEN)

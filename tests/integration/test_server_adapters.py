@@ -306,6 +306,8 @@ def test_a_closing_socket_is_skipped(probe_client, server):
     while "probe-closing" not in client.process.log() and time.monotonic() < deadline:
         with contextlib.suppress(OSError):
             client.read()  # answers the server's close (uvicorn's `websockets` waits for it)
+        if client.protocol.close_rcvd is not None:
+            client.sock.close()  # and for the connection to end
     line = next(x for x in client.process.log().splitlines() if x.startswith("probe-closing"))
     assert json.loads(line.split(" ", 1)[1]) == {"refused": True}
 

@@ -13,6 +13,15 @@ from channels_app.frames import PreparedSend, prepared_send, text_frame
 from pushgateway.constants import MAX_PENDING_BYTES
 
 
+@pytest.fixture(autouse=True)
+def frames_on(monkeypatch):
+    # The test process runs with PUSHGATEWAY_TUNING=off (tests/conftest.py): the knob is
+    # turned on here, as a server's default has it.
+    from channels_app import tuning
+
+    monkeypatch.setattr(tuning, "frames", True)
+
+
 def parse(data: bytes) -> Frame:
     """The one frame in `data`, as websockets' strict parser reads a server's frame."""
     reader = StreamReader()

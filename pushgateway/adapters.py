@@ -392,8 +392,12 @@ class LegacyFrameWriter(FrameWriter):
     """uvicorn ``--ws websockets``: websockets' legacy WebSocketServerProtocol.
 
     Relies on its ``state`` (OPEN once the handshake completed), ``extensions`` (negotiated
-    ones) and ``transport``, and on uvicorn's ``closed_event``. (uvicorn never sends fragmented
-    messages, so no frame of the server's can be in the middle of one.)"""
+    ones), ``transport`` and ``_paused`` (the transport asked it to stop writing), and on
+    uvicorn's ``closed_event``. (uvicorn never sends fragmented messages, so no frame of the
+    server's can be in the middle of one.) While paused it refuses: the protocol lets only
+    one writer wait for the transport to drain (a second one, such as its answer to a ping
+    while a `send` waits, fails the connection), so frames then go through `send` and wait
+    behind it in the consumer, as without a writer."""
 
     __slots__ = ()
 
@@ -401,6 +405,7 @@ class LegacyFrameWriter(FrameWriter):
         owner = self.owner
         return (
             owner.state is self.open_state
+            and not owner._paused
             and not owner.extensions
             and not owner.closed_event.is_set()
             and not self.transport.is_closing()

@@ -145,7 +145,10 @@ class Client:
             self.sock.sendall(data)
 
     def read(self) -> None:
-        self.protocol.receive_data(self.sock.recv(1 << 20))
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.protocol.receive_data(data)
         self.events.extend(self.protocol.events_received())
         self.flush()  # pongs
 
@@ -266,7 +269,11 @@ def test_frames_written_once_reach_the_client_in_order_with_the_servers_own(prob
 def test_what_the_kernel_does_not_take_is_counted_and_arrives_in_order(probe_client, server):
     client = probe_client(server)
     client.send("burst")
-    for n in range(50):  # the server's pongs go out between the frames, never inside one
+    # The server's pongs go out between the frames, never inside one. (Not under uvicorn's
+    # legacy `websockets`: it fails a connection whose ping comes while a `send` waits for
+    # the transport to drain, one waiter at a time, with or without prepared frames.)
+    pings = 0 if server == "uvicorn-websockets" else 50
+    for n in range(pings):
         client.protocol.send_ping(b"%d" % n)
     client.flush()
     report = None
@@ -278,15 +285,22 @@ def test_what_the_kernel_does_not_take_is_counted_and_arrives_in_order(probe_cli
         else:
             frames.append(int(frame[:6]))
     assert frames == list(range(server_probe.BURST_FRAMES))
-    while len(client.pongs) < 50:  # websockets' strict parser read every frame whole
+    deadline = time.monotonic() + 30
+    while len(client.pongs) < pings:  # websockets' strict parser read every frame whole
+        assert time.monotonic() < deadline, f"{len(client.pongs)} pongs"
         while not client.events:
             client.read()
+            assert not client.protocol.close_rcvd, client.process.log()[-2000:]
         frame = client.events.popleft()
         if frame.opcode == Opcode.PONG:
             client.pongs.append(frame.data)
-    assert client.pongs == [b"%d" % n for n in range(50)]
-    # Far more than a client that does not read takes: the rest was held, and counted.
-    assert 0 < report["pending"] <= report["total"]
+    assert client.pongs == [b"%d" % n for n in range(pings)]
+    if server == "uvicorn-websockets":
+        # Paused by its transport, it refused, and `send` waited for the client instead.
+        assert report["refused"] > 0
+    else:
+        # Far more than a client that does not read takes: the rest was held, and counted.
+        assert report["refused"] == 0 and 0 < report["pending"] <= report["total"]
 
 
 @pytest.mark.servers

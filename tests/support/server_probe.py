@@ -122,11 +122,17 @@ async def writer(send) -> dict:
 
 async def burst(send) -> dict:
     """BURST_FRAMES numbered frames through the writer while the client does not read: what
-    the kernel does not take is held, in order, and counted by pending()."""
+    the kernel does not take is held, in order, and counted by pending(); a frame the writer
+    refuses (uvicorn's `websockets` while its transport is paused) goes through `send`."""
     found = frame_writer(send)
+    refused = 0
     for n in range(BURST_FRAMES):
-        assert found.write(prepared_send(f"{n:06d}" + "x" * STALL_FRAME).wire)
-    return {"pending": found.pending(), "total": BURST_FRAMES * (STALL_FRAME + 6 + 4)}
+        message = prepared_send(f"{n:06d}" + "x" * STALL_FRAME)
+        if not found.write(message.wire):  # as the consumer does: through `send`, in order
+            refused += 1
+            await send(message)
+    total = BURST_FRAMES * (STALL_FRAME + 6 + 4)
+    return {"pending": found.pending(), "total": total, "refused": refused}
 
 
 async def closing(send) -> dict:

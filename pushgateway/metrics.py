@@ -48,6 +48,11 @@ class Metrics:
         self.sockets = Gauge(
             "pushgateway_sockets", "Open WebSockets in this process.", multiprocess_mode=live
         )
+        self.streams = Gauge(
+            "pushgateway_streams",
+            "Open Server-Sent Events streams in this process.",
+            multiprocess_mode=live,
+        )
         self.subscriptions = Gauge(
             "pushgateway_subscriptions",
             "Channel subscriptions of the open WebSockets.",

@@ -79,6 +79,8 @@
     },
     channelPattern: "[A-Za-z0-9._-]{1,100}",
     maxPositionsPerRequest: 100,
+    streamIdle: 37500,
+    streamRecheckHeader: "X-PushGateway-Recheck",
     clientHeader: "X-PushGateway-Client",
     clientField: "pushgateway_client",
     clientTagLength: 32,
@@ -87,6 +89,7 @@
     defaults: {
       url: "/ws/pushgateway/",
       positionsUrl: "/pushgateway/positions/",
+      streamUrl: "/pushgateway/stream/",
       throttle: 500,
       pollDown: 5000,
       pollUp: 300000,

@@ -101,6 +101,9 @@
     backoffInitial: 1000,
     backoffMax: 30000,
     stableAfter: 10000, // a connection up this long resets the backoff
+    transport: "auto", // "websocket", falling back to "stream"; or either alone, or "faye"
+    websocketRetry: 300000, // ms on the stream before WebSockets are tried again
+    streamIdle: FACTS.streamIdle, // ms without a byte (keep-alives included): a dead stream
     restartDelay: 3000, // after a service-restart close: reconnect within this, at random
     pingInterval: 25000, // keeps proxies from idling the socket out
     pongTimeout: 10000, // no pong by then: the socket is dead, reconnect
@@ -710,6 +713,171 @@
     };
   }
 
+  // ---- Stream transport: Server-Sent Events over a POSTed fetch() (transport "stream") ----
+
+  // Server-Sent Events from text chunks: each complete event as onEvent(name, data). Comment
+  // lines (the server's keep-alives) carry nothing but the fact that the stream is alive.
+  function createEventParser(onEvent) {
+    let buffer = "";
+    return function feed(text) {
+      buffer += text;
+      let end;
+      while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + buffer.slice(end).match(/^\r?\n\r?\n/)[0].length);
+        let name = "message";
+        const data = [];
+        for (const line of block.split(/\r?\n/)) {
+          if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+          else if (line.startsWith("event:")) name = line.slice(6).trim();
+        }
+        if (data.length) onEvent(name, data.join("\n"));
+      }
+    };
+  }
+
+  // Reads a fetch() response's body as text: onText(chunk) for each chunk; resolves at its end.
+  function readText(response, onText) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    function next() {
+      return reader.read().then((chunk) => {
+        if (chunk.done) return;
+        onText(decoder.decode(chunk.value, {stream: true}));
+        return next();
+      });
+    }
+    return next();
+  }
+
+  // fetch()'s init for a stream that opens with `frames` (tokens in the body, never in a URL).
+  function streamInit(frames, controller) {
+    const headers = {Accept: "text/event-stream", "Content-Type": "application/json"};
+    const init = {method: "POST", headers: headers, body: JSON.stringify({frames: frames})};
+    init.cache = "no-store";
+    init.credentials = "same-origin";
+    if (controller) init.signal = controller.signal;
+    return init;
+  }
+
+  // One stream at a time, opened with a subscribe frame per channel (since its position, with
+  // its token). A channel subscribed later opens a new stream with every channel's position
+  // (nothing is lost between two streams: the server says which moved); unsubscribing only
+  // stops reading a channel until the next stream. No byte for streamIdle ms (the server sends
+  // keep-alive comments) is a dead stream. Tells ctx.connection opened() and failed(kind).
+  function createStreamTransport(ctx) {
+    let current = null; // {names, tokens, controller, open, parse}: the stream open or opening
+    let idle = null; // timer: nothing heard for streamIdle ms
+    let reopening = null; // timer: a new stream for channels subscribed since
+    const later = (fn, ms) => ctx.time.setTimeout(fn, ms);
+    const on = {
+      current: () => current,
+      started(stream, response) {
+        watch();
+        ctx.channels.forEach((c) => (c.requested = stream.names.has(c.name)));
+        ctx.connection.opened();
+        const check = () => stream === current && checkLive(ctx, stream.names);
+        if (response.headers && response.headers.get(FACTS.streamRecheckHeader)) {
+          later(check, ctx.config.checkAfterSubscribe);
+        }
+      },
+      heard: watch,
+      ended: ended,
+    };
+    function open() {
+      forget();
+      const stream = (current = {names: new Set(), tokens: new Map(), open: false});
+      later(() => stream === current && sendStream(ctx, stream, on), 0); // with this task's channels
+    }
+    function watch() {
+      if (idle !== null) ctx.time.clearTimeout(idle);
+      const stream = current;
+      idle = later(() => ended(stream, "drop"), ctx.config.streamIdle);
+    }
+    function ended(stream, kind) {
+      if (stream !== current) return;
+      forget();
+      ctx.connection.failed(kind);
+    }
+    function forget() {
+      const stream = current;
+      current = null;
+      for (const timer of [idle, reopening]) if (timer !== null) ctx.time.clearTimeout(timer);
+      idle = reopening = null;
+      if (stream && stream.controller) stream.controller.abort();
+    }
+    return createStreamHandle(ctx, {
+      open: open,
+      close: forget,
+      current: on.current,
+      reopen() {
+        if (reopening !== null || !current || !current.open) return;
+        reopening = later(() => {
+          reopening = null;
+          if (current && current.open) open();
+        }, 0);
+      },
+    });
+  }
+
+  // POSTs `stream`'s request (a subscribe frame per channel of the page now) and reads the
+  // answer: on.started(stream, response), on.heard() for every chunk, each frame to ctx.frame,
+  // on.ended(stream, kind) when it ends (a `close` event gives the server's close code).
+  function sendStream(ctx, stream, on) {
+    stream.controller = typeof AbortController === "function" ? new AbortController() : null;
+    for (const channel of ctx.channels.values()) {
+      stream.names.add(channel.name);
+      stream.tokens.set(channel.name, channel.token);
+    }
+    const frames = Array.from(ctx.channels.values(), subscribeFrame);
+    stream.parse = createEventParser((name, data) => {
+      if (stream !== on.current()) return;
+      const frame = parseFrame(data);
+      if (name === "close") return on.ended(stream, closeKind(frame || {}));
+      if (frame !== null) ctx.frame(frame);
+    });
+    Promise.resolve()
+      .then(() => ctx.time.fetch(ctx.config.streamUrl, streamInit(frames, stream.controller)))
+      .then((response) => {
+        if (stream !== on.current()) return;
+        if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+        stream.open = true;
+        on.started(stream, response);
+        return readText(response, (text) => {
+          if (stream !== on.current()) return;
+          on.heard();
+          stream.parse(text);
+        });
+      })
+      .then(() => on.ended(stream, "drop"), () => on.ended(stream, "drop"));
+  }
+
+  // Behind a GRIP proxy a hint published while the proxy took a stream's channels over can be
+  // lost, and nothing on a held stream checks later: ask the positions view once.
+  function checkLive(ctx, names) {
+    const live = Array.from(ctx.channels.values()).filter((c) => c.live && names.has(c.name));
+    if (live.length) ctx.checker.check(live, "resync");
+  }
+
+  // What the connection calls on a stream transport (see createStreamTransport).
+  function createStreamHandle(ctx, stream) {
+    return {
+      open: stream.open,
+      close: stream.close,
+      subscribe(channel) {
+        const now = stream.current();
+        if (!now || !now.controller) return; // not sent yet: it goes with the others
+        const same = now.names.has(channel.name) && now.tokens.get(channel.name) === channel.token;
+        if (same && channel.requested) return; // the open stream carries it
+        stream.reopen();
+      },
+      unsubscribe(channel) {
+        const now = stream.current();
+        if (now) now.names.delete(channel.name);
+      },
+    };
+  }
+
   // ---- Faye transport: legacy Fanout.io realm mode (transport "faye") ----
 
   // Fanout's Faye client script, added to the page with Subresource Integrity (a tampered
@@ -804,6 +972,137 @@
         faye = null;
       },
     };
+  }
+
+  // ---- Transports: which one the connection uses ----
+
+  // The session's memory of a move to the stream (sessionStorage, where the page has one):
+  // {retryAt, retryAfter}, when to try WebSockets again and how long the last wait was.
+  function createTransportMemory(ctx) {
+    const KEY = "pushgateway:transport";
+    function storage() {
+      try {
+        return ctx.config.sessionStorage || (ctx.window && ctx.window.sessionStorage) || null;
+      } catch (error) {
+        return null; // a sandboxed frame may refuse even to hand it over
+      }
+    }
+    return {
+      load() {
+        try {
+          const saved = JSON.parse(storage().getItem(KEY));
+          return saved && Number.isFinite(saved.retryAt) ? saved : null;
+        } catch (error) {
+          return null;
+        }
+      },
+      save(value) {
+        try {
+          storage().setItem(KEY, JSON.stringify(value));
+        } catch (error) {
+          // no memory: the next page starts on WebSockets again
+        }
+      },
+      clear() {
+        try {
+          storage().removeItem(KEY);
+        } catch (error) {
+          // nothing to forget
+        }
+      },
+    };
+  }
+
+  // config.transport "websocket", "stream" or "faye" fixes the transport. "auto" starts on
+  // the WebSocket and moves to the stream when the upgrade fails (a socket that never opens,
+  // while a stream then does) or when sockets die before stableAfter twice in a row (a proxy
+  // that lets them open and then cuts them). The move is remembered for the session; after
+  // websocketRetry ms on the stream the WebSocket is tried again, and each retry that fails
+  // doubles the wait (up to 8 times), so a socket that opens and dies is not retried forever.
+  function createTransports(ctx, parts) {
+    const memory = createTransportMemory(ctx);
+    const saved = memory.load();
+    const onStream = Boolean(saved) && saved.retryAt > ctx.time.now(); // else: time to retry
+    const t = {
+      mode: onStream ? "stream" : "websocket",
+      proven: onStream, // a stream opened since the move: a proxy, not an outage
+      retryAfter: saved ? saved.retryAfter : ctx.config.websocketRetry,
+      retryAt: saved ? saved.retryAt : 0,
+      openedAt: null, // when the current socket opened
+      early: 0, // sockets in a row that died before stableAfter
+      timer: null, // the socket has stayed up, or the retry of WebSockets
+    };
+    const auto = () => !["websocket", "stream", "faye"].includes(ctx.config.transport);
+    function clearTimer() {
+      if (t.timer !== null) ctx.time.clearTimeout(t.timer);
+      t.timer = null;
+    }
+    function retry() {
+      t.timer = null;
+      if (t.mode !== "stream" || ctx.connection.state !== "connected") return;
+      t.mode = "websocket";
+      parts.stream.close();
+      ctx.connection.connect();
+    }
+    return {
+      current: () => parts[auto() ? t.mode : ctx.config.transport],
+      name: () => (auto() ? t.mode : ctx.config.transport),
+      opened() {
+        clearTimer();
+        if (!auto()) return;
+        if (t.mode === "websocket") {
+          t.openedAt = ctx.time.now();
+          t.timer = ctx.time.setTimeout(() => stayedUp(ctx, t, memory), ctx.config.stableAfter);
+          return;
+        }
+        t.proven = true;
+        memory.save({retryAt: t.retryAt, retryAfter: t.retryAfter});
+        t.timer = ctx.time.setTimeout(retry, Math.max(0, t.retryAt - ctx.time.now()));
+      },
+      // The current transport is gone (closeKind's `kind`): whether the next attempt uses
+      // another transport.
+      failed(kind) {
+        clearTimer();
+        return auto() ? transportFailed(ctx, t, kind) : false;
+      },
+    };
+  }
+
+  // A socket stayed up stableAfter ms: WebSockets work here (again); the session forgets the move.
+  function stayedUp(ctx, t, memory) {
+    t.timer = null;
+    t.early = 0;
+    t.retryAt = 0;
+    t.retryAfter = ctx.config.websocketRetry;
+    memory.clear();
+  }
+
+  // createTransports' choice after the current transport failed; whether it changed.
+  function transportFailed(ctx, t, kind) {
+    if (t.mode === "stream") {
+      if (t.proven) return false;
+      t.mode = "websocket"; // neither opens: the server is down, not a proxy in the way
+      return true;
+    }
+    const lived = t.openedAt === null ? null : ctx.time.now() - t.openedAt;
+    t.openedAt = null;
+    if (lived !== null) {
+      if (kind === "restart" || kind === "policy" || lived >= ctx.config.stableAfter) {
+        t.early = 0;
+        return false;
+      }
+      t.early += 1;
+      if (t.early < 2) return false;
+    }
+    // The upgrade failed, or sockets die young: to the stream, until t.retryAt.
+    if (t.retryAt && ctx.time.now() >= t.retryAt) {
+      t.retryAfter = Math.min(t.retryAfter * 2, ctx.config.websocketRetry * 8); // a retry failed
+    }
+    t.retryAt = ctx.time.now() + t.retryAfter;
+    t.mode = "stream";
+    t.proven = false;
+    t.early = 0;
+    return true;
   }
 
   // ---- Connection: the state machine the transports drive ----
@@ -901,6 +1200,7 @@
       connect: connect,
       opened() {
         backoff.opened();
+        ctx.transports.opened();
         // A channel idle for longer than the server remembers it reads as "nothing published"
         // again: after so long away, a page cannot tell that from what it saw, so it refetches.
         if (ctx.config.positionTtl && ctx.time.now() - contactLost > ctx.config.positionTtl) {
@@ -912,6 +1212,7 @@
       // The transport is gone: "drop", "policy" or "restart" (see closeKind).
       failed(kind) {
         backoff.dropped(kind);
+        if (ctx.transports.failed(kind)) backoff.reset(); // another transport: try it soon
         if (ctx.channels.size === 0) return states.set("idle");
         states.set("waiting");
         timer = ctx.time.setTimeout(connect, backoff.next(kind));
@@ -1041,9 +1342,12 @@
     ctx.poller = createPoller(ctx);
     ctx.checker = createChecker(ctx);
     ctx.refusals = createRefusals(ctx);
-    const websocket = createWebSocketTransport(ctx);
-    const faye = createFayeTransport(ctx);
-    ctx.transport = () => (config.transport === "faye" ? faye : websocket);
+    ctx.transports = createTransports(ctx, {
+      websocket: createWebSocketTransport(ctx),
+      stream: createStreamTransport(ctx),
+      faye: createFayeTransport(ctx),
+    });
+    ctx.transport = ctx.transports.current;
     watchPage(ctx);
     const client = {
       subscribe: (channel, callback, options) => subscribe(ctx, channel, callback, options),
@@ -1059,6 +1363,10 @@
         return time.fetch(input, Object.assign({}, init, {headers: headers}));
       },
       clientId: ctx.clientId,
+      // The transport in use: "websocket", "stream" or "faye".
+      get transport() {
+        return ctx.transports.name();
+      },
       get state() {
         return ctx.connection.state;
       },
@@ -1127,6 +1435,9 @@
       createPoller: createPoller,
       createHeartbeat: createHeartbeat,
       createWebSocketTransport: createWebSocketTransport,
+      createEventParser: createEventParser,
+      createStreamTransport: createStreamTransport,
+      createTransports: createTransports,
       createFayeTransport: createFayeTransport,
       createBackoff: createBackoff,
       createStates: createStates,

@@ -2,6 +2,8 @@
 
 import http.client
 import json
+import socket
+import threading
 from urllib.parse import urlsplit
 
 import pytest
@@ -77,20 +79,67 @@ def test_a_malformed_stream_request_gets_a_clear_400_never_a_500(start_daphne):
 
 def test_a_stream_through_pushpin_is_held_and_gets_the_published_hints(pushpin_origin, redis):
     env = {"PUSHGATEWAY_BACKEND": "fanout", "GRIP_URL": pushpin_origin.grip_url}
-    frames = [subscribe_frame("held-a"), subscribe_frame("private-held")]
+    frames = [subscribe_frame(c) for c in ("held-a", "held-b", "private-held")]
     with Stream(pushpin_origin.url, frames) as stream:
         assert stream.response.status == 200
         assert stream.response.headers[STREAM_RECHECK_HEADER] == "1"
         assert "Grip-Hold" not in stream.response.headers  # the proxy took it
-        subscribed = stream.frame()
-        assert subscribed["type"] == "subscribed" and subscribed["channel"] == "held-a"
+        for channel in ("held-a", "held-b"):
+            subscribed = stream.frame()
+            assert subscribed["type"] == "subscribed" and subscribed["channel"] == channel
         assert stream.frame()["code"] == "forbidden"  # no token: not handed to the proxy
         publish(redis.url, "private-held", {"secret": 1}, env)
+        publish(redis.url, "held-b", {"pk": "8"}, env)
         publish(redis.url, "held-a", {"pk": "7"}, env)
-        message = stream.frame()
-    assert message["channel"] == "held-a" and message["data"] == {"pk": "7"}
+        messages = [stream.frame(), stream.frame()]
+    # One Grip-Channel entry per channel: both held, the private one not.
+    assert [(m["channel"], m["data"]) for m in messages] == [
+        ("held-b", {"pk": "8"}),
+        ("held-a", {"pk": "7"}),
+    ]
 
 
 def test_the_grip_stream_view_refuses_requests_not_signed_by_the_proxy(pushpin_origin):
     status, text = request(pushpin_origin.origin.url, "POST", json.dumps({"frames": []}))
     assert status == 403 and "Grip-Sig" in text
+
+
+def stalled_stream(port: int, channel: str) -> socket.socket:
+    """Open a stream by hand with a small receive buffer, and then never read again."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    body = json.dumps({"frames": [subscribe_frame(channel)]}).encode()
+    sock.sendall(
+        f"POST {STREAM_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Origin: http://127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    assert b" 200 " in sock.recv(1024).split(b"\r\n", 1)[0]
+    return sock
+
+
+def test_a_stream_that_stops_reading_is_closed_and_a_reading_one_gets_everything(
+    redis, start_daphne
+):
+    daphne = start_daphne(redis.url)
+    stalled = stalled_stream(daphne.port, "busy-stream")
+    hints = 6000  # 1.8 MB: far past MAX_PENDING_BYTES and the stalled client's buffers
+    code = (
+        "import pushgateway\n"
+        f"for n in range({hints}): pushgateway.publish('busy-stream', {{'n': n, 'pad': 'x' * 250}})"
+    )
+    with Stream(daphne.url, [subscribe_frame("busy-stream")], timeout=30) as reader:
+        assert reader.frame()["type"] == "subscribed"
+        publisher = threading.Thread(target=lambda: run_python(code, redis.url))
+        publisher.start()
+        received = []
+        while len(received) < hints:
+            frame = reader.frame()
+            if frame["type"] == "message":
+                received.append(frame["data"]["n"])
+        publisher.join(60)
+    stalled.close()
+    assert received == list(range(hints))  # in order, none lost, not held up
+    assert "closing a socket that stopped reading (4013)" in daphne.process.log()

@@ -2,14 +2,20 @@
 
 import http.client
 import json
+import signal
 import socket
 import threading
 from urllib.parse import urlsplit
 
 import pytest
 
-from pushgateway.constants import MAX_STREAM_BODY_BYTES, STREAM_PATH, STREAM_RECHECK_HEADER
-from tests.support.servers import Daphne, Uvicorn, run_python
+from pushgateway.constants import (
+    MAX_STREAM_BODY_BYTES,
+    STREAM_PATH,
+    STREAM_RECHECK_HEADER,
+    CloseCode,
+)
+from tests.support.servers import Daphne, Uvicorn, options_env, run_python
 from tests.support.streams import Stream, subscribe_frame
 
 pytestmark = pytest.mark.servers
@@ -143,3 +149,13 @@ def test_a_stream_that_stops_reading_is_closed_and_a_reading_one_gets_everything
     stalled.close()
     assert received == list(range(hints))  # in order, none lost, not held up
     assert "closing a socket that stopped reading (4013)" in daphne.process.log()
+
+
+@pytest.mark.parametrize("server", [Daphne, Uvicorn], ids=["daphne", "uvicorn"])
+def test_a_draining_server_ends_its_streams_with_the_service_restart_code(start_daphne, server):
+    origin = start_daphne(server=server, **options_env({"DRAIN_SECONDS": 0.5}))
+    with Stream(origin.url, [subscribe_frame("drained")]) as stream:
+        assert stream.frame()["type"] == "subscribed"
+        origin.process.proc.send_signal(signal.SIGTERM)
+        assert stream.frame() == {"type": "close", "code": CloseCode.SERVICE_RESTART}
+    origin.process.proc.wait(10)

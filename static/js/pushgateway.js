@@ -825,6 +825,7 @@
   // on.ended(stream, kind) when it ends (a `close` event gives the server's close code).
   function sendStream(ctx, stream, on) {
     stream.controller = typeof AbortController === "function" ? new AbortController() : null;
+    stream.sent = true;
     for (const channel of ctx.channels.values()) {
       stream.names.add(channel.name);
       stream.tokens.set(channel.name, channel.token);
@@ -866,7 +867,7 @@
       close: stream.close,
       subscribe(channel) {
         const now = stream.current();
-        if (!now || !now.controller) return; // not sent yet: it goes with the others
+        if (!now || !now.sent) return; // not sent yet: it goes with the others
         const same = now.names.has(channel.name) && now.tokens.get(channel.name) === channel.token;
         if (same && channel.requested) return; // the open stream carries it
         stream.reopen();
@@ -1031,6 +1032,7 @@
       openedAt: null, // when the current socket opened
       early: 0, // sockets in a row that died before stableAfter
       timer: null, // the socket has stayed up, or the retry of WebSockets
+      probe: false, // the stream, once open, tries one socket beside it
     };
     const auto = () => !["websocket", "stream", "faye"].includes(ctx.config.transport);
     function clearTimer() {
@@ -1040,6 +1042,7 @@
     function retry() {
       t.timer = null;
       if (t.mode !== "stream" || ctx.connection.state !== "connected") return;
+      clearTimer();
       t.mode = "websocket";
       parts.stream.close();
       ctx.connection.connect();
@@ -1058,6 +1061,15 @@
         t.proven = true;
         memory.save({retryAt: t.retryAt, retryAfter: t.retryAfter});
         t.timer = ctx.time.setTimeout(retry, Math.max(0, t.retryAt - ctx.time.now()));
+        // After a socket that never opened: a server that was down (and is back) looks the
+        // same as a proxy that refuses the upgrade. One socket beside the stream tells them
+        // apart: if it opens, the page goes back to WebSockets at once.
+        if (!t.probe) return;
+        probeWebSocket(ctx, t, () => {
+          clearTimer();
+          stayedUp(ctx, t, memory); // WebSockets work: forget the move, and go back
+          retry();
+        });
       },
       // The current transport is gone (closeKind's `kind`): whether the next attempt uses
       // another transport.
@@ -1066,6 +1078,19 @@
         return auto() ? transportFailed(ctx, t, kind) : false;
       },
     };
+  }
+
+  // A WebSocket opened beside the stream (createTransports): `opened()` if it opens (it is
+  // closed at once), nothing if it fails.
+  function probeWebSocket(ctx, t, opened) {
+    t.probe = false;
+    const ws = newSocket(ctx.time, ctx.config.url);
+    if (ws === null) return;
+    ws.onopen = () => {
+      ws.close(1000);
+      if (t.mode === "stream") opened();
+    };
+    ws.onclose = ws.onerror = () => {};
   }
 
   // A socket stayed up stableAfter ms: WebSockets work here (again); the session forgets the move.
@@ -1094,6 +1119,7 @@
       t.early += 1;
       if (t.early < 2) return false;
     }
+    t.probe = lived === null; // a socket that never opened: a proxy, or a server down?
     // The upgrade failed, or sockets die young: to the stream, until t.retryAt.
     if (t.retryAt && ctx.time.now() >= t.retryAt) {
       t.retryAfter = Math.min(t.retryAfter * 2, ctx.config.websocketRetry * 8); // a retry failed

@@ -111,6 +111,12 @@ test("a refused upgrade moves to the stream: the same frames, positions and call
   await settle();
   assert.deepEqual(cb.calls.map((c) => [c.reason, c.data]), [["message", {pk: "1"}]]);
   assert.ok(JSON.parse(storage.get("pushgateway:transport")).retryAt > Date.now());
+  // One socket beside the stream tells a proxy from a server that was down: refused too.
+  assert.equal(FakeSocket.all.length, 2);
+  latest().drop();
+  await pass(5000);
+  assert.equal(pg.transport, "stream");
+  assert.equal(FakeSocket.all.length, 2);
   // Tokens travel in the POST body, never in the URL.
   assert.equal(last().request.url, STREAM_URL);
 });
@@ -220,33 +226,61 @@ test("a close event is the server's close code; a silent stream is dead after st
   assert.equal(streams.length, 3);
 });
 
+test("a server that was down and is back goes back to WebSockets at once, not after a retry", async () => {
+  const {pg, storage, last} = streamingClient();
+  pg.subscribe("a", () => {});
+  latest().drop(); // the server is down: its upgrade fails...
+  await pass(1000);
+  last().confirmAll(); // ...and it is back by the stream's turn
+  await settle();
+  assert.equal(pg.transport, "stream");
+  latest().open(); // the socket beside the stream opens: no proxy in the way
+  await pass(1000);
+  assert.equal(pg.transport, "websocket");
+  assert.equal(last().ended, true);
+  assert.equal(storage.get("pushgateway:transport"), undefined);
+  latest().open();
+  latest().confirmAll();
+  assert.equal(pg.state, "connected");
+});
+
 test("WebSockets are tried again after websocketRetry; a retry that fails doubles the wait", async () => {
   const {pg, streams, storage, sessionStorage, last} = streamingClient({websocketRetry: 60000});
   pg.subscribe("a", () => {});
   latest().drop();
   await pass(1000);
   last().confirmAll();
+  await settle();
+  latest().drop(); // the socket beside the stream is refused too
+  const sockets = FakeSocket.all.length;
   await pass(60000);
-  assert.equal(FakeSocket.all.length, 2); // tried again
+  assert.equal(FakeSocket.all.length, sockets + 1); // tried again
   assert.equal(pg.transport, "websocket");
   latest().drop(); // refused again: back to the stream, for twice as long
   await pass(1000);
   assert.equal(pg.transport, "stream");
   last().confirmAll();
   await settle();
+  latest().drop(); // and its probe
   const saved = JSON.parse(storage.get("pushgateway:transport"));
   assert.equal(saved.retryAfter, 120000);
-  // Another page of the session starts on the stream at once.
+  // Another page of the session starts on the stream at once, without a socket first.
+  const before = FakeSocket.all.length;
   const other = streamingClient({sessionStorage});
   other.pg.subscribe("a", () => {});
   await pass(250);
   assert.equal(other.pg.transport, "stream");
   assert.equal(other.streams.length, 1);
-  await pass(120000);
+  assert.equal(FakeSocket.all.length, before);
+  other.pg.subscribe("a", () => {});
+  await pass(60000);
+  assert.equal(pg.transport, "stream"); // not yet: 120 s this time
+  await pass(60000);
+  assert.equal(pg.transport, "websocket");
   latest().open(); // this time the socket stays up: the session forgets the move
   await pass(10000);
   assert.equal(storage.get("pushgateway:transport"), undefined);
-  assert.equal(streams.length >= 2, true);
+  assert.ok(streams.length >= 2);
 });
 
 test("behind a GRIP proxy the page checks positions once after the stream's subscriptions", async () => {

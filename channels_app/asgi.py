@@ -41,6 +41,7 @@ def application(scope, receive, send):
     """
     if scope["type"] != "websocket":
         if scope["type"] == "http" and scope["path"] == STREAM_PATH:
+            tuning.socket_opened()  # a stream is a connection of the hub like a socket
             return stream_app(scope, receive, send)
         return http_app(scope, receive, send)
     if scope["path"] == WEBSOCKET_PATH:

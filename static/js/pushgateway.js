@@ -17,6 +17,8 @@
  * Per subscription callbacks are throttled (leading and trailing edge, so the last hint is
  * never lost; the strongest reason of a window wins: resync > poll > message). One socket per
  * page, opened on first subscribe, reconnected with capped exponential backoff and jitter.
+ * Where the WebSocket is refused (or cut young, twice), the same frames come over a stream:
+ * Server-Sent Events read from a POSTed fetch(), remembered for the session.
  *
  * Connection states: "idle" (no subscriptions, no socket), "connecting", "connected",
  * "waiting" (backing off before the next attempt).
@@ -25,9 +27,10 @@
  * callback window); createChannel (one channel's state: what the page knows, what a frame
  * means); createRefusals and createPageTokens (renewing refused tokens); the positions view
  * (positionsRequests, createChecker) and createPoller; the WebSocket transport
- * (createHeartbeat, createWebSocketTransport); the Faye transport; the connection state
- * machine (createBackoff, createStates, createConnection); and newClient, which wires them
- * into what createClient and fromDocument return.
+ * (createHeartbeat, createWebSocketTransport); the stream transport (createEventParser,
+ * createStreamTransport); the Faye transport; the choice between them (createTransports);
+ * the connection state machine (createBackoff, createStates, createConnection); and
+ * newClient, which wires them into what createClient and fromDocument return.
  */
 (function (root, factory) {
   "use strict";

@@ -78,11 +78,12 @@ def delays(page, publisher, channel, count):
 
 @pytest.mark.parametrize("proxy", ["daphne", "pushpin"])
 def test_with_websockets_refused_hints_reach_the_page_on_the_stream_within_half_a_second(
-    browser, start_daphne, redis, pushpin_origin, proxy
+    browser, start_daphne, redis, request, proxy
 ):
     if proxy == "daphne":
         base_url, env = start_daphne(redis.url).url, {}
     else:
+        pushpin_origin = request.getfixturevalue("pushpin_origin")  # Pushpin before daphne
         base_url = pushpin_origin.url
         env = {"PUSHGATEWAY_BACKEND": "fanout", "GRIP_URL": pushpin_origin.grip_url}
     page, channel = live_page(browser, base_url, REFUSED_WEBSOCKET)

@@ -21,14 +21,17 @@
  * Connection states: "idle" (no subscriptions, no socket), "connecting", "connected",
  * "waiting" (backing off before the next attempt).
  *
+ * Live fragments (watchFragments, its own section before fromDocument): an element with a
+ * data-pushgateway-channel attribute is subscribed while it is in the document and told of
+ * each callback by a pushgateway:change DOM event, for htmx, Turbo or a plain listener.
+ *
  * The file, top to bottom: positions (pure functions); createThrottle (one subscription's
  * callback window); createChannel (one channel's state: what the page knows, what a frame
  * means); createRefusals and createPageTokens (renewing refused tokens); the positions view
  * (positionsRequests, createChecker) and createPoller; the WebSocket transport
  * (createHeartbeat, createWebSocketTransport); the Faye transport; the connection state
- * machine (createBackoff, createStates, createConnection); newClient, which wires them
- * into what createClient and fromDocument return; and watchFragments (elements of the page
- * that follow a channel and are told by a DOM event).
+ * machine (createBackoff, createStates, createConnection); and newClient, which wires them
+ * into what createClient and fromDocument return.
  */
 (function (root, factory) {
   "use strict";

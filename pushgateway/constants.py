@@ -103,9 +103,15 @@ MAX_PROXY_SUBSCRIPTIONS = 20
 MAX_PROXY_EVENTS = 64
 MAX_PROXY_BODY_BYTES = 4 * MAX_FRAME_BYTES_HARD
 #: Characters of the signed connection state a GRIP proxy carries back: MAX_PROXY_SUBSCRIPTIONS
-#: names of 100 characters with their positions take about 3,000; longer is refused unread
-#: (Pushpin itself resets a client request with more than about 8 KiB of headers).
+#: private names of 100 random characters, each with a 32-character epoch and a token, take
+#: about 4,000; longer is refused unread (Pushpin itself resets a client request with more
+#: than about 8 KiB of headers; the state travels between the proxy and the view only).
 MAX_PROXY_STATE_CHARS = 8 * 1024
+#: Seconds between requests a GRIP proxy makes for a connection with private subscriptions,
+#: when nothing else made one (`Keep-Alive-Interval`, Pushpin's shortest): each request checks
+#: their tokens again, so an expired or revoked one ends within this time even on a client
+#: that never sends anything (the browser module pings every 25 s).
+PROXY_KEEP_ALIVE_SECONDS = 20
 #: Channels one request to the positions view may ask about.
 MAX_POSITIONS_PER_REQUEST = 100
 #: A POST body to the positions view at most: 100 names with their tokens fit in 32 KiB.

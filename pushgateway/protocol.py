@@ -320,7 +320,8 @@ class Session:
     def expire(self) -> Reply:
         """End the private subscriptions whose tokens no longer verify (expired, or signed with
         a key since dropped from SECRET_KEY_FALLBACKS): each is left and answered `forbidden`
-        (a refusal: the page asks for a fresh token). The transport calls it periodically."""
+        (a refusal: the page asks for a fresh token). The transport calls it periodically
+        (the hub every VERIFY_SECONDS; the GRIP view on every request of the connection)."""
         ended = [
             channel for channel, token in self.tokens.items() if not self.authorize(channel, token)
         ]

@@ -3,8 +3,8 @@
 import pytest
 from django.core.checks import run_checks
 
-import pushgateway
 from pushgateway.checks import check_settings
+from tests.support.hints import registered_as
 
 pytestmark = pytest.mark.matrix  # depends on the Python or Django version
 
@@ -74,17 +74,12 @@ def test_models_public_by_nobodys_choice_are_a_deployment_warning(settings):
     from demo.models import Event
 
     settings.PUSHGATEWAY = {"OPTIONS": {}}
-    pushgateway.unregister(Event)
-    try:
-        pushgateway.register(Event, channels=lambda event: ["events"])  # no private=
+    with registered_as(Event, channels=lambda event: ["events"]):  # no private=
         deploy = [m for m in run_checks(include_deployment_checks=True) if m.id == W005]
         assert len(deploy) == 1 and "demo.Event publish hints on public channels" in deploy[0].msg
         assert not [m for m in run_checks() if m.id == W005]  # only with --deploy
         settings.PUSHGATEWAY = {"OPTIONS": {"PRIVATE": True}}
         assert not [m for m in run_checks(include_deployment_checks=True) if m.id == W005]
-    finally:
-        pushgateway.unregister(Event)
-        pushgateway.register(Event, channels=lambda event: ["events"], private=False)
 
 
 W005 = "pushgateway.W005"

@@ -127,6 +127,18 @@ WEBSOCKET_PATH = "/ws/pushgateway/"
 POSITIONS_PATH = "/pushgateway/positions/"
 #: The id of the element {% pushgateway_script %} renders the browser's configuration into.
 CONFIG_ELEMENT_ID = "pushgateway-config"
+#: The attributes of a live fragment, an element that follows a channel ({% pushgateway_fragment
+#: %} renders them; the browser module reads them): the channel, the position and the token
+#: its view rendered (pushgateway.watch()), and an optional throttle in milliseconds.
+FRAGMENT_ATTRIBUTES = {
+    "channel": "data-pushgateway-channel",
+    "since": "data-pushgateway-since",
+    "token": "data-pushgateway-token",
+    "throttle": "data-pushgateway-throttle",
+}
+#: The DOM event the browser module dispatches on a fragment whose channel changed (it
+#: bubbles; `detail` is what a subscribe() callback receives).
+FRAGMENT_EVENT = "pushgateway:change"
 
 # How a page's requests say which page made them, so the hints they cause skip that page.
 CLIENT_HEADER = "X-PushGateway-Client"
@@ -166,6 +178,8 @@ def browser_facts() -> dict[str, Any]:
         "clientField": CLIENT_FIELD,
         "clientTagLength": CLIENT_TAG_LENGTH,
         "configElement": CONFIG_ELEMENT_ID,
+        "fragmentAttributes": FRAGMENT_ATTRIBUTES,
+        "fragmentEvent": FRAGMENT_EVENT,
         "bayeuxDot": BAYEUX_DOT,
         "defaults": CLIENT_DEFAULTS,
     }

@@ -30,6 +30,9 @@ export interface SubscribeOptions {
   /** For `private-` channels; rendered for you by pushgateway.watch(). */
   token?: string;
   getToken?: TokenSource;
+  /** The position what this subscription shows was rendered at: a new channel starts from it,
+   * and a channel the page knows to be further on calls back "resync" at once. */
+  since?: Position;
 }
 
 export interface Config {
@@ -98,6 +101,23 @@ export declare function createClient(config?: Config): Client;
 /** The page's client: the configuration {% pushgateway_script %} rendered into `doc`, and
  * its forms' client fields filled in on submit. */
 export declare function fromDocument(doc: Document): Client;
+
+/** The event dispatched on a fragment at each callback of its channel (it bubbles). */
+export type ChangeEvent<Data = unknown> = CustomEvent<PushEvent<Data>>;
+
+export interface WatchFragmentsOptions {
+  /** The observer of later changes; the global MutationObserver by default. */
+  MutationObserver?: typeof MutationObserver;
+}
+
+/** Follows the fragments under `root` (elements with FACTS.fragmentAttributes.channel): each
+ * is subscribed on `client` while it is in the document and hears FACTS.fragmentEvent.
+ * fromDocument() does it for its document. Returns stop(). */
+export declare function watchFragments(
+  client: Client,
+  root: Document | Element,
+  options?: WatchFragmentsOptions,
+): () => void;
 export declare const DEFAULTS: Readonly<Required<Pick<Config,
   "url" | "positionsUrl" | "throttle" | "pollDown" | "pollUp" | "backoffInitial" | "backoffMax" |
   "stableAfter" | "restartDelay" | "pingInterval" | "pongTimeout" | "checkAfterSubscribe" |
@@ -126,6 +146,10 @@ export interface Facts {
   clientTagLength: number;
   /** The id of the element the template tag renders the configuration into. */
   configElement: string;
+  /** The attributes of a fragment ({% pushgateway_fragment %}): channel, since, token, throttle. */
+  fragmentAttributes: Readonly<{ channel: string; since: string; token: string; throttle: string }>;
+  /** The event a fragment hears at each callback: "pushgateway:change". */
+  fragmentEvent: string;
   /** What a "." in a channel name becomes in its Bayeux (Faye) name. */
   bayeuxDot: string;
   /** The browser's defaults that {% pushgateway_script %} may override. */
@@ -144,4 +168,10 @@ export declare const CLIENT_FIELD: "pushgateway_client";
 declare global {
   /** The page's client, set by the classic script from {% pushgateway_script %}. */
   var PushGateway: Client & { createClient: typeof createClient };
+  interface HTMLElementEventMap {
+    "pushgateway:change": ChangeEvent;
+  }
+  interface DocumentEventMap {
+    "pushgateway:change": ChangeEvent;
+  }
 }

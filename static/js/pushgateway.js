@@ -21,6 +21,10 @@
  * Connection states: "idle" (no subscriptions, no socket), "connecting", "connected",
  * "waiting" (backing off before the next attempt).
  *
+ * Live fragments (watchFragments, its own section before fromDocument): an element with a
+ * data-pushgateway-channel attribute is subscribed while it is in the document and told of
+ * each callback by a pushgateway:change DOM event, for htmx, Turbo or a plain listener.
+ *
  * The file, top to bottom: positions (pure functions); createThrottle (one subscription's
  * callback window); createChannel (one channel's state: what the page knows, what a frame
  * means); createRefusals and createPageTokens (renewing refused tokens); the positions view
@@ -83,6 +87,13 @@
     clientField: "pushgateway_client",
     clientTagLength: 32,
     configElement: "pushgateway-config",
+    fragmentAttributes: {
+      channel: "data-pushgateway-channel",
+      since: "data-pushgateway-since",
+      token: "data-pushgateway-token",
+      throttle: "data-pushgateway-throttle",
+    },
+    fragmentEvent: "pushgateway:change",
     bayeuxDot: "~",
     defaults: {
       url: "/ws/pushgateway/",
@@ -951,8 +962,9 @@
     }
   }
 
-  // The channel `name`, made and subscribed on first use; a subscribe's token and getToken,
-  // when given, replace the channel's.
+  // The channel `name`, made and subscribed on first use (from the subscribe's `since`, else
+  // the rendered position); a subscribe's token and getToken, when given, replace the
+  // channel's.
   function joinChannel(ctx, name, options) {
     let channel = ctx.channels.get(name);
     if (channel) {
@@ -960,8 +972,9 @@
       if (options.getToken) channel.getToken = options.getToken;
       return channel;
     }
+    const since = isPosition(options.since) ? options.since : undefined;
     channel = createChannel(name, {
-      position: (ctx.config.positions || {})[name],
+      position: since || (ctx.config.positions || {})[name],
       token: options.token || (ctx.config.tokens || {})[name],
       getToken: options.getToken,
     }, ctx);
@@ -989,9 +1002,16 @@
         console.error("PushGateway callback for " + name + " failed", error);
       }
     });
+    const joined = ctx.channels.get(name);
     const channel = joinChannel(ctx, name, options);
     channel.subscriptions.add(throttle);
     if (ctx.connection.state === "idle") ctx.connection.connect();
+    // Content rendered at `since` joins a channel the page knows to be further on (a fragment
+    // swapped in after a hint it does not show): it missed that hint.
+    const known = joined && channel.position;
+    if (known && isPosition(options.since) && behind(options.since, known)) {
+      Promise.resolve().then(() => throttle.push("resync", null));
+    }
     let subscribed = true;
     return function unsubscribe() {
       if (!subscribed) return;
@@ -1063,6 +1083,103 @@
     return client;
   }
 
+  // ---- Fragments: elements that follow a channel ----
+
+  // An element with FACTS.fragmentAttributes.channel (rendered by {% pushgateway_fragment %})
+  // is subscribed to that channel while it is in the document, and told of each callback by
+  // a FACTS.fragmentEvent event on itself (bubbling; `detail` is the callback's argument), so
+  // htmx (hx-trigger), Turbo or a plain listener can refetch it without a script of the page.
+  const FRAGMENT = FACTS.fragmentAttributes;
+  const FRAGMENT_SELECTOR = "[" + FRAGMENT.channel + "]";
+
+  // The subscribe options a fragment's attributes give: `since` (the position its view
+  // rendered), `token` and `throttle`. An attribute that does not parse is left out.
+  function fragmentOptions(element) {
+    const options = {};
+    const since = element.getAttribute(FRAGMENT.since);
+    if (since) {
+      try {
+        options.since = JSON.parse(since);
+      } catch (error) {
+        console.warn("PushGateway: " + FRAGMENT.since + " is not JSON", element);
+      }
+    }
+    const token = element.getAttribute(FRAGMENT.token);
+    if (token) options.token = token;
+    const throttle = Number(element.getAttribute(FRAGMENT.throttle) || NaN);
+    if (throttle >= 0) options.throttle = throttle;
+    return options;
+  }
+
+  // Subscribes `element` to `channel` on `client`: {channel, unsubscribe}. A name the client
+  // refuses is logged, and followed by nothing.
+  function followFragment(client, element, channel) {
+    const changed = (event) => {
+      const init = {bubbles: true, detail: event};
+      element.dispatchEvent(new CustomEvent(FACTS.fragmentEvent, init));
+    };
+    let unsubscribe = () => {};
+    try {
+      unsubscribe = client.subscribe(channel, changed, fragmentOptions(element));
+    } catch (error) {
+      console.error(error.message, element);
+    }
+    return {channel: channel, unsubscribe: unsubscribe};
+  }
+
+  // The fragments among `nodes` and under them (nodes of any kind: text, comments too).
+  function fragmentsIn(nodes) {
+    const found = [];
+    for (const node of nodes) {
+      if (node.nodeType !== 1) continue;
+      if (node.matches(FRAGMENT_SELECTOR)) found.push(node);
+      found.push(...node.querySelectorAll(FRAGMENT_SELECTOR));
+    }
+    return found;
+  }
+
+  // Follows the fragments under `root` (a document or an element) on `client`: those there
+  // now, those added later (a MutationObserver: options.MutationObserver, else the global
+  // one), until they leave the document or change channel; returns stop(). New fragments
+  // subscribe before those gone unsubscribe, so a fragment replaced by its refetched self
+  // (an htmx outerHTML swap) keeps its channel's subscription and position; the new one is
+  // called back ("resync") when its `since` is behind a hint the page already had.
+  function watchFragments(client, root, options) {
+    const followed = new Map(); // element -> {channel, unsubscribe}
+    function reconcile(candidates) {
+      const gone = [];
+      for (const element of new Set([...candidates, ...followed.keys()])) {
+        const entry = followed.get(element);
+        const channel = element.isConnected ? element.getAttribute(FRAGMENT.channel) : null;
+        if (entry && entry.channel === channel) continue;
+        if (entry) gone.push(entry);
+        if (channel === null) followed.delete(element);
+        else followed.set(element, followFragment(client, element, channel));
+      }
+      gone.forEach((entry) => entry.unsubscribe());
+    }
+    function changed(records) {
+      const candidates = [];
+      for (const record of records) {
+        if (record.type === "attributes") candidates.push(record.target);
+        else candidates.push(...fragmentsIn(record.addedNodes));
+      }
+      reconcile(candidates);
+    }
+    const Observer = (options && options.MutationObserver) || globalThis.MutationObserver;
+    const observer = Observer ? new Observer(changed) : null;
+    if (observer) {
+      const filter = [FRAGMENT.channel];
+      observer.observe(root, {childList: true, subtree: true, attributeFilter: filter});
+    }
+    reconcile(fragmentsIn([root]).concat(root.nodeType === 1 ? [] : fragmentsIn(root.children)));
+    return function stop() {
+      if (observer) observer.disconnect();
+      followed.forEach((entry) => entry.unsubscribe());
+      followed.clear();
+    };
+  }
+
   // The configuration {% pushgateway_script %} rendered into `doc`, or {} where there is none.
   function renderedConfig(doc) {
     const node = doc && doc.getElementById ? doc.getElementById(FACTS.configElement) : null;
@@ -1084,7 +1201,8 @@
     return newClient(Object.assign({}, DEFAULTS, renderedConfig(doc), options));
   }
 
-  // The page's client: the configuration rendered into `doc`, and its forms' client fields.
+  // The page's client: the configuration rendered into `doc`, its forms' client fields, and
+  // its fragments.
   function fromDocument(doc) {
     const client = newClient(Object.assign({}, DEFAULTS, renderedConfig(doc)));
     // Forms with {% pushgateway_client_field %} say which page posted them, like fetch().
@@ -1101,12 +1219,15 @@
         true
       );
     }
+    // Its fragments: elements that follow a channel (watchFragments).
+    if (doc && doc.querySelectorAll) watchFragments(client, doc);
     return client;
   }
 
   return {
     createClient: createClient,
     fromDocument: fromDocument,
+    watchFragments: watchFragments,
     DEFAULTS: DEFAULTS,
     FACTS: FACTS,
     CLIENT_HEADER: CLIENT_HEADER,

@@ -999,9 +999,18 @@
       }))
       .catch(() => {}); // aborted: this tab left sharing before its turn
     if (ctx.window && ctx.window.addEventListener && !s.hides) {
-      s.hides = true; // a follower's tab closing: the leader drops its subscriptions
-      ctx.window.addEventListener("pagehide", () => s.attached && s.post({kind: "bye"}));
+      s.hides = true;
+      ctx.window.addEventListener("pagehide", () => followerHides(ctx, s));
     }
+  }
+
+  // A follower's page going away: the leader drops its subscriptions. Should the page come
+  // back (the back-forward cache), it attaches again as after a drop.
+  function followerHides(ctx, s) {
+    if (!s.attached) return;
+    s.post({kind: "bye"});
+    s.attached = false;
+    ctx.connection.failed("restart");
   }
 
   function leaveShare(s) {

@@ -857,6 +857,15 @@
         e.pending = e.pending.map((waiting) => (waiting === tab ? null : waiting));
         return !wanted(e);
       },
+      // Every tab the table holds a subscription or an answer for.
+      tabs() {
+        const tabs = new Set();
+        for (const e of entries.values()) {
+          for (const t of [...e.confirmed, ...e.pending]) tabs.add(t);
+        }
+        tabs.delete(null);
+        return tabs;
+      },
       // The channels `tab` had that no tab wants now.
       leave(tab) {
         return Array.from(entries.keys()).filter((name) => this.unsubscribe(tab, name));
@@ -957,6 +966,7 @@
         s.table.reset();
         ctx.connection.opened(); // this tab's subscribes first
         s.post({kind: "up"});
+        sweepTabs(ctx, s);
       },
       failed(kind) {
         if (leads()) {
@@ -991,13 +1001,19 @@
     const lock = {abort: abort, release: null};
     const held = new Promise((resolve) => (lock.release = resolve));
     s.lock = lock;
+    s.name = name;
+    const locks = ctx.time.locks();
     Promise.resolve()
-      .then(() => ctx.time.locks().request(name, {signal: abort.signal}, () => {
+      .then(() => locks.request(name, {signal: abort.signal}, () => {
         if (s.lock !== lock) return null;
         becomeLeader(ctx, s);
         return held;
       }))
       .catch(() => {}); // aborted: this tab left sharing before its turn
+    // This tab's presence, which the leader checks (sweepTabs): held until it leaves.
+    Promise.resolve()
+      .then(() => locks.request(presence(name, s.tab), {signal: abort.signal}, () => held))
+      .catch(() => {});
     if (ctx.window && ctx.window.addEventListener && !s.hides) {
       s.hides = true;
       ctx.window.addEventListener("pagehide", () => followerHides(ctx, s));
@@ -1081,8 +1097,34 @@
     } else if (message.kind === "unsubscribe") {
       leaderUnsubscribe(s, from, message.channel);
     } else if (message.kind === "bye") {
-      for (const name of s.table.leave(from)) s.inner.unsubscribe({name: name, requested: true});
+      leaveTab(s, from);
     }
+  }
+
+  function leaveTab(s, tab) {
+    for (const name of s.table.leave(tab)) s.inner.unsubscribe({name: name, requested: true});
+  }
+
+  const presence = (name, tab) => name + "#" + tab;
+
+  // Every pingInterval while it leads: the tabs that closed without a word (a crash, a killed
+  // process: no pagehide) no longer hold their presence lock; their channels are left.
+  function sweepTabs(ctx, s) {
+    ctx.time.clearTimeout(s.sweep);
+    s.sweep = ctx.time.setTimeout(() => {
+      if (s.role !== "leader" || !s.up) return;
+      sweepTabs(ctx, s);
+      Promise.resolve()
+        .then(() => ctx.time.locks().query())
+        .then((state) => {
+          if (s.role !== "leader" || !s.up) return;
+          const present = new Set((state.held || []).map((lock) => lock.name));
+          for (const tab of s.table.tabs()) {
+            if (tab !== s.tab && !present.has(presence(s.name, tab))) leaveTab(s, tab);
+          }
+        })
+        .catch(() => {}); // a browser without query(): tabs leave by pagehide only
+    }, ctx.config.pingInterval);
   }
 
   // ---- Connection: the state machine the transports drive ----

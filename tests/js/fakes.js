@@ -138,7 +138,10 @@ class FakeBrowser {
         browser.buses.delete(this);
       }
     };
-    tab.locks = {request: (name, options, callback) => browser.request(tab, name, options, callback)};
+    tab.locks = {
+      request: (name, options, callback) => browser.request(tab, name, options, callback),
+      query: () => Promise.resolve({held: Array.from(browser.held.keys(), (name) => ({name}))}),
+    };
     tab.close = () => browser.closeTab(tab);
     return tab;
   }

@@ -183,6 +183,28 @@ test("a follower's tab leaving says bye: the leader drops the channels only it h
   ]);
 });
 
+test("a follower's tab gone without a word: the leader leaves its channels at the next sweep", async () => {
+  const browser = new FakeBrowser();
+  const a = tab(browser, {pingInterval: 25000});
+  a.pg.subscribe("a", () => {});
+  await settleAll();
+  await openAndConfirm(latest());
+  const b = tab(browser, {});
+  b.pg.subscribe("y", () => {});
+  await settleAll();
+  confirmNew(latest());
+  await settleAll();
+  b.tab.close(); // no pagehide: the process died
+  const unsubscribes = () => latest().sent.filter((f) => f.type === "unsubscribe");
+  mock.timers.tick(24000);
+  await settleAll();
+  assert.deepEqual(unsubscribes(), []);
+  mock.timers.tick(1000);
+  await settleAll();
+  assert.deepEqual(unsubscribes(), [{type: "unsubscribe", channel: "y"}]);
+  assert.equal(a.pg.sharing, "leader");
+});
+
 test("the leader's last unsubscribe hands the connection to another tab", async () => {
   const browser = new FakeBrowser();
   const a = tab(browser, {});

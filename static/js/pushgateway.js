@@ -16,7 +16,8 @@
  *
  * Per subscription callbacks are throttled (leading and trailing edge, so the last hint is
  * never lost; the strongest reason of a window wins: resync > poll > message). One socket per
- * page, opened on first subscribe, reconnected with capped exponential backoff and jitter.
+ * page, opened on first subscribe, reconnected with capped exponential backoff and jitter;
+ * the tabs of one origin share one socket where the browser lets them (createSharedTransport).
  *
  * Connection states: "idle" (no subscriptions, no socket), "connecting", "connected",
  * "waiting" (backing off before the next attempt).

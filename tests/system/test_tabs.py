@@ -126,6 +126,8 @@ def test_closing_the_leader_tab_loses_no_hint_and_the_others_are_live_within_2s(
     assert live_after < 2, live_after
     for page in others:  # the hint of the handover reached every tab (message or resync)
         expect(page.locator("#comments li", has_text=first)).to_have_count(1, timeout=3000)
+        told = [e["reason"] for e in page.evaluate("heard") if e["at"] / 1000 >= closed_at]
+        assert set(told) & {"message", "resync"}, told  # pushed or healed, not found by a poll
     assert sorted(p.evaluate("PushGateway.sharing") for p in others) == [
         "follower",
         "follower",

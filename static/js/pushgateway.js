@@ -30,9 +30,9 @@
  * callback window); createChannel (one channel's state: what the page knows, what a frame
  * means); createRefusals and createPageTokens (renewing refused tokens); the positions view
  * (positionsRequests, createChecker) and createPoller; the WebSocket transport
- * (createHeartbeat, createWebSocketTransport); the Faye transport; the shared connection
- * (createShareTable, createSharedTransport: tabs of one origin share one); the connection state
- * machine (createBackoff, createStates, createConnection); and newClient, which wires them
+ * (createHeartbeat, createWebSocketTransport); the Faye transport; the connection state
+ * machine (createBackoff, createStates, createConnection); the shared connection
+ * (createShareTable, createSharedTransport: tabs of one origin share one); and newClient, which wires them
  * into what createClient and fromDocument return.
  */
 (function (root, factory) {
@@ -820,6 +820,137 @@
     };
   }
 
+  // ---- Connection: the state machine the transports drive ----
+
+  // Reconnection delays: capped exponential backoff with equal jitter (half the delay fixed,
+  // half random), started over only once a connection has stayed up stableAfter ms, so a
+  // server that accepts and then drops connections is not hammered. A server that closes for
+  // a restart spreads its closes over its drain window: the client adds a random wait within
+  // restartDelay and does not climb the ladder for it.
+  function createBackoff(time, config) {
+    let attempt = 0; // failed attempts since a connection last stayed up
+    let stable = null; // timer: the connection has stayed up
+    function cancelStable() {
+      if (stable !== null) time.clearTimeout(stable);
+      stable = null;
+    }
+    return {
+      // The wait before the next attempt, after a close of `kind` (see closeKind).
+      next(kind) {
+        if (kind === "restart") return time.random() * config.restartDelay;
+        const cap = Math.min(config.backoffMax, config.backoffInitial * 2 ** attempt);
+        attempt += 1;
+        return cap / 2 + time.random() * (cap / 2);
+      },
+      opened() {
+        stable = time.setTimeout(() => {
+          stable = null;
+          attempt = 0;
+        }, config.stableAfter);
+      },
+      // The connection is gone; after a close for misbehaviour ("policy") the next wait is the
+      // longest.
+      dropped(kind) {
+        cancelStable();
+        const longest = Math.ceil(Math.log2(config.backoffMax / config.backoffInitial));
+        if (kind === "policy") attempt = Math.max(attempt, longest);
+      },
+      reset() {
+        cancelStable();
+        attempt = 0;
+      },
+    };
+  }
+
+  // A named state, and listeners told of each change as (state, previous): first `onChange`,
+  // then those added with listen(), each on its own (one that throws does not stop the others).
+  function createStates(initial, onChange) {
+    let state = initial;
+    const listeners = new Set();
+    return {
+      get: () => state,
+      set(next) {
+        if (next === state) return;
+        const previous = state;
+        state = next;
+        onChange(next, previous);
+        for (const listener of Array.from(listeners)) {
+          try {
+            listener(next, previous);
+          } catch (error) {
+            console.error("PushGateway state listener failed", error);
+          }
+        }
+      },
+      listen(listener) {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+    };
+  }
+
+  // States: "idle" (no subscriptions, no socket), "connecting", "connected", "waiting"
+  // (backing off before the next attempt). connect() and disconnect() come from subscribe and
+  // unsubscribe; opened() and failed(kind) from the transport; wake() from the page.
+  function createConnection(ctx) {
+    let timer = null; // the wait before the next attempt
+    let contactLost = ctx.time.now(); // positions are known complete up to this moment
+    const backoff = createBackoff(ctx.time, ctx.config);
+    const states = createStates("idle", (next, previous) => {
+      if (previous === "connected") contactLost = ctx.time.now();
+      if (next !== "connected") ctx.channels.forEach((channel) => channel.setLive(false));
+    });
+    function connect() {
+      timer = null;
+      if (ctx.channels.size === 0) return states.set("idle");
+      states.set("connecting");
+      ctx.transport().open();
+    }
+    return {
+      get state() {
+        return states.get();
+      },
+      setState: states.set,
+      onStateChange: states.listen,
+      connect: connect,
+      opened() {
+        backoff.opened();
+        // A channel idle for longer than the server remembers it reads as "nothing published"
+        // again: after so long away, a page cannot tell that from what it saw, so it refetches.
+        if (ctx.config.positionTtl && ctx.time.now() - contactLost > ctx.config.positionTtl) {
+          ctx.channels.forEach((channel) => (channel.position = null));
+        }
+        states.set("connected");
+        ctx.channels.forEach((channel) => ctx.transport().subscribe(channel));
+      },
+      // The transport is gone: "drop", "policy" or "restart" (see closeKind).
+      failed(kind) {
+        backoff.dropped(kind);
+        if (ctx.channels.size === 0) return states.set("idle");
+        states.set("waiting");
+        timer = ctx.time.setTimeout(connect, backoff.next(kind));
+      },
+      disconnect() {
+        if (timer !== null) ctx.time.clearTimeout(timer);
+        timer = null;
+        backoff.reset();
+        ctx.poller.stop();
+        ctx.transport().close();
+        states.set("idle");
+      },
+      // Back online, or the tab shown again: do not sit out the rest of a long backoff.
+      wake() {
+        if (states.get() !== "waiting") return;
+        if (timer !== null) ctx.time.clearTimeout(timer);
+        connect();
+      },
+      // A positions answer from `moment` covers the time without a connection until then.
+      checkedAt(moment) {
+        if (states.get() !== "connected") contactLost = moment;
+      },
+    };
+  }
+
   // ---- Shared connection: one connection per browser, not per tab ----
 
   // Tabs of one origin share one connection. The tab that holds a Web Lock named for the
@@ -896,7 +1027,10 @@
   }
 
   // The transport `make(innerCtx)` makes, shared between the tabs of one origin when they can
-  // (see above); otherwise, or once this tab has left sharing, it is this tab's own. A follower
+  // (see above); otherwise, or once this tab has left sharing, it is this tab's own. `make`
+  // returns a transport ({open, close, subscribe, unsubscribe}) that reports to innerCtx (its
+  // connection's opened() and failed(kind), and frame()); where a client chooses between
+  // transports, the chooser is what `make` returns, so the tabs share whichever is in use. A follower
   // whose subscribe the shared connection refuses as too_many_subscriptions (the tabs'
   // channels together are past the server's limit) leaves sharing and opens its own.
   function createSharedTransport(ctx, make) {
@@ -1126,137 +1260,6 @@
         })
         .catch(() => {}); // a browser without query(): tabs leave by pagehide only
     }, ctx.config.pingInterval);
-  }
-
-  // ---- Connection: the state machine the transports drive ----
-
-  // Reconnection delays: capped exponential backoff with equal jitter (half the delay fixed,
-  // half random), started over only once a connection has stayed up stableAfter ms, so a
-  // server that accepts and then drops connections is not hammered. A server that closes for
-  // a restart spreads its closes over its drain window: the client adds a random wait within
-  // restartDelay and does not climb the ladder for it.
-  function createBackoff(time, config) {
-    let attempt = 0; // failed attempts since a connection last stayed up
-    let stable = null; // timer: the connection has stayed up
-    function cancelStable() {
-      if (stable !== null) time.clearTimeout(stable);
-      stable = null;
-    }
-    return {
-      // The wait before the next attempt, after a close of `kind` (see closeKind).
-      next(kind) {
-        if (kind === "restart") return time.random() * config.restartDelay;
-        const cap = Math.min(config.backoffMax, config.backoffInitial * 2 ** attempt);
-        attempt += 1;
-        return cap / 2 + time.random() * (cap / 2);
-      },
-      opened() {
-        stable = time.setTimeout(() => {
-          stable = null;
-          attempt = 0;
-        }, config.stableAfter);
-      },
-      // The connection is gone; after a close for misbehaviour ("policy") the next wait is the
-      // longest.
-      dropped(kind) {
-        cancelStable();
-        const longest = Math.ceil(Math.log2(config.backoffMax / config.backoffInitial));
-        if (kind === "policy") attempt = Math.max(attempt, longest);
-      },
-      reset() {
-        cancelStable();
-        attempt = 0;
-      },
-    };
-  }
-
-  // A named state, and listeners told of each change as (state, previous): first `onChange`,
-  // then those added with listen(), each on its own (one that throws does not stop the others).
-  function createStates(initial, onChange) {
-    let state = initial;
-    const listeners = new Set();
-    return {
-      get: () => state,
-      set(next) {
-        if (next === state) return;
-        const previous = state;
-        state = next;
-        onChange(next, previous);
-        for (const listener of Array.from(listeners)) {
-          try {
-            listener(next, previous);
-          } catch (error) {
-            console.error("PushGateway state listener failed", error);
-          }
-        }
-      },
-      listen(listener) {
-        listeners.add(listener);
-        return () => listeners.delete(listener);
-      },
-    };
-  }
-
-  // States: "idle" (no subscriptions, no socket), "connecting", "connected", "waiting"
-  // (backing off before the next attempt). connect() and disconnect() come from subscribe and
-  // unsubscribe; opened() and failed(kind) from the transport; wake() from the page.
-  function createConnection(ctx) {
-    let timer = null; // the wait before the next attempt
-    let contactLost = ctx.time.now(); // positions are known complete up to this moment
-    const backoff = createBackoff(ctx.time, ctx.config);
-    const states = createStates("idle", (next, previous) => {
-      if (previous === "connected") contactLost = ctx.time.now();
-      if (next !== "connected") ctx.channels.forEach((channel) => channel.setLive(false));
-    });
-    function connect() {
-      timer = null;
-      if (ctx.channels.size === 0) return states.set("idle");
-      states.set("connecting");
-      ctx.transport().open();
-    }
-    return {
-      get state() {
-        return states.get();
-      },
-      setState: states.set,
-      onStateChange: states.listen,
-      connect: connect,
-      opened() {
-        backoff.opened();
-        // A channel idle for longer than the server remembers it reads as "nothing published"
-        // again: after so long away, a page cannot tell that from what it saw, so it refetches.
-        if (ctx.config.positionTtl && ctx.time.now() - contactLost > ctx.config.positionTtl) {
-          ctx.channels.forEach((channel) => (channel.position = null));
-        }
-        states.set("connected");
-        ctx.channels.forEach((channel) => ctx.transport().subscribe(channel));
-      },
-      // The transport is gone: "drop", "policy" or "restart" (see closeKind).
-      failed(kind) {
-        backoff.dropped(kind);
-        if (ctx.channels.size === 0) return states.set("idle");
-        states.set("waiting");
-        timer = ctx.time.setTimeout(connect, backoff.next(kind));
-      },
-      disconnect() {
-        if (timer !== null) ctx.time.clearTimeout(timer);
-        timer = null;
-        backoff.reset();
-        ctx.poller.stop();
-        ctx.transport().close();
-        states.set("idle");
-      },
-      // Back online, or the tab shown again: do not sit out the rest of a long backoff.
-      wake() {
-        if (states.get() !== "waiting") return;
-        if (timer !== null) ctx.time.clearTimeout(timer);
-        connect();
-      },
-      // A positions answer from `moment` covers the time without a connection until then.
-      checkedAt(moment) {
-        if (states.get() !== "connected") contactLost = moment;
-      },
-    };
   }
 
   // ---- Client: the parts wired, and what a page calls ----

@@ -17,7 +17,8 @@
  * Per subscription callbacks are throttled (leading and trailing edge, so the last hint is
  * never lost; the strongest reason of a window wins: resync > poll > message). One socket per
  * page, opened on first subscribe, reconnected with capped exponential backoff and jitter;
- * the tabs of one origin share one socket where the browser lets them (createSharedTransport).
+ * the tabs of one origin share one socket where the browser lets them (the shared connection:
+ * createShareTable and createSharedTransport, just before newClient).
  *
  * Connection states: "idle" (no subscriptions, no socket), "connecting", "connected",
  * "waiting" (backing off before the next attempt).
@@ -31,8 +32,7 @@
  * means); createRefusals and createPageTokens (renewing refused tokens); the positions view
  * (positionsRequests, createChecker) and createPoller; the WebSocket transport
  * (createHeartbeat, createWebSocketTransport); the Faye transport; the connection state
- * machine (createBackoff, createStates, createConnection); the shared connection
- * (createShareTable, createSharedTransport: tabs of one origin share one); and newClient, which wires them
+ * machine (createBackoff, createStates, createConnection); and newClient, which wires them
  * into what createClient and fromDocument return.
  */
 (function (root, factory) {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 
@@ -18,13 +19,14 @@ from asgiref.sync import markcoroutinefunction
 
 from pushgateway.adapters import daphne_transport, pending_bytes, start_send_coroutine
 from pushgateway.backends import get_backend
-from pushgateway.constants import MAX_PENDING_BYTES, CloseCode
+from pushgateway.constants import MAX_PENDING_BYTES, CloseCode, ErrorCode
 from pushgateway.protocol import Reply, Session, subscribed_frame
 from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
+from .admission import client_address, get_admission
 from .drain import get_drain
-from .hub import get_hub
+from .hub import ChannelCapReached, get_hub
 from .origins import origin_allowed, scope_origin
 
 logger = logging.getLogger("pushgateway.consumer")
@@ -33,7 +35,17 @@ logger = logging.getLogger("pushgateway.consumer")
 class PushGatewayConsumer:
     """One WebSocket connection speaking the pushgateway wire protocol."""
 
-    __slots__ = ("send", "session", "hub", "transport", "closing", "backlog", "backlog_bytes")
+    __slots__ = (
+        "send",
+        "session",
+        "hub",
+        "admission",
+        "address",
+        "transport",
+        "closing",
+        "backlog",
+        "backlog_bytes",
+    )
 
     @classmethod
     def as_asgi(cls):
@@ -55,6 +67,7 @@ class PushGatewayConsumer:
         self.closing = False
         self.backlog = None  # frames waiting behind a send the server made wait
         origin = scope_origin(scope)
+        self.address = client_address(scope)  # per-address limits (channels_app.admission)
         scope = None  # nothing else is needed from it; an idle socket should not keep it
         try:
             while True:
@@ -88,6 +101,15 @@ class PushGatewayConsumer:
         if self.hub is None or drain.draining or not origin_allowed(origin):
             await self.send({"type": "websocket.close"})  # daphne answers 403
             return False
+        self.admission = get_admission()
+        if not self.admission.connect(self.address):
+            # Accepted to be closed with a code the page understands (a refused handshake
+            # looks to it like a network error): it waits its longest backoff and polls.
+            await self.send({"type": "websocket.accept"})
+            await self.send(
+                {"type": "websocket.close", "code": int(CloseCode.TOO_MANY_CONNECTIONS)}
+            )
+            return False
         limits = get_backend().limits
         churn = TokenBucket(limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST, time.monotonic)
         self.session = Session(authorize=check_token, churn=churn)
@@ -109,6 +131,7 @@ class PushGatewayConsumer:
         """Leave the socket's channels once it has closed."""
         channels = self.session.close_all()
         self.hub.drop(self, channels)
+        self.admission.disconnect(self.address)
         get_drain().closed(self)
         if self.hub.metrics:
             self.hub.metrics.sockets.dec()
@@ -118,11 +141,7 @@ class PushGatewayConsumer:
         for subscribe in reply.subscribe:
             channel = subscribe.channel
             if not subscribe.joined:
-                try:
-                    await self.hub.subscribe(channel, self)
-                except Exception as exc:
-                    logger.warning("pushgateway: joining %r failed: %r", channel, exc)
-                    await self.send_frame(self.session.subscribe_failed(channel))
+                if not await self.join(channel):
                     continue
                 if self.hub.metrics:
                     self.hub.metrics.subscriptions.inc()
@@ -135,6 +154,54 @@ class PushGatewayConsumer:
             await self.send_frame(frame)
         if reply.close is not None:
             await self.close(reply.close)
+
+    async def join(self, channel: str) -> bool:
+        """Put this socket on `channel` in the hub; False (after answering why) when it
+        cannot be now. A channel the process serves already costs nothing; a new one must
+        fit under MAX_CHANNELS and the address's join budget, and waits its turn among the
+        joins of other addresses (hub.subscribe)."""
+        refusal = None
+        if not self.hub.serves(channel):
+            refusal = self.refusal(channel)
+        if refusal is None:
+            try:
+                # Joins are served in turn per address (per socket, where there is none).
+                await self.hub.subscribe(channel, self, self.address or self)
+                return True
+            except ChannelCapReached:
+                refusal = self.cap_reached(channel)
+            except Exception as exc:
+                logger.warning("pushgateway: joining %r failed: %r", channel, exc)
+                refusal = self.session.subscribe_failed(channel)
+        await self.send_frame(refusal)
+        return False
+
+    def refusal(self, channel: str) -> str | None:
+        """The answer to a subscribe that would make the process join `channel` and may
+        not, or None if it may."""
+        if self.hub.full():
+            return self.cap_reached(channel)
+        wait = self.admission.join(self.address)
+        if wait is None:
+            return None
+        wait = math.ceil(wait * 10) / 10
+        joins = self.admission.joins
+        return self.session.subscribe_refused(
+            channel,
+            ErrorCode.RATE_LIMITED,
+            f"your address joined more than {joins.burst:g} new channels at once or "
+            f"{joins.rate:g} per second; try again in {wait:g} s",
+            retry_after=wait,
+        )
+
+    def cap_reached(self, channel: str) -> str:
+        if self.hub.metrics:
+            self.hub.metrics.subscribes_refused.labels("channel_cap").inc()
+        return self.session.subscribe_refused(
+            channel,
+            ErrorCode.UNAVAILABLE,
+            "the server has joined as many channels as it may (MAX_CHANNELS); try again later",
+        )
 
     async def close(self, code: int) -> None:
         if not self.closing:

@@ -91,6 +91,36 @@ class Metrics:
             "pushgateway_layer_outages",
             "Times the hub lost its channel layer (and, when it came back, healed).",
         )
+        self.subscribes_refused = Counter(
+            "pushgateway_subscribes_refused",
+            "Subscribes refused for what they would cost: channel_cap (the process has "
+            "joined MAX_CHANNELS channels; unavailable), address_budget (the client's "
+            "address spent its ADDRESS_JOIN_BURST; rate_limited).",
+            ["reason"],
+        )
+        self.connections_refused = Counter(
+            "pushgateway_connections_refused",
+            "WebSockets closed at once for what they would cost: address_limit (the "
+            "client's address has MAX_CONNECTIONS_PER_ADDRESS open; closed 4029).",
+            ["reason"],
+        )
+        self.addresses = Gauge(
+            "pushgateway_addresses_tracked",
+            "Client addresses whose join budget this process remembers (at most 10,000).",
+            multiprocess_mode=live,
+        )
+        self.join_wait = Histogram(
+            "pushgateway_join_wait_seconds",
+            "From a subscribe that needs a channel-layer join to the join being made (the "
+            "joins of one client address are served in turn with everyone else's).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.verify = Histogram(
+            "pushgateway_verify_seconds",
+            "One periodic check of every joined channel's position (read in chunks of "
+            "200 per Lua call).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
         self.lag = Histogram(
             "pushgateway_delivery_lag_seconds",
             "From publishing a hint to writing it to the local WebSockets (clocks of the "

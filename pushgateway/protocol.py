@@ -259,8 +259,15 @@ class Session:
 
     def subscribe_failed(self, channel: str) -> str:
         """Undo a subscription the transport could not join; returns the error frame to send."""
+        return self.subscribe_refused(
+            channel, ErrorCode.UNAVAILABLE, "subscribe failed; try again later"
+        )
+
+    def subscribe_refused(self, channel: str, code: ErrorCode, message: str, **extra: Any) -> str:
+        """Undo a subscription the transport refuses for what it would cost the server (a
+        refusal: it does not count as an error); returns the error frame to send."""
         self.subscriptions.discard(channel)
-        return error_frame(ErrorCode.UNAVAILABLE, "subscribe failed; try again later", channel)
+        return error_frame(code, message, channel, **extra)
 
     def _subscribe(self, frame: dict[str, Any]) -> Reply:
         channel = frame.get("channel")

@@ -31,6 +31,10 @@ from .origins import origin_allowed, scope_origin
 
 logger = logging.getLogger("pushgateway.consumer")
 
+#: The longest a socket past a budget goes unread (Reply.hold): well under the browser
+#: module's pong timeout (10 s), however low a rate the settings give.
+MAX_HOLD_SECONDS = 1.0
+
 
 class PushGatewayConsumer:
     """One WebSocket connection speaking the pushgateway wire protocol."""
@@ -74,7 +78,13 @@ class PushGatewayConsumer:
                 event = await receive()
                 kind = event["type"]
                 if kind == "websocket.receive":
-                    await self.carry_out(self.received(event))
+                    if self.closing:  # gone, or closed by us: what it sent needs no answer
+                        continue
+                    hold = await self.carry_out(self.received(event))
+                    if hold and not self.closing:
+                        # Past a budget: what the client sends meanwhile waits (its answers
+                        # too), so a flood of refused subscribes costs the process little.
+                        await asyncio.sleep(min(hold, MAX_HOLD_SECONDS))
                 elif kind == "websocket.connect":
                     if not await self.accept(origin):
                         return
@@ -137,11 +147,15 @@ class PushGatewayConsumer:
             self.hub.metrics.sockets.dec()
             self.hub.metrics.subscriptions.dec(len(channels))
 
-    async def carry_out(self, reply: Reply) -> None:
+    async def carry_out(self, reply: Reply) -> float:
+        """Do what `reply` says; returns the seconds to read nothing more (Reply.hold)."""
+        hold = reply.hold
         for subscribe in reply.subscribe:
             channel = subscribe.channel
             if not subscribe.joined:
-                if not await self.join(channel):
+                joined, wait = await self.join(channel)
+                hold = max(hold, wait)
+                if not joined:
                     continue
                 if self.hub.metrics:
                     self.hub.metrics.subscriptions.inc()
@@ -154,45 +168,47 @@ class PushGatewayConsumer:
             await self.send_frame(frame)
         if reply.close is not None:
             await self.close(reply.close)
+        return hold
 
-    async def join(self, channel: str) -> bool:
-        """Put this socket on `channel` in the hub; False (after answering why) when it
-        cannot be now. A channel the process serves already costs nothing; a new one must
-        fit under MAX_CHANNELS and the address's join budget, and waits its turn among the
-        joins of other addresses (hub.subscribe)."""
-        refusal = None
+    async def join(self, channel: str) -> tuple[bool, float]:
+        """Put this socket on `channel` in the hub: whether it is, and the seconds to hold
+        (Reply.hold) after a refusal that said when to come back. A channel the process
+        serves already costs nothing; a new one must fit under MAX_CHANNELS and the
+        address's join budget, and waits its turn among the joins of other addresses."""
+        refusal, wait = None, 0.0
         if not self.hub.serves(channel):
-            refusal = self.refusal(channel)
+            refusal, wait = self.refusal(channel)
         if refusal is None:
             try:
                 # Joins are served in turn per address (per socket, where there is none).
                 await self.hub.subscribe(channel, self, self.address or self)
-                return True
+                return True, 0.0
             except ChannelCapReached:
                 refusal = self.cap_reached(channel)
             except Exception as exc:
                 logger.warning("pushgateway: joining %r failed: %r", channel, exc)
                 refusal = self.session.subscribe_failed(channel)
         await self.send_frame(refusal)
-        return False
+        return False, wait
 
-    def refusal(self, channel: str) -> str | None:
+    def refusal(self, channel: str) -> tuple[str | None, float]:
         """The answer to a subscribe that would make the process join `channel` and may
-        not, or None if it may."""
+        not (None if it may), and the seconds until it may."""
         if self.hub.full():
-            return self.cap_reached(channel)
+            return self.cap_reached(channel), 0.0
         wait = self.admission.join(self.address)
         if wait is None:
-            return None
+            return None, 0.0
         wait = math.ceil(wait * 10) / 10
         joins = self.admission.joins
-        return self.session.subscribe_refused(
+        frame = self.session.subscribe_refused(
             channel,
             ErrorCode.RATE_LIMITED,
             f"your address joined more than {joins.burst:g} new channels at once or "
             f"{joins.rate:g} per second; try again in {wait:g} s",
             retry_after=wait,
         )
+        return frame, wait
 
     def cap_reached(self, channel: str) -> str:
         if self.hub.metrics:

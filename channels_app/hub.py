@@ -179,28 +179,32 @@ class Hub:
         if self._reconciler is None or self._reconciler.done():
             self._reconciler = asyncio.create_task(self._reconcile())
 
-    def _next_pending(self) -> str:
-        """The next channel to reconcile: the oldest of the client whose turn it is."""
+    def _next_pending(self) -> tuple[object, str]:
+        """The client whose turn it is, and its oldest channel to reconcile (taken off)."""
         client, queue = next(iter(self._pending.items()))
         channel = next(iter(queue))
         del queue[channel]
-        del self._pending[client]
-        if queue:  # its next channel waits until every other client had a turn
-            self._pending[client] = queue
-        return channel
+        if not queue:
+            del self._pending[client]
+        return client, channel
 
     async def _reconcile(self) -> None:
         # One worker makes the layer match the local sockets, one channel at a time, as they
         # are when it gets to each: a join racing a leave always ends in the right state
         # (a channel pending for two clients is looked at twice, the second time for
         # nothing). A storm of joins waits its turn here (channels_redis serialises them
-        # anyway), and only the layer call itself has the deadline.
+        # anyway), and only the layer call itself has the deadline. Clients take turns: after
+        # each of its channels a client goes behind every other one waiting, those that
+        # came meanwhile included.
         while self._pending:
-            channel = self._next_pending()
+            client, channel = self._next_pending()
             if await self._match_layer(channel):
                 future = self._joins.pop(channel, None)
                 if future is not None and not future.done():
                     future.set_result(None)
+            queue = self._pending.pop(client, None)
+            if queue:
+                self._pending[client] = queue
 
     async def _match_layer(self, channel: str) -> bool:
         """Join or leave `channel`'s group as its local sockets want; whether that worked."""

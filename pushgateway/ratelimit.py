@@ -78,9 +78,11 @@ def address_key(host: object) -> str | None:
         address = ipaddress.ip_address(host)
     except ValueError:
         return host[:64]
-    if address.version == 6 and address.ipv4_mapped is None:
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address.ipv4_mapped or address)
+    if address.version == 4:
+        return str(address)
+    if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d, a dual-stack socket's IPv4 client
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 class AddressBudgets:

@@ -2,7 +2,9 @@
 client address, each subscribing to names nobody watches and reconnecting, over and over.
 
     python -m tests.support.flood_clients HOST PORT --source 127.0.0.1 --sockets 50
-        --names 100 --seconds 8
+        --names 100 --seconds 8 [--round 1]
+
+(`--source` may list several addresses: the sockets are spread over them.)
 
 Each socket subscribes to `names` fresh names at once, waits for every answer (at most
 `round` seconds: a client told to wait reconnects for a fresh budget instead), closes and
@@ -65,11 +67,11 @@ async def flood(args: argparse.Namespace) -> dict:
             answers[frame.get("code") or frame["type"]] += 1
         return True
 
-    async def worker() -> None:
+    async def worker(source: str) -> None:
         nonlocal first_rounds, cycles
         while time.monotonic() < deadline:
             left = asyncio.Queue()
-            socket = await open_socket(args.host, args.port, args.source, left.put_nowait)
+            socket = await open_socket(args.host, args.port, source, left.put_nowait)
             for _ in range(args.names):
                 channel = f"flood-{prefix}-{next(counter)}"
                 socket.send_json({"type": "subscribe", "channel": channel})
@@ -82,9 +84,9 @@ async def flood(args: argparse.Namespace) -> dict:
             await asyncio.wait_for(socket.closed, TIMEOUT)
             cycles += 1
 
-    async def guarded() -> None:
+    async def guarded(source: str) -> None:
         try:
-            await worker()
+            await worker(source)
         except Exception as exc:
             failures.append(repr(exc))
 
@@ -94,7 +96,8 @@ async def flood(args: argparse.Namespace) -> dict:
         sys.stdout.flush()
 
     announcer = asyncio.ensure_future(say_started())
-    await asyncio.gather(*(guarded() for _ in range(args.sockets)))
+    sources = args.source.split(",")
+    await asyncio.gather(*(guarded(sources[n % len(sources)]) for n in range(args.sockets)))
     announcer.cancel()
     result = {"cycles": cycles, "answers": answers, "unanswered": unanswered[0]}
     return {**result, "failures": failures}
@@ -104,7 +107,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("host")
     parser.add_argument("port", type=int)
-    parser.add_argument("--source", default="127.0.0.1", help="the local address to connect from")
+    parser.add_argument(
+        "--source", default="127.0.0.1", help="the local address(es) to connect from, a comma list"
+    )
     parser.add_argument("--sockets", type=int, default=50)
     parser.add_argument("--names", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=8)

@@ -17,7 +17,12 @@ from collections import deque
 
 from asgiref.sync import markcoroutinefunction
 
-from pushgateway.adapters import daphne_transport, pending_bytes, start_send_coroutine
+from pushgateway.adapters import (
+    daphne_transport,
+    pending_bytes,
+    start_send_coroutine,
+    transport_closed,
+)
 from pushgateway.backends import get_backend
 from pushgateway.constants import MAX_PENDING_BYTES, CloseCode, ErrorCode
 from pushgateway.protocol import Reply, Session, subscribed_frame
@@ -82,9 +87,7 @@ class PushGatewayConsumer:
                         continue
                     hold = await self.carry_out(self.received(event))
                     if hold and not self.closing:
-                        # Past a budget: what the client sends meanwhile waits (its answers
-                        # too), so a flood of refused subscribes costs the process little.
-                        await asyncio.sleep(min(hold, MAX_HOLD_SECONDS))
+                        await self.hold(hold)
                 elif kind == "websocket.connect":
                     if not await self.accept(origin):
                         return
@@ -93,6 +96,15 @@ class PushGatewayConsumer:
         finally:
             if self.session is not None:
                 self.closed()
+
+    async def hold(self, seconds: float) -> None:
+        """Read nothing for `seconds` (Reply.hold, at most MAX_HOLD_SECONDS): the client went
+        past a budget, so what it sends meanwhile waits (its answers too) and a flood of
+        refused subscribes costs the process little. A client gone meanwhile is answered
+        no more (its frames may still be queued for this consumer)."""
+        await asyncio.sleep(min(seconds, MAX_HOLD_SECONDS))
+        if self.transport is not None and transport_closed(self.transport):
+            self.closing = True
 
     async def accept(self, origin: str | None) -> bool:
         """Accept the socket, or refuse it (False): the Origin is not allowed, this server

@@ -221,7 +221,7 @@ def transport_closed(transport) -> bool:
     the consumer learns the client is gone before it reaches the disconnect event.
 
     Relies on Twisted's FileDescriptor setting ``disconnected`` in ``connectionLost``
-    (tests/integration/test_flood.py sees no socket outlive its held frames)."""
+    (tests/integration/test_server_adapters.py checks it under the installed daphne)."""
     return bool(getattr(transport, "disconnected", False))
 
 

@@ -3,6 +3,7 @@ page's subscribe as fast as it was, and the process within its cap (docs/securit
 "What one client may cost"). Real daphne, real Redis; other client addresses are other
 loopback addresses (all of 127/8 is loopback), which the server sees as different clients."""
 
+import contextlib
 import json
 import socket
 import statistics
@@ -10,9 +11,11 @@ import subprocess
 import time
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from pushgateway.backends.base import Limits
+from pushgateway.constants import CloseCode
 from tests.integration.test_metrics import scrape, scrape_until
 from tests.support.options_settings import options_env
 from tests.support.servers import PYTHON, ROOT, recv_json, subscribe
@@ -102,8 +105,9 @@ def test_the_channels_joined_stay_within_max_channels_under_floods_from_many_add
 ):
     """Four flooding addresses, 1,200 joins of budget between them, against MAX_CHANNELS
     300: the process never holds more groups, refuses the rest `unavailable`, and a page
-    on a channel it serves already is still answered."""
-    options = options_env({"MAX_CHANNELS": 300})
+    on a channel it serves already is still answered. With MAX_CONNECTIONS_PER_ADDRESS 6
+    (the flood keeps 5 per address), a seventh socket of one address is closed 4029."""
+    options = options_env({"MAX_CHANNELS": 300, "MAX_CONNECTIONS_PER_ADDRESS": 6})
     daphne = start_daphne(own_redis.url, PUSHGATEWAY_METRICS="1", **options)
     with page_socket(daphne, PAGE) as page, page_socket(daphne, "127.0.0.7") as late:
         subscribe(page, "served")
@@ -119,6 +123,12 @@ def test_the_channels_joined_stay_within_max_channels_under_floods_from_many_add
         late.send(json.dumps({"type": "subscribe", "channel": "fresh-while-full"}))
         answer = recv_json(late)
         result = flood_result(flood)
+    with contextlib.ExitStack() as stack:
+        crowd = [stack.enter_context(page_socket(daphne, "127.0.0.8")) for _ in range(7)]
+        with pytest.raises(ConnectionClosed) as closed:
+            crowd[-1].recv(timeout=5)
+        assert closed.value.rcvd.code == CloseCode.TOO_MANY_CONNECTIONS
+        subscribe(crowd[0], "served")  # the six before it are served
     print(f"peak {peak} groups; late page's fresh subscribe: {answer}; {result}")
     assert result["failures"] == []
     assert 0 < peak <= 300
@@ -127,3 +137,4 @@ def test_the_channels_joined_stay_within_max_channels_under_floods_from_many_add
     metrics = scrape(daphne)
     assert metrics["pushgateway_subscribes_refused_total{reason=channel_cap}"] > 0
     assert metrics["pushgateway_channels_joined"] <= 300
+    assert metrics["pushgateway_connections_refused_total{reason=address_limit}"] >= 1

@@ -8,10 +8,12 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from channels_app import consumer as consumer_module
-from channels_app.admission import get_admission
+from channels_app.admission import Admission, get_admission
 from channels_app.asgi import application
 from channels_app.hub import get_hub
+from pushgateway.backends.base import Limits
 from pushgateway.constants import WEBSOCKET_PATH, CloseCode, ErrorCode
+from pushgateway.metrics import Metrics
 from pushgateway.protocol import Session
 from pushgateway.ratelimit import AddressBudgets, TokenBucket, address_key
 from tests.support.sockets import ORIGIN, send, subscribe
@@ -155,3 +157,23 @@ def test_the_address_table_stays_bounded_and_forgets_full_budgets_first():
     for n in range(10):
         budgets.take(f"new-{n}")
     assert len(budgets.buckets) <= 10
+
+
+def test_refusals_and_the_address_table_are_counted():
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    limits = Limits(MAX_CONNECTIONS_PER_ADDRESS=1, ADDRESS_JOIN_BURST=1, ADDRESS_JOIN_RATE=0.5)
+    admission = Admission(limits, Metrics(registry), clock=lambda: 0.0)
+    assert admission.connect("10.0.0.1") and not admission.connect("10.0.0.1")
+    assert admission.join("10.0.0.1") is None and admission.join("10.0.0.2") is None
+    assert admission.join("10.0.0.1") == 2.0  # one token at 0.5 per second
+
+    def sample(name, **labels):
+        return registry.get_sample_value(name, labels)
+
+    assert sample("pushgateway_connections_refused_total", reason="address_limit") == 1
+    assert sample("pushgateway_subscribes_refused_total", reason="address_budget") == 1
+    assert sample("pushgateway_addresses_tracked") == 2
+    admission.disconnect("10.0.0.1")
+    assert admission.connections == {} and admission.connect("10.0.0.1")

@@ -375,3 +375,17 @@ async def test_the_channels_joined_never_pass_max_channels_whatever_the_churn():
     await until(lambda: not hub._pending)
     assert refused > 0 and layer.most == 5  # it reached the cap, never more
     assert len(hub.joined) <= 5 and layer.inside == set(map(group_name, hub.joined))
+
+
+async def test_the_periodic_check_and_the_wait_for_joins_are_timed(monkeypatch):
+    from prometheus_client import CollectorRegistry
+
+    from pushgateway.metrics import Metrics
+
+    monkeypatch.setattr(hub_module, "VERIFY_SECONDS", 0.05)
+    registry = CollectorRegistry()
+    hub = Hub(InMemoryChannelLayer(), MemoryPositions().aread, metrics=Metrics(registry))
+    await watched(hub, "timed-1", "timed-2")
+    assert registry.get_sample_value("pushgateway_join_wait_seconds_count") == 2
+    assert registry.get_sample_value("pushgateway_channels_joined") == 2
+    await until(lambda: registry.get_sample_value("pushgateway_verify_seconds_count") >= 1)

@@ -40,9 +40,9 @@ class Limits(NamedTuple):
     MAX_CHANNELS: int = 10_000
     #: Joins of channels the process does not serve yet, per second per client address
     #: (across all its connections and reconnects), after a burst of...
-    ADDRESS_JOIN_RATE: float = 20.0
+    ADDRESS_JOIN_RATE: float = 50.0
     #: ...this many at once.
-    ADDRESS_JOIN_BURST: int = 300
+    ADDRESS_JOIN_BURST: int = 500
     #: Open WebSockets per client address in one process; None: no limit.
     MAX_CONNECTIONS_PER_ADDRESS: int | None = None
 

@@ -16,8 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.options_settings import ONE_HOST_OF_PAGES, options_env  # noqa: E402
-from tests.support.servers import RedisServer  # noqa: E402
+from tests.support.servers import ONE_HOST_OF_PAGES, RedisServer, options_env  # noqa: E402
 
 
 def environment(log_dir: Path, redis_url: str) -> dict:

@@ -40,8 +40,7 @@ from pathlib import Path
 
 from bench.common import bench_environment, child, read_json, report
 from pushgateway.constants import RESTART_CLOSES, WEBSOCKET_PATH
-from tests.support.options_settings import ONE_HOST_OF_PAGES, options_env
-from tests.support.servers import PYTHON, Process, free_port
+from tests.support.servers import ONE_HOST_OF_PAGES, PYTHON, Process, free_port, options_env
 
 MODES = {
     "drain": {"drain": 4.0, "old_client": False},

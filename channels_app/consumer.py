@@ -149,6 +149,18 @@ class PushGatewayConsumer:
             return self.session.receive_text(text)
         return self.session.receive_bytes(event.get("bytes"))
 
+    def recheck_tokens(self) -> None:
+        """End the private subscriptions whose tokens no longer verify (the hub asks every
+        VERIFY_SECONDS): each gets `forbidden`, and no hint after it."""
+        if self.session is None or not self.session.tokens or self.closing:
+            return
+        reply = self.session.expire()
+        self.hub.drop(self, reply.unsubscribe)
+        if self.hub.metrics and reply.unsubscribe:
+            self.hub.metrics.subscriptions.dec(len(reply.unsubscribe))
+        for frame in reply.frames:
+            self.push({"type": "websocket.send", "text": frame})
+
     def closed(self) -> None:
         """Leave the socket's channels once it has closed."""
         channels = self.session.close_all()

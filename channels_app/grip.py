@@ -2,28 +2,38 @@
 
 The proxy holds the browser's WebSocket and POSTs its events to this view; the view runs
 them through the same protocol Session as the Channels consumer. Each request may reach a
-different process, so the connection's state travels in `Meta-*` headers the proxy keeps:
-its subscriptions, the positions it was last told, its error count, its subscribe budget.
-Hints go from the publisher through the proxy, never through this view, so on every request
-the view also checks the connection's channels and sends `resync` where one moved on.
+different process, so the connection's state (its subscriptions, the positions it was last
+told, its error count, its subscribe budget) travels with the proxy as one value the view
+signs (gripstate.py): a client can send `Meta-*` headers too, and only state this server
+signed for the connection is believed. Hints go from the publisher through the proxy, never
+through this view, so on every request the view also checks the connection's channels and
+sends `resync` where one moved on, and checks the token of each private subscription again:
+one that expired, or was signed with a key since dropped from SECRET_KEY_FALLBACKS, ends its
+subscription (`forbidden` to the page, a GRIP `unsubscribe` to the proxy). A connection with
+private subscriptions asks the proxy for a request at least every PROXY_KEEP_ALIVE_SECONDS
+(`Keep-Alive-Interval`), so the check runs also for a client that never sends anything.
 """
 
 from __future__ import annotations
 
-import re
 import time
 
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.views.decorators.csrf import csrf_exempt
 
 from pushgateway.backends import get_backend
-from pushgateway.constants import MAX_ERRORS, MAX_PROXY_SUBSCRIPTIONS
+from pushgateway.constants import (
+    MAX_PROXY_BODY_BYTES,
+    MAX_PROXY_EVENTS,
+    MAX_PROXY_SUBSCRIPTIONS,
+    PROXY_KEEP_ALIVE_SECONDS,
+    CloseCode,
+)
 from pushgateway.protocol import (
-    Position,
     Reply,
     Session,
-    channel_error,
     has_news,
+    is_private,
     resync_frame,
     subscribed_frame,
 )
@@ -31,48 +41,9 @@ from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
 from .gripsig import verify_grip_sig
+from .gripstate import STATE_HEADER, InvalidState, ProxyState, dump_state, load_state
 from .origins import origin_allowed
 from .websocket_events import CONTENT_TYPE, Event, control, encode_events, message, parse_events
-
-# Meta-* headers come from the proxy, which stores what this view set; they are parsed as
-# strictly as client input all the same (an int() of "²" or of 5,000 digits raises).
-SEQ_RE = re.compile(r"[0-9]{1,16}")
-CHURN_RE = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,3})?)@([0-9]{1,12}(?:\.[0-9]{1,3})?)")
-
-
-def parse_positions(header: str) -> dict[str, Position]:
-    """Meta-Pos: `channel=epoch.seq` pairs, comma-separated (names hold no '=' or ',')."""
-    positions = {}
-    for item in header.split(","):
-        channel, _, value = item.partition("=")
-        epoch, _, seq = value.partition(".")
-        if SEQ_RE.fullmatch(seq):
-            position = Position.from_json({"epoch": epoch, "seq": int(seq)})
-            if position is not None and not channel_error(channel):
-                positions[channel] = position
-    return positions
-
-
-def parse_count(header: str) -> int:
-    """Meta-Errors: the connection's error count so far."""
-    return min(int(header), MAX_ERRORS + 1) if SEQ_RE.fullmatch(header) else 0
-
-
-def parse_churn(header: str, rate: float, burst: int) -> TokenBucket:
-    """Meta-Churn: `tokens@unix time`, the connection's subscribe budget when last seen
-    (full on a connection's first request, or if the header is unreadable)."""
-    match = CHURN_RE.fullmatch(header)
-    if match is None:
-        return TokenBucket(rate, burst, time.time)
-    return TokenBucket(rate, burst, time.time, float(match[1]), float(match[2]))
-
-
-def format_churn(bucket: TokenBucket) -> str:
-    return f"{bucket.tokens:.3f}@{bucket.stamp:.3f}"
-
-
-def format_positions(positions: dict[str, Position | None]) -> str:
-    return ",".join(f"{c}={p.epoch}.{p.seq}" for c, p in sorted(positions.items()) if p)
 
 
 def closing(events: list[Event]) -> bool:
@@ -80,25 +51,32 @@ def closing(events: list[Event]) -> bool:
     return bool(events) and events[-1][0] == "CLOSE"
 
 
+#: One of the unsigned headers earlier code kept a connection's state in.
+LEGACY_HEADER = "Meta-Subs"
+
+
 class Connection:
     """One proxied WebSocket for the length of one request: its Session and positions."""
 
-    def __init__(self, request: HttpRequest) -> None:
-        headers = request.headers
+    def __init__(self, state: ProxyState) -> None:
         self.backend = get_backend()
         limits = self.backend.limits
-        subscriptions = {c for c in headers.get("Meta-Subs", "").split(",") if not channel_error(c)}
+        tokens, stamp = state.churn or (None, None)
         self.session = Session(
             authorize=check_token,
-            subscriptions=subscriptions,
+            subscriptions=set(state.subscriptions),
             max_subscriptions=MAX_PROXY_SUBSCRIPTIONS,
-            churn=parse_churn(
-                headers.get("Meta-Churn", ""), limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST
+            churn=TokenBucket(
+                limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST, time.time, tokens, stamp
             ),
         )
-        self.session.errors = parse_count(headers.get("Meta-Errors", ""))
-        told = parse_positions(headers.get("Meta-Pos", ""))
-        self.told = {c: p for c, p in told.items() if c in subscriptions}
+        self.session.errors = state.errors
+        # A private subscription without a token (a state signed before tokens travelled in
+        # it) is checked against none: it ends, and the page subscribes again with its token.
+        self.session.tokens = {
+            c: state.tokens.get(c, "") for c in state.subscriptions if is_private(c)
+        }
+        self.told = {c: p for c, p in state.subscriptions.items() if p is not None}
         self.read_now: set[str] = set()  # positions read during this request
 
     def answer(self, events: list[Event], origin: str | None) -> list[Event] | None:
@@ -122,6 +100,8 @@ class Connection:
             elif kind == "CLOSE":
                 out.append(("CLOSE", content))
         if not closing(out):
+            # After the events: a subscribe in them may have renewed a token that was due.
+            out += self.receive(self.session.expire())
             out += self.resyncs()
         return out
 
@@ -159,32 +139,65 @@ class Connection:
                 events.append(message(resync_frame(channel, position)))
         return events
 
-    def meta_headers(self) -> dict[str, str]:
-        """The Set-Meta-* headers that make the proxy keep this connection's state."""
-        return {
-            "Set-Meta-Subs": ",".join(sorted(self.session.subscriptions)),
-            "Set-Meta-Pos": format_positions(self.told),
-            "Set-Meta-Errors": str(self.session.errors),
-            "Set-Meta-Churn": format_churn(self.session.churn),
-        }
+    def state(self) -> ProxyState:
+        """What the proxy must keep for the connection's next request."""
+        churn = self.session.churn
+        return ProxyState(
+            {c: self.told.get(c) for c in self.session.subscriptions},
+            self.session.errors,
+            (churn.tokens, churn.stamp) if churn is not None else None,
+            dict(self.session.tokens),
+        )
+
+    def keep_alive(self) -> int:
+        """The `Keep-Alive-Interval` to ask of the proxy: with private subscriptions, a
+        request (empty when the client sent nothing) at least every PROXY_KEEP_ALIVE_SECONDS,
+        which checks their tokens; without, none (0 turns it off)."""
+        return PROXY_KEEP_ALIVE_SECONDS if self.session.tokens else 0
+
+
+def closed(code: int, reason: bytes) -> HttpResponse:
+    """An answer that closes the connection, its state untouched."""
+    return events_response([("CLOSE", code.to_bytes(2, "big") + reason)])
+
+
+def events_response(events: list[Event]) -> HttpResponse:
+    response = HttpResponse(encode_events(events), content_type=CONTENT_TYPE)
+    response["Sec-WebSocket-Extensions"] = "grip"
+    return response
 
 
 @csrf_exempt
 def websocket_over_http(request: HttpRequest) -> HttpResponse:
     if not verify_grip_sig(request.headers.get("Grip-Sig")):
         return HttpResponseForbidden("missing or invalid Grip-Sig\n")
-    if request.method != "POST" or request.content_type != CONTENT_TYPE:
+    # Compared exactly, as Pushpin's guard against clients posting this type themselves
+    # does (Django's content_type is lowercased and drops parameters): any other spelling
+    # is a client's plain HTTP request that the proxy passed on, not a WebSocket's events.
+    if request.method != "POST" or request.META.get("CONTENT_TYPE") != CONTENT_TYPE:
         return HttpResponseBadRequest(f"expected a POST of {CONTENT_TYPE}\n")
+    if len(request.body) > MAX_PROXY_BODY_BYTES:
+        return closed(CloseCode.MESSAGE_TOO_BIG, b"request too large")
     try:
         events = parse_events(request.body)
     except (ValueError, UnicodeDecodeError):
         return HttpResponseBadRequest("malformed websocket-events body\n")
-    connection = Connection(request)
+    if len(events) > MAX_PROXY_EVENTS:
+        return closed(CloseCode.MESSAGE_TOO_BIG, b"too many events")
+    connection_id = request.headers.get("Connection-Id", "")
+    if STATE_HEADER not in request.headers and LEGACY_HEADER in request.headers:
+        # A connection opened before this version kept its state unsigned: it reconnects
+        # and subscribes again, with its positions and tokens.
+        return closed(CloseCode.SERVICE_RESTART, b"connection state from an older version")
+    try:
+        state = load_state(request.headers.get(STATE_HEADER), connection_id)
+    except InvalidState:
+        return closed(CloseCode.POLICY_VIOLATION, b"invalid connection state")
+    connection = Connection(state)
     answer = connection.answer(events, request.headers.get("Origin"))
     if answer is None:
         return HttpResponseForbidden("origin not allowed\n")
-    response = HttpResponse(encode_events(answer), content_type=CONTENT_TYPE)
-    response["Sec-WebSocket-Extensions"] = "grip"
-    for name, value in connection.meta_headers().items():
-        response[name] = value
+    response = events_response(answer)
+    response[f"Set-{STATE_HEADER}"] = dump_state(connection.state(), connection_id)
+    response["Keep-Alive-Interval"] = str(connection.keep_alive())
     return response

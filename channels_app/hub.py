@@ -24,7 +24,7 @@ from channels.layers import InMemoryChannelLayer
 from pushgateway import metrics
 from pushgateway.backends import get_backend
 from pushgateway.layer import EVENT_TYPE, group_name
-from pushgateway.protocol import Position, has_news, resync_frame
+from pushgateway.protocol import Position, has_news, is_private, resync_frame
 
 logger = logging.getLogger("pushgateway.hub")
 
@@ -57,6 +57,9 @@ class ChannelCapReached(Exception):
 class Socket(Protocol):
     def push(self, message: dict) -> None:
         """Send an ASGI message without waiting (see PushGatewayConsumer.push)."""
+
+    def recheck_tokens(self) -> None:
+        """End private subscriptions whose tokens no longer verify (optional)."""
 
 
 class _Beats:
@@ -357,6 +360,7 @@ class Hub:
         self._task("receive", self._receive_forever)
         self._task("renew", self._renew_forever)
         self._task("verify", self._verify_forever)
+        self._task("tokens", self._tokens_forever)
         if not isinstance(self.layer, InMemoryChannelLayer):  # that one cannot break
             self._task("heartbeat", self._heartbeat_forever)
 
@@ -500,6 +504,28 @@ class Hub:
                     logger.exception("pushgateway hub: checking positions failed")
                 if self.metrics:
                     self.metrics.verify.observe(time.monotonic() - started)
+
+    # Tokens: a live private subscription ends when its token expires or its key is dropped.
+
+    async def _tokens_forever(self) -> None:
+        while True:
+            await asyncio.sleep(VERIFY_SECONDS)
+            await self.recheck_tokens()
+
+    async def recheck_tokens(self) -> int:
+        """Have every socket on a private channel end the subscriptions whose tokens no longer
+        verify (each is answered `forbidden`); returns how many sockets were asked."""
+        sockets = {s for c, on in self.sockets.items() if is_private(c) for s in on}
+        for n, socket in enumerate(sockets, 1):
+            try:
+                recheck = getattr(socket, "recheck_tokens", None)
+                if recheck is not None:
+                    recheck()
+            except Exception:
+                logger.exception("pushgateway hub: checking one socket's tokens failed")
+            if n % 256 == 0:
+                await asyncio.sleep(0)  # an HMAC each: let the sockets' frames through
+        return len(sockets)
 
     async def deliver(self, channel: str, frame: str) -> int:
         """Write `frame` to every local socket on `channel`; returns how many. One message

@@ -4,7 +4,7 @@ from django.urls import reverse
 import pushgateway
 
 
-@pushgateway.register(channels=lambda event: ["events"])
+@pushgateway.register(channels=lambda event: ["events"], private=False)
 class Event(models.Model):
     title = models.CharField(max_length=200)
     created = models.DateTimeField(auto_now_add=True)
@@ -20,7 +20,9 @@ class Event(models.Model):
 
 
 # A comment changes its event's page and the comment counts on the event list.
-@pushgateway.register(channels=lambda comment: [f"comments-{comment.event_id}", "events"])
+@pushgateway.register(
+    channels=lambda comment: [f"comments-{comment.event_id}", "events"], private=False
+)
 class Comment(models.Model):
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="comments")
     author = models.CharField(max_length=80)

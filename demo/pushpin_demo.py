@@ -3,8 +3,9 @@
 Runs daphne (the Fanout backend publishing to Pushpin) and Pushpin in front of it, on PORT,
 PUSHPIN_PORT and PUSHPIN_PUBLISH_PORT (8000, 7999, 5561 unless set). When either exits, or the
 demo gets Ctrl-C (SIGINT to its process group) or SIGTERM, both are told to stop; what still
-runs 10 s later is killed, Pushpin's services before its runner (killed first, the runner could
-leave them behind), so no process and no listening port outlives the demo.
+runs 10 s later (PUSHPIN_DEMO_GRACE seconds) is killed, Pushpin's services before its runner
+(killed first, the runner could leave them behind), so no process and no listening port
+outlives the demo.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from demo import pushpin
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".state"
-GRACE = 10  # seconds between TERM and KILL
+GRACE = float(os.environ.get("PUSHPIN_DEMO_GRACE", 10))  # seconds between TERM and KILL
 
 
 def sig_key() -> str:
@@ -99,7 +100,9 @@ class Demo:
         while self.running() and time.monotonic() < deadline:
             time.sleep(0.1)
         if self.running():
-            print(f"pushpin-demo: still running {GRACE} s after TERM; killing it", file=sys.stderr)
+            print(
+                f"pushpin-demo: still running {GRACE:g} s after TERM; killing it", file=sys.stderr
+            )
             for service in children_of(self.pushpin.pid):
                 kill(service)
             for process in (self.pushpin, self.daphne):

@@ -26,7 +26,26 @@ def check_deployment(app_configs=None, **kwargs):
     if isinstance(configured, list):
         return []  # check_settings reports it
     backend, options = configured
-    return backend.check_deployment(options)
+    return backend.check_deployment(options) + check_public_models()
+
+
+def check_public_models() -> list:
+    """Models whose activity is public because nobody said otherwise (docs/security.md)."""
+    from .registry import public_by_default  # imports models' registrations: not at startup
+
+    models = sorted(model._meta.label for model in public_by_default())
+    if not models:
+        return []
+    return [
+        Warning(
+            f"{', '.join(models)} publish hints on public channels: anyone can subscribe and "
+            "see when each object is created, changed or deleted.",
+            hint="Set PUSHGATEWAY OPTIONS['PRIVATE'] = True (pages then need tokens, which "
+            "pushgateway.watch() renders), or say register(..., private=False) for models "
+            "whose activity may be public.",
+            id="pushgateway.W005",
+        )
+    ]
 
 
 def check_server(backend) -> list:

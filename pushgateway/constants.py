@@ -104,8 +104,25 @@ MAX_SUBSCRIPTIONS = 100
 #: Subscriptions of one connection through Pushpin or Fastly Fanout: Pushpin's default
 #: connection_subscription_max, past which the proxy ignores a subscribe.
 MAX_PROXY_SUBSCRIPTIONS = 20
+#: Events in one WebSocket-over-HTTP request, and bytes in its body: past either the view
+#: reads nothing and closes the connection (MESSAGE_TOO_BIG). A page's burst of subscribes
+#: and pings is a few dozen events of well under MAX_FRAME_BYTES each.
+MAX_PROXY_EVENTS = 64
+MAX_PROXY_BODY_BYTES = 4 * MAX_FRAME_BYTES_HARD
+#: Characters of the signed connection state a GRIP proxy carries back: MAX_PROXY_SUBSCRIPTIONS
+#: private names of 100 random characters, each with a 32-character epoch and a token, take
+#: about 4,000; longer is refused unread (Pushpin itself resets a client request with more
+#: than about 8 KiB of headers; the state travels between the proxy and the view only).
+MAX_PROXY_STATE_CHARS = 8 * 1024
+#: Seconds between requests a GRIP proxy makes for a connection with private subscriptions,
+#: when nothing else made one (`Keep-Alive-Interval`, Pushpin's shortest): each request checks
+#: their tokens again, so an expired or revoked one ends within this time even on a client
+#: that never sends anything (the browser module pings every 25 s).
+PROXY_KEEP_ALIVE_SECONDS = 20
 #: Channels one request to the positions view may ask about.
 MAX_POSITIONS_PER_REQUEST = 100
+#: A POST body to the positions view at most: 100 names with their tokens fit in 32 KiB.
+MAX_POSITIONS_BODY_BYTES = 64 * 1024
 #: Channels one Lua script reads positions of: the periodic check of every joined channel
 #: (and any other large read) goes in chunks this size, so no single call holds Redis (or the
 #: event loop parsing its answer) for long, however many channels a process has joined.
@@ -124,11 +141,27 @@ WEBSOCKET_PATH = "/ws/pushgateway/"
 POSITIONS_PATH = "/pushgateway/positions/"
 #: The id of the element {% pushgateway_script %} renders the browser's configuration into.
 CONFIG_ELEMENT_ID = "pushgateway-config"
+#: The attributes of a live fragment, an element that follows a channel ({% pushgateway_fragment
+#: %} renders them; the browser module reads them): the channel, the position and the token
+#: its view rendered (pushgateway.watch()), and an optional throttle in milliseconds.
+FRAGMENT_ATTRIBUTES = {
+    "channel": "data-pushgateway-channel",
+    "since": "data-pushgateway-since",
+    "token": "data-pushgateway-token",
+    "throttle": "data-pushgateway-throttle",
+}
+#: The DOM event the browser module dispatches on a fragment whose channel changed (it
+#: bubbles; `detail` is what a subscribe() callback receives).
+FRAGMENT_EVENT = "pushgateway:change"
 
 # How a page's requests say which page made them, so the hints they cause skip that page.
 CLIENT_HEADER = "X-PushGateway-Client"
 CLIENT_FIELD = "pushgateway_client"
 CLIENT_ID_PATTERN = "[0-9A-Za-z_-]{1,64}"
+#: Hints carry not the writing page's client id (anyone who reads a hint could replay it) but
+#: its tag: the SHA-256 of the id, as hex, cut to this many characters. Only the page that
+#: knows the id recognises its own hints; nobody can make a request the server tags so.
+CLIENT_TAG_LENGTH = 32
 
 #: Bayeux channel segments hold no '.', and channel names never hold this: the legacy realm
 #: API publishes "a.b" as "a~b" (pushgateway.backends.realm, the browser's Faye transport).
@@ -157,7 +190,10 @@ def browser_facts() -> dict[str, Any]:
         "maxPositionsPerRequest": MAX_POSITIONS_PER_REQUEST,
         "clientHeader": CLIENT_HEADER,
         "clientField": CLIENT_FIELD,
+        "clientTagLength": CLIENT_TAG_LENGTH,
         "configElement": CONFIG_ELEMENT_ID,
+        "fragmentAttributes": FRAGMENT_ATTRIBUTES,
+        "fragmentEvent": FRAGMENT_EVENT,
         "bayeuxDot": BAYEUX_DOT,
         "defaults": CLIENT_DEFAULTS,
     }

@@ -19,6 +19,9 @@ from .protocol import Position
 EVENT_TYPE = "pushgateway.frame"
 
 GROUP_PREFIX = "pushgateway."
+#: The prefix of a hashed group name. Every plain group name starts with GROUP_PREFIX ('.'
+#: after "pushgateway"), so no channel name, however it is spelt, maps to a hashed group.
+HASHED_PREFIX = "pushgateway-sha1."
 
 
 class FrameEvent(TypedDict):
@@ -49,8 +52,9 @@ def frame_event(channel: str, frame: str, position: Position, t: float | None = 
 
 def group_name(channel: str) -> str:
     """The channel-layer group that carries `channel`; a name too long for a layer group
-    (Channels' MAX_NAME_LENGTH) is replaced by its SHA-1."""
+    (Channels' MAX_NAME_LENGTH) is replaced by its SHA-1, under a prefix of its own (a public
+    channel named "sha1.<hex>" must not share a hashed private channel's group)."""
     name = GROUP_PREFIX + channel
     if len(name) < BaseChannelLayer.MAX_NAME_LENGTH:
         return name
-    return f"{GROUP_PREFIX}sha1.{hashlib.sha1(channel.encode()).hexdigest()}"
+    return HASHED_PREFIX + hashlib.sha1(channel.encode()).hexdigest()

@@ -63,7 +63,7 @@ class Message:
     data: Any = None
     id: str = field(default_factory=new_id)
     resync: bool = False
-    client: str | None = None  # the page whose request published it (see middleware.py)
+    client: str | None = None  # the tag of the page whose request published it (middleware.py)
     #: `data` as JSON (hint_json), when publish() has serialised it already (it checks size
     #: and form).
     data_json: str | None = field(default=None, repr=False, compare=False)

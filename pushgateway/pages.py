@@ -118,7 +118,9 @@ def watch(request: HttpRequest, *channels: str) -> dict[str, Position | None]:
     """Read the positions of `channels` now and render them into this request's page.
 
     Call it before the view queries the data the page shows. A `private-` channel also
-    gets its token rendered: call watch() only for channels this user may see. Returns
+    gets its token rendered: call watch() only for channels this user may see (the page is
+    then `Cache-Control: private` with ClientIdMiddleware; the browser module renews an
+    expired token by fetching the page again, so this view decides anew). Returns
     the positions (None for one that cannot be read now, or not within
     OPTIONS["WATCH_TIMEOUT"]; the page then refetches once it subscribes). Raises
     InvalidChannelName for a bad name.

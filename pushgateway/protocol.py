@@ -117,7 +117,9 @@ def message_head(
     """The message frame without its position; `data_json` is `data` already encoded."""
     frame = {"type": "message", "channel": channel, "id": message_id}
     if client is not None:
-        frame["client"] = client  # the page whose request caused it (it skips its own)
+        # The tag of the page whose request caused it (middleware.client_tag): that page
+        # recognises it and skips its own hint; nobody else learns its id.
+        frame["client"] = client
     if data_json is None:
         data_json = _encode(data)
     return _encode(frame)[:-1] + ',"data":' + data_json
@@ -209,7 +211,7 @@ class Session:
     proxy subscription): a subscribe past it is refused with `rate_limited`.
     """
 
-    __slots__ = ("authorize", "subscriptions", "max_subscriptions", "errors", "churn")
+    __slots__ = ("authorize", "subscriptions", "max_subscriptions", "errors", "churn", "tokens")
 
     def __init__(
         self,
@@ -223,6 +225,8 @@ class Session:
         self.max_subscriptions = max_subscriptions
         self.errors = 0
         self.churn = churn
+        #: The token each private subscription was authorised with, checked again by expire().
+        self.tokens: dict[str, str] = {}
 
     def receive_bytes(self, data: bytes) -> Reply:
         return self._error(ErrorCode.BINARY_FRAME, "send JSON text frames, not binary frames")
@@ -258,6 +262,7 @@ class Session:
     def close_all(self) -> list[str]:
         """Forget every subscription (the connection closed); returns the channels to leave."""
         channels, self.subscriptions = sorted(self.subscriptions), set()
+        self.tokens.clear()
         return channels
 
     def subscribe_failed(self, channel: str) -> str:
@@ -270,6 +275,7 @@ class Session:
         """Undo a subscription the transport refuses for what it would cost the server (a
         refusal: it does not count as an error); returns the error frame to send."""
         self.subscriptions.discard(channel)
+        self.tokens.pop(channel, None)
         return error_frame(code, message, channel, **extra)
 
     def _subscribe(self, frame: dict[str, Any]) -> Reply:
@@ -287,14 +293,18 @@ class Session:
                     "seq: integer >= 0} or absent",
                     channel,
                 )
-        if channel in self.subscriptions:
-            return Reply(subscribe=[Subscribe(channel, since, joined=True)])
+        # The token first, also for a channel the connection has: "subscribed" tells its
+        # position, which no one may learn of a private channel without a valid token.
         if is_private(channel):
             token = frame.get("token")
             if not isinstance(token, str) or not self.authorize(channel, token):
                 return self._refuse(
                     ErrorCode.FORBIDDEN, "private channel needs a valid token", channel
                 )
+        if channel in self.subscriptions:
+            if is_private(channel):  # a fresh token keeps the subscription going longer
+                self.tokens[channel] = frame["token"]
+            return Reply(subscribe=[Subscribe(channel, since, joined=True)])
         if len(self.subscriptions) >= self.max_subscriptions:
             return self._refuse(
                 ErrorCode.TOO_MANY_SUBSCRIPTIONS,
@@ -315,7 +325,25 @@ class Session:
             reply.hold = wait
             return reply
         self.subscriptions.add(channel)
+        if is_private(channel):
+            self.tokens[channel] = frame["token"]
         return Reply(subscribe=[Subscribe(channel, since)])
+
+    def expire(self) -> Reply:
+        """End the private subscriptions whose tokens no longer verify (expired, or signed with
+        a key since dropped from SECRET_KEY_FALLBACKS): each is left and answered `forbidden`
+        (a refusal: the page asks for a fresh token). The transport calls it periodically
+        (the hub every VERIFY_SECONDS; the GRIP view on every request of the connection)."""
+        ended = [
+            channel for channel, token in self.tokens.items() if not self.authorize(channel, token)
+        ]
+        reply = Reply(unsubscribe=ended)
+        for channel in ended:
+            del self.tokens[channel]
+            self.subscriptions.discard(channel)
+            message = "the token expired or was revoked; subscribe again with a fresh one"
+            reply.frames.append(error_frame(ErrorCode.FORBIDDEN, message, channel))
+        return reply
 
     def _unsubscribe(self, frame: dict[str, Any]) -> Reply:
         channel = frame.get("channel")
@@ -325,6 +353,7 @@ class Session:
         if channel not in self.subscriptions:
             return self._error(ErrorCode.NOT_SUBSCRIBED, "not subscribed to this channel", channel)
         self.subscriptions.discard(channel)
+        self.tokens.pop(channel, None)
         if self.churn is not None:
             # Never refused (that would keep sending what the client asked to stop), but
             # paid for: subscribe-unsubscribe churn runs at half the subscribe rate.

@@ -53,6 +53,15 @@ def _max_data_bytes() -> int:
         return Limits().MAX_DATA_BYTES
 
 
+def _validate(channels: list[str]) -> None:
+    """Raise PrivateChannelUnsupported where the backend cannot keep a channel private."""
+    try:
+        backend = get_backend()
+    except Exception:  # a backend that cannot be built is logged when the hint is sent
+        return
+    backend.validate_channels(channels)
+
+
 class _Pending:
     """An on_commit callback that sends one hint on some channels; its `keys` say which
     (equal hints have equal keys)."""
@@ -91,9 +100,10 @@ def publish(channel: str, data: Any = None, *, using: str | None = None) -> None
 
     Inside ``transaction.atomic()`` the hint waits for the commit (and is dropped on
     rollback); identical hints in one transaction are sent once. Raises
-    InvalidChannelName for a bad name, TypeError for data JSON cannot carry and
-    HintTooLarge for data over the backend's MAX_DATA_BYTES; never raises because delivery
-    fails.
+    InvalidChannelName for a bad name, TypeError for data JSON cannot carry,
+    HintTooLarge for data over the backend's MAX_DATA_BYTES and PrivateChannelUnsupported
+    for a private channel on a backend that cannot keep it private; never raises because
+    delivery fails.
     """
     validate_channel(channel)
     publish_on([channel], data, using=using)
@@ -102,6 +112,7 @@ def publish(channel: str, data: Any = None, *, using: str | None = None) -> None
 def publish_on(channels: list[str], data: Any, *, using: str | None = None) -> None:
     """publish() of one hint on several valid channels (a save's): serialised once, and
     sent at commit by one callback, in one call to the backend."""
+    _validate(channels)
     hint = _Pending(channels, data, _serialise(channels, data))
     connection = transaction.get_connection(using or DEFAULT_DB_ALIAS)
     if not connection.in_atomic_block:
@@ -120,6 +131,7 @@ async def apublish(channel: str, data: Any = None) -> None:
 
     Raises as publish() does."""
     validate_channel(channel)
+    _validate([channel])
     data_json = _serialise([channel], data)
     message = Message(channel, data, client=current_client.get(), data_json=data_json)
     counted = metrics.get()

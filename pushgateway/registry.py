@@ -11,7 +11,7 @@ from django.db.models.signals import post_delete, post_save
 
 from .backends import get_config
 from .constants import PRIVATE_PREFIX
-from .exceptions import AlreadyRegistered, HintTooLarge, NotRegistered
+from .exceptions import AlreadyRegistered, HintTooLarge, NotRegistered, PrivateChannelUnsupported
 from .protocol import channel_error, is_private
 from .publishing import publish_on
 
@@ -81,7 +81,7 @@ class Registration:
             return
         try:
             publish_on(channels, hint, using=using)
-        except HintTooLarge as exc:
+        except (HintTooLarge, PrivateChannelUnsupported) as exc:
             no_hint(exc)
 
 
@@ -136,8 +136,21 @@ def unregister(model: type[Model]) -> None:
     post_delete.disconnect(sender=model, dispatch_uid=uid)
 
 
+def private_models() -> list[str]:
+    """The labels of the registered models whose hints go to private channels."""
+    return sorted(r.model._meta.label for r in _registry.values() if r.is_private)
+
+
 def is_registered(model: type[Model]) -> bool:
     return model in _registry
+
+
+def public_by_default() -> list[type[Model]]:
+    """The models registered without `private=` whose hints go on public channels (PRIVATE
+    is off): a choice nobody made, which `check --deploy` asks about."""
+    if private_by_default():
+        return []
+    return [model for model, r in _registry.items() if r.private is None]
 
 
 def publish_for(objects: Iterable[Model], action: str = "updated", *, using: str | None = None):

@@ -189,6 +189,22 @@ def pushpin_in_front(log_dir, start_daphne):
         pushpin.stop()
 
 
+@pytest.fixture(scope="session")
+def pushpin_origin(log_dir, database, redis):
+    """One real Pushpin in front of one daphne (Fanout backend, positions in the suite's
+    Redis), shared by the tests that only send it requests: the attacks and the fuzzing of
+    what a client can send through a proxy. `pushpin.origin` is the daphne."""
+    from tests.support.servers import Daphne, Pushpin
+
+    pushpin = Pushpin(log_dir)
+    env = {"PUSHGATEWAY_BACKEND": "fanout", "GRIP_URL": pushpin.grip_url}
+    pushpin.origin = Daphne(log_dir, database, redis.url, **env)
+    pushpin.start(pushpin.origin.port)
+    yield pushpin
+    pushpin.stop()
+    pushpin.origin.stop()
+
+
 @pytest.fixture
 def start_daphne(log_dir, database):
     """Start daphne processes of this project (on the SQLite file unless told another

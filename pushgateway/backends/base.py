@@ -189,6 +189,11 @@ class BaseBackend:
         """Async variant; the default calls send_messages, which must not block."""
         self.send_messages(messages)
 
+    def validate_channels(self, channels: Iterable[str]) -> None:
+        """Raise if this backend cannot carry `channels` (valid names) as their names
+        promise; publish() asks before it queues a hint. Every backend here but the legacy
+        realm one carries them all."""
+
     def read_positions(self, channels: Iterable[str]) -> dict[str, Position | None]:
         """The current positions of `channels`; None for each that cannot be read now."""
         channels = list(channels)

@@ -10,9 +10,11 @@ bearer token) the publish requests; `key=`/`verify-key=` with `verify-iss=` veri
 from __future__ import annotations
 
 import functools
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
-from django.core.checks import Error
+from django.core.checks import Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import extras
@@ -27,6 +29,21 @@ def grip_config(grip_url: str) -> dict[str, Any]:
     Raises ImproperlyConfigured naming the `fanout` extra when gripcontrol is missing."""
     gripcontrol = extras.require(EXTRA, "gripcontrol", "GRIP_URL")
     return gripcontrol.parse_grip_uri(grip_url)
+
+
+def in_clear_off_host(url: str) -> bool:
+    """Whether requests to `url` cross a network in clear text: http:// to a host other
+    than this one (localhost or a loopback address)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name: it may resolve anywhere
 
 
 class GripBackend(HttpPublishBackend):
@@ -71,6 +88,7 @@ class GripBackend(HttpPublishBackend):
             errors.append(
                 Error(f"GRIP_URL {grip_url!r} is not an http(s) URL.", id="pushgateway.E007")
             )
+        errors += cls.check_bearer(grip)
         if not (grip.get("verify_key") or grip.get("key")):
             errors.append(
                 Error(
@@ -82,3 +100,23 @@ class GripBackend(HttpPublishBackend):
                 )
             )
         return errors
+
+    @classmethod
+    def check_bearer(cls, grip: dict[str, Any]) -> list[Warning]:
+        """W006: without `iss=`, `key=` goes out as a bearer token on every publish; over
+        plain HTTP to another host anyone on the way reads it (and, as Pushpin's sig_key,
+        can sign a Grip-Sig with it)."""
+        if not grip.get("key") or grip.get("control_iss"):
+            return []
+        if not in_clear_off_host(grip["control_uri"]):
+            return []
+        return [
+            Warning(
+                f"GRIP_URL sends its key= as a bearer token in clear text to "
+                f"{grip['control_uri']!r} on every publish: whoever reads it can publish, and "
+                "with Pushpin (where it is also the sig_key) sign requests as the proxy.",
+                hint="Add iss= (e.g. iss=pushpin: publish requests then carry a JWT signed with "
+                "the key instead of the key), or use https://, or publish to Pushpin on loopback.",
+                id="pushgateway.W006",
+            )
+        ]

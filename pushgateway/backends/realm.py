@@ -10,6 +10,12 @@ names such as "demo.comment.42": the realm channel replaces each `.` with `~` (w
 names never hold, so the mapping is reversible), and Faye subscribes to "/" plus that:
 "demo.comment.42" is published on "demo~comment~42" and subscribed to as "/demo~comment~42".
 The browser module (`fayeSubscribe`) makes the same replacement.
+
+The realm API has no private channels: Fanout's Bayeux endpoint lets anyone subscribe to any
+channel by name, with no token. So a `private-` channel is refused, never published: by
+system check error pushgateway.E011 (OPTIONS["PRIVATE"], or a model registered private), and
+at publish() with PrivateChannelUnsupported (docs/security.md says why it is refused rather
+than published under a secret name).
 """
 
 from __future__ import annotations
@@ -17,12 +23,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.checks import Error
 from django.core.exceptions import ImproperlyConfigured
 
 from ..constants import BAYEUX_DOT
+from ..exceptions import PrivateChannelUnsupported
+from ..protocol import is_private
 from .httppublish import HttpPublishBackend
 
 DEFAULT_REALM_URL = "https://api.fanout.io/realm/"
@@ -39,6 +48,16 @@ def realm_channel(channel: str) -> str:
 def channel_name(realm: str) -> str:
     """The channel name of a realm channel (or Bayeux channel): "/a~b" -> "a.b"."""
     return realm.removeprefix("/").replace(BAYEUX_DOT, ".")
+
+
+NOT_PRIVATE = (
+    "the legacy Fanout.io realm API cannot keep a channel private: anyone can subscribe to "
+    "its Bayeux channels by name"
+)
+NOT_PRIVATE_HINT = (
+    "Use GRIP_URL (Fastly Fanout or Pushpin) or the channels backend for private channels, "
+    "or publish these hints on public channels."
+)
 
 
 def realm_key(key: str) -> bytes:
@@ -84,6 +103,15 @@ class RealmBackend(HttpPublishBackend):
         frame = JsonObjectFormat(json.loads(message.frame(position)))
         return {"channel": realm_channel(message.channel), **Item(frame).export(formats_field=True)}
 
+    def validate_channels(self, channels: Iterable[str]) -> None:
+        private = sorted(c for c in channels if is_private(c))
+        if private:
+            raise PrivateChannelUnsupported(f"{NOT_PRIVATE}; not published: {private[:5]}")
+
+    def send_messages(self, messages) -> None:
+        self.validate_channels(m.channel for m in messages)
+        super().send_messages(messages)
+
     def client_config(self) -> dict[str, Any]:
         return {
             "transport": "faye",
@@ -108,4 +136,21 @@ class RealmBackend(HttpPublishBackend):
             realm_key(key)
         except (binascii.Error, ValueError, TypeError):
             errors.append(Error("REALM_KEY is not valid base64.", id="pushgateway.E007"))
-        return errors
+        return errors + cls.check_private(options)
+
+    @classmethod
+    def check_private(cls, options) -> list[Error]:
+        """E011 for every way the project asks for private channels at startup."""
+        from ..registry import private_models
+
+        asking = ["OPTIONS['PRIVATE']"] if options.get("PRIVATE") else []
+        asking += [f"{label} (registered private)" for label in private_models()]
+        if not asking:
+            return []
+        return [
+            Error(
+                f"{', '.join(asking)} asks for private channels, but {NOT_PRIVATE}.",
+                hint=NOT_PRIVATE_HINT,
+                id="pushgateway.E011",
+            )
+        ]

@@ -30,6 +30,9 @@ export interface SubscribeOptions {
   /** For `private-` channels; rendered for you by pushgateway.watch(). */
   token?: string;
   getToken?: TokenSource;
+  /** The position what this subscription shows was rendered at: a new channel starts from it,
+   * and a channel the page knows to be further on calls back "resync" at once. */
+  since?: Position;
 }
 
 export interface Config {
@@ -52,11 +55,15 @@ export interface Config {
   positionTtl?: number | null;
   positions?: Record<string, Position | null>;
   tokens?: Record<string, string>;
+  /** Every channel's token hook, where a subscription gives none. Without one, a refused
+   * token is renewed by fetching the page (window.location.href) again and reading its
+   * rendered configuration. */
   getToken?: TokenSource;
   transport?: "websocket" | "faye";
   fayeUrl?: string;
   fayeScript?: string;
   fayeIntegrity?: string;
+  /** Unguessable: hints carry its SHA-256 (FACTS.clientTagLength hex characters). */
   clientId?: string;
   // For tests: time, randomness and transport can be injected.
   setTimeout?: (callback: () => void, ms: number) => unknown;
@@ -65,9 +72,11 @@ export interface Config {
   random?: () => number;
   WebSocket?: typeof WebSocket;
   fetch?: typeof fetch;
+  /** Web Crypto, whose SHA-256 computes the tag of this client's hints. */
+  crypto?: { subtle?: Pick<SubtleCrypto, "digest"> };
   /** Its `online` and `visibilitychange` events wake the client; createClient reads the
-   * rendered configuration from its document. */
-  window?: EventTarget & { document?: Document };
+   * rendered configuration from its document; the default getToken fetches its location. */
+  window?: EventTarget & { document?: Document; location?: { href: string } };
 }
 
 export interface Client {
@@ -92,6 +101,23 @@ export declare function createClient(config?: Config): Client;
 /** The page's client: the configuration {% pushgateway_script %} rendered into `doc`, and
  * its forms' client fields filled in on submit. */
 export declare function fromDocument(doc: Document): Client;
+
+/** The event dispatched on a fragment at each callback of its channel (it bubbles). */
+export type ChangeEvent<Data = unknown> = CustomEvent<PushEvent<Data>>;
+
+export interface WatchFragmentsOptions {
+  /** The observer of later changes; the global MutationObserver by default. */
+  MutationObserver?: typeof MutationObserver;
+}
+
+/** Follows the fragments under `root` (elements with FACTS.fragmentAttributes.channel): each
+ * is subscribed on `client` while it is in the document and hears FACTS.fragmentEvent.
+ * fromDocument() does it for its document. Returns stop(). */
+export declare function watchFragments(
+  client: Client,
+  root: Document | Element,
+  options?: WatchFragmentsOptions,
+): () => void;
 export declare const DEFAULTS: Readonly<Required<Pick<Config,
   "url" | "positionsUrl" | "throttle" | "pollDown" | "pollUp" | "backoffInitial" | "backoffMax" |
   "stableAfter" | "restartDelay" | "pingInterval" | "pongTimeout" | "checkAfterSubscribe" |
@@ -116,8 +142,14 @@ export interface Facts {
   maxPositionsPerRequest: number;
   clientHeader: string;
   clientField: string;
+  /** Hex characters of the SHA-256 of a client id that hints carry instead of the id. */
+  clientTagLength: number;
   /** The id of the element the template tag renders the configuration into. */
   configElement: string;
+  /** The attributes of a fragment ({% pushgateway_fragment %}): channel, since, token, throttle. */
+  fragmentAttributes: Readonly<{ channel: string; since: string; token: string; throttle: string }>;
+  /** The event a fragment hears at each callback: "pushgateway:change". */
+  fragmentEvent: string;
   /** What a "." in a channel name becomes in its Bayeux (Faye) name. */
   bayeuxDot: string;
   /** The browser's defaults that {% pushgateway_script %} may override. */
@@ -136,4 +168,10 @@ export declare const CLIENT_FIELD: "pushgateway_client";
 declare global {
   /** The page's client, set by the classic script from {% pushgateway_script %}. */
   var PushGateway: Client & { createClient: typeof createClient };
+  interface HTMLElementEventMap {
+    "pushgateway:change": ChangeEvent;
+  }
+  interface DocumentEventMap {
+    "pushgateway:change": ChangeEvent;
+  }
 }

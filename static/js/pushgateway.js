@@ -21,12 +21,17 @@
  * Connection states: "idle" (no subscriptions, no socket), "connecting", "connected",
  * "waiting" (backing off before the next attempt).
  *
+ * Live fragments (watchFragments, its own section before fromDocument): an element with a
+ * data-pushgateway-channel attribute is subscribed while it is in the document and told of
+ * each callback by a pushgateway:change DOM event, for htmx, Turbo or a plain listener.
+ *
  * The file, top to bottom: positions (pure functions); createThrottle (one subscription's
  * callback window); createChannel (one channel's state: what the page knows, what a frame
- * means); createRefusals; the positions view (positionsRequests, createChecker) and
- * createPoller; the WebSocket transport (createHeartbeat, createWebSocketTransport); the Faye
- * transport; the connection state machine (createBackoff, createStates, createConnection);
- * and newClient, which wires them into what createClient and fromDocument return.
+ * means); createRefusals and createPageTokens (renewing refused tokens); the positions view
+ * (positionsRequests, createChecker) and createPoller; the WebSocket transport
+ * (createHeartbeat, createWebSocketTransport); the Faye transport; the connection state
+ * machine (createBackoff, createStates, createConnection); and newClient, which wires them
+ * into what createClient and fromDocument return.
  */
 (function (root, factory) {
   "use strict";
@@ -81,7 +86,15 @@
     maxPositionsPerRequest: 100,
     clientHeader: "X-PushGateway-Client",
     clientField: "pushgateway_client",
+    clientTagLength: 32,
     configElement: "pushgateway-config",
+    fragmentAttributes: {
+      channel: "data-pushgateway-channel",
+      since: "data-pushgateway-since",
+      token: "data-pushgateway-token",
+      throttle: "data-pushgateway-throttle",
+    },
+    fragmentEvent: "pushgateway:change",
     bayeuxDot: "~",
     defaults: {
       url: "/ws/pushgateway/",
@@ -119,7 +132,6 @@
   const ERRORS = FACTS.errorCodes;
   const STRENGTH = {message: 1, poll: 2, resync: 3};
   const CHANNEL_RE = new RegExp("^(?:" + FACTS.channelPattern + ")$");
-  const MAX_URL = 4000;
 
   // ---- Positions ({epoch, seq}): what a page knows of a channel ----
 
@@ -162,6 +174,8 @@
       random: () => (config.random || Math.random)(),
       WebSocket: () => config.WebSocket || globalThis.WebSocket,
       fetch: (url, init) => (config.fetch || globalThis.fetch)(url, init),
+      // Web Crypto's SubtleCrypto: only in secure contexts (https:, localhost).
+      subtle: () => (config.crypto || globalThis.crypto || {}).subtle,
     };
   }
 
@@ -173,6 +187,23 @@
       bytes.forEach((_, i) => (bytes[i] = Math.floor(random() * 256)));
     }
     return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // What the server puts on the hints this client's requests cause: not its id (anyone who
+  // reads a hint could send that id and have their edits skipped by this page) but the
+  // start of the id's SHA-256 as hex, which only a page that knows the id can compute.
+  // Resolves to null without Web Crypto (a plain-http page other than localhost): that page
+  // then refetches after its own writes too.
+  function clientTag(time, id) {
+    const subtle = time.subtle();
+    if (!subtle) return Promise.resolve(null);
+    return Promise.resolve()
+      .then(() => subtle.digest("SHA-256", new TextEncoder().encode(id)))
+      .then((digest) => {
+        const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0"));
+        return hex.join("").slice(0, FACTS.clientTagLength);
+      })
+      .catch(() => null);
   }
 
   // ---- Throttle: one subscription's callback window ----
@@ -214,9 +245,10 @@
 
   // ---- The client's parts ----
   // Each factory below takes `ctx`, the client's parts as newClient() wires them: config,
-  // time (createEnv), channels (name -> createChannel), window, clientId, connection,
-  // poller, checker, refusals, transport() and frame(frame). Parts reach each other through
-  // it at call time, so a test can hand one part a ctx with only what that part uses.
+  // time (createEnv), channels (name -> createChannel), window, clientId, clientTag,
+  // pageTokens, connection, poller, checker, refusals, transport() and frame(frame). Parts
+  // reach each other through it at call time, so a test can hand one part a ctx with only
+  // what that part uses.
 
   // ---- Channel: one channel's subscriptions and what the page knows of it ----
 
@@ -236,6 +268,7 @@
       getToken: init.getToken, // (channel) => token or a promise of one
       requested: false, // a subscribe went out on this connection and was not refused
       renewing: false, // getToken is being asked for a fresh token
+      unrenewable: undefined, // a refused token getToken could not replace
       nextPoll: 0, // when the poller checks it next
       current: () => ctx.channels.get(name) === channel,
       notify(reason, data) {
@@ -336,10 +369,12 @@
     }
 
     // A private channel's token was refused (expired, or its key rotated away): ask the
-    // page's getToken hook once for a fresh one, and subscribe with it if it is new.
+    // page's getToken hook (by default: the page itself, fetched again) once for a fresh one,
+    // and subscribe with it if it is new. A token the hook could not replace is not asked
+    // about again: a page whose user lost access stops asking.
     function renewToken(channel) {
-      const getToken = channel.getToken || ctx.config.getToken;
-      if (!getToken || channel.renewing) return;
+      const getToken = channel.getToken || ctx.config.getToken || ctx.pageTokens;
+      if (!getToken || channel.renewing || channel.token === channel.unrenewable) return;
       channel.renewing = true;
       const stale = channel.token;
       Promise.resolve()
@@ -347,6 +382,7 @@
         .then(
           (token) => {
             channel.renewing = false;
+            if (!token || token === stale) channel.unrenewable = stale;
             if (!channel.current() || !token || token === stale) return;
             channel.token = token;
             ctx.transport().subscribe(channel);
@@ -360,27 +396,66 @@
     return {refused: refused, renewToken: renewToken};
   }
 
+  // The default getToken: fetch this page again (with its cookies, past the HTTP cache) and
+  // take the channel's token from the configuration its view renders. The view decides again
+  // whether this user may watch the channel; a page that no longer renders the token gives
+  // none. Channels refused at the same moment share one fetch.
+  function createPageTokens(ctx) {
+    let pending = null;
+    function fetchPage() {
+      const win = ctx.window;
+      if (!win || !win.location || !win.location.href) return Promise.resolve({});
+      const init = {credentials: "same-origin", cache: "no-store", headers: {Accept: "text/html"}};
+      return Promise.resolve()
+        .then(() => ctx.time.fetch(win.location.href, init))
+        .then((response) => (response.ok ? response.text() : ""))
+        .then(renderedTokens);
+    }
+    return function getToken(channel) {
+      if (pending === null) {
+        pending = fetchPage();
+        const done = () => (pending = null);
+        pending.then(done, done);
+      }
+      return pending.then((tokens) => tokens[channel] || null);
+    };
+  }
+
+  // The tokens in a page's HTML, from the configuration {% pushgateway_script %} renders
+  // (json_script escapes "<", so the element's text ends at the first "<").
+  function renderedTokens(html) {
+    const at = html.indexOf('id="' + FACTS.configElement + '"');
+    if (at < 0) return {};
+    const start = html.indexOf(">", at) + 1;
+    try {
+      const config = JSON.parse(html.slice(start, html.indexOf("<", start)));
+      const tokens = config !== null && typeof config === "object" ? config.tokens : null;
+      return tokens !== null && typeof tokens === "object" ? tokens : {};
+    } catch (error) {
+      return {};
+    }
+  }
+
   // ---- Positions view: where channels are, asked over HTTP ----
 
-  // The requests that ask `base` about `channels`: [{url, channels}], each URL under MAX_URL
-  // characters and for at most FACTS.maxPositionsPerRequest channels (the view refuses more).
+  // The requests that ask `base` about `channels`: [{url, body, channels}], POSTs of
+  // {channels: [names], tokens: {name: token}} (tokens never in a URL, which access logs
+  // keep), each for at most FACTS.maxPositionsPerRequest channels (the view refuses more).
   function positionsRequests(base, channels) {
     const requests = [];
-    let current = null;
-    for (const channel of channels) {
-      const item = channel.token ? channel.name + ":" + channel.token : channel.name;
-      const param = "c=" + encodeURIComponent(item);
-      const full = current !== null && (current.url.length + param.length + 1 > MAX_URL ||
-        current.channels.length >= FACTS.maxPositionsPerRequest);
-      if (current === null || full) {
-        current = {url: base + (base.includes("?") ? "&" : "?") + param, channels: [channel]};
-        requests.push(current);
-      } else {
-        current.url += "&" + param;
-        current.channels.push(channel);
-      }
+    for (let i = 0; i < channels.length; i += FACTS.maxPositionsPerRequest) {
+      const part = channels.slice(i, i + FACTS.maxPositionsPerRequest);
+      const body = {channels: part.map((channel) => channel.name), tokens: {}};
+      for (const channel of part) if (channel.token) body.tokens[channel.name] = channel.token;
+      requests.push({url: base, body: body, channels: part});
     }
     return requests;
+  }
+
+  // fetch()'s init for a positions request.
+  function positionsInit(request) {
+    const headers = {Accept: "application/json", "Content-Type": "application/json"};
+    return {method: "POST", headers: headers, body: JSON.stringify(request.body)};
   }
 
   // check(channels, reason) asks the positions view where `channels` are and calls back
@@ -394,7 +469,7 @@
       for (const request of positionsRequests(base, channels)) {
         const started = ctx.time.now();
         Promise.resolve()
-          .then(() => ctx.time.fetch(request.url, {headers: {Accept: "application/json"}}))
+          .then(() => ctx.time.fetch(request.url, positionsInit(request)))
           .then((response) => {
             if (!response.ok) throw new Error("HTTP " + response.status);
             return response.json();
@@ -881,15 +956,16 @@
     if (frame.type === "subscribed") {
       channel.confirmed(frame.position);
     } else if (frame.type === "message") {
-      const own = frame.client !== undefined && frame.client === ctx.clientId;
+      const own = ctx.clientTag !== null && frame.client === ctx.clientTag;
       channel.message(frame.position, frame.data, ctx.config.ignoreOwn && own, frame.id);
     } else if (frame.type === "resync") {
       channel.resync(frame.position);
     }
   }
 
-  // The channel `name`, made and subscribed on first use; a subscribe's token and getToken,
-  // when given, replace the channel's.
+  // The channel `name`, made and subscribed on first use (from the subscribe's `since`, else
+  // the rendered position); a subscribe's token and getToken, when given, replace the
+  // channel's.
   function joinChannel(ctx, name, options) {
     let channel = ctx.channels.get(name);
     if (channel) {
@@ -897,8 +973,9 @@
       if (options.getToken) channel.getToken = options.getToken;
       return channel;
     }
+    const since = isPosition(options.since) ? options.since : undefined;
     channel = createChannel(name, {
-      position: (ctx.config.positions || {})[name],
+      position: since || (ctx.config.positions || {})[name],
       token: options.token || (ctx.config.tokens || {})[name],
       getToken: options.getToken,
     }, ctx);
@@ -926,9 +1003,16 @@
         console.error("PushGateway callback for " + name + " failed", error);
       }
     });
+    const joined = ctx.channels.get(name);
     const channel = joinChannel(ctx, name, options);
     channel.subscriptions.add(throttle);
     if (ctx.connection.state === "idle") ctx.connection.connect();
+    // Content rendered at `since` joins a channel the page knows to be further on (a fragment
+    // swapped in after a hint it does not show): it missed that hint.
+    const known = joined && channel.position;
+    if (known && isPosition(options.since) && behind(options.since, known)) {
+      Promise.resolve().then(() => throttle.push("resync", null));
+    }
     let subscribed = true;
     return function unsubscribe() {
       if (!subscribed) return;
@@ -966,8 +1050,11 @@
       channels: new Map(),
       window: config.window || (typeof window !== "undefined" ? window : null),
       clientId: config.clientId || newClientId(time.random),
+      clientTag: null, // the tag of the hints this client caused, once computed
       frame: (frame) => dispatch(ctx, frame),
     };
+    clientTag(time, ctx.clientId).then((tag) => (ctx.clientTag = tag));
+    ctx.pageTokens = createPageTokens(ctx);
     ctx.connection = createConnection(ctx);
     ctx.poller = createPoller(ctx);
     ctx.checker = createChecker(ctx);
@@ -997,6 +1084,103 @@
     return client;
   }
 
+  // ---- Fragments: elements that follow a channel ----
+
+  // An element with FACTS.fragmentAttributes.channel (rendered by {% pushgateway_fragment %})
+  // is subscribed to that channel while it is in the document, and told of each callback by
+  // a FACTS.fragmentEvent event on itself (bubbling; `detail` is the callback's argument), so
+  // htmx (hx-trigger), Turbo or a plain listener can refetch it without a script of the page.
+  const FRAGMENT = FACTS.fragmentAttributes;
+  const FRAGMENT_SELECTOR = "[" + FRAGMENT.channel + "]";
+
+  // The subscribe options a fragment's attributes give: `since` (the position its view
+  // rendered), `token` and `throttle`. An attribute that does not parse is left out.
+  function fragmentOptions(element) {
+    const options = {};
+    const since = element.getAttribute(FRAGMENT.since);
+    if (since) {
+      try {
+        options.since = JSON.parse(since);
+      } catch (error) {
+        console.warn("PushGateway: " + FRAGMENT.since + " is not JSON", element);
+      }
+    }
+    const token = element.getAttribute(FRAGMENT.token);
+    if (token) options.token = token;
+    const throttle = Number(element.getAttribute(FRAGMENT.throttle) || NaN);
+    if (throttle >= 0) options.throttle = throttle;
+    return options;
+  }
+
+  // Subscribes `element` to `channel` on `client`: {channel, unsubscribe}. A name the client
+  // refuses is logged, and followed by nothing.
+  function followFragment(client, element, channel) {
+    const changed = (event) => {
+      const init = {bubbles: true, detail: event};
+      element.dispatchEvent(new CustomEvent(FACTS.fragmentEvent, init));
+    };
+    let unsubscribe = () => {};
+    try {
+      unsubscribe = client.subscribe(channel, changed, fragmentOptions(element));
+    } catch (error) {
+      console.error(error.message, element);
+    }
+    return {channel: channel, unsubscribe: unsubscribe};
+  }
+
+  // The fragments among `nodes` and under them (nodes of any kind: text, comments too).
+  function fragmentsIn(nodes) {
+    const found = [];
+    for (const node of nodes) {
+      if (node.nodeType !== 1) continue;
+      if (node.matches(FRAGMENT_SELECTOR)) found.push(node);
+      found.push(...node.querySelectorAll(FRAGMENT_SELECTOR));
+    }
+    return found;
+  }
+
+  // Follows the fragments under `root` (a document or an element) on `client`: those there
+  // now, those added later (a MutationObserver: options.MutationObserver, else the global
+  // one), until they leave the document or change channel; returns stop(). New fragments
+  // subscribe before those gone unsubscribe, so a fragment replaced by its refetched self
+  // (an htmx outerHTML swap) keeps its channel's subscription and position; the new one is
+  // called back ("resync") when its `since` is behind a hint the page already had.
+  function watchFragments(client, root, options) {
+    const followed = new Map(); // element -> {channel, unsubscribe}
+    function reconcile(candidates) {
+      const gone = [];
+      for (const element of new Set([...candidates, ...followed.keys()])) {
+        const entry = followed.get(element);
+        const channel = element.isConnected ? element.getAttribute(FRAGMENT.channel) : null;
+        if (entry && entry.channel === channel) continue;
+        if (entry) gone.push(entry);
+        if (channel === null) followed.delete(element);
+        else followed.set(element, followFragment(client, element, channel));
+      }
+      gone.forEach((entry) => entry.unsubscribe());
+    }
+    function changed(records) {
+      const candidates = [];
+      for (const record of records) {
+        if (record.type === "attributes") candidates.push(record.target);
+        else candidates.push(...fragmentsIn(record.addedNodes));
+      }
+      reconcile(candidates);
+    }
+    const Observer = (options && options.MutationObserver) || globalThis.MutationObserver;
+    const observer = Observer ? new Observer(changed) : null;
+    if (observer) {
+      const filter = [FRAGMENT.channel];
+      observer.observe(root, {childList: true, subtree: true, attributeFilter: filter});
+    }
+    reconcile(fragmentsIn([root]).concat(root.nodeType === 1 ? [] : fragmentsIn(root.children)));
+    return function stop() {
+      if (observer) observer.disconnect();
+      followed.forEach((entry) => entry.unsubscribe());
+      followed.clear();
+    };
+  }
+
   // The configuration {% pushgateway_script %} rendered into `doc`, or {} where there is none.
   function renderedConfig(doc) {
     const node = doc && doc.getElementById ? doc.getElementById(FACTS.configElement) : null;
@@ -1018,7 +1202,8 @@
     return newClient(Object.assign({}, DEFAULTS, renderedConfig(doc), options));
   }
 
-  // The page's client: the configuration rendered into `doc`, and its forms' client fields.
+  // The page's client: the configuration rendered into `doc`, its forms' client fields, and
+  // its fragments.
   function fromDocument(doc) {
     const client = newClient(Object.assign({}, DEFAULTS, renderedConfig(doc)));
     // Forms with {% pushgateway_client_field %} say which page posted them, like fetch().
@@ -1035,12 +1220,15 @@
         true
       );
     }
+    // Its fragments: elements that follow a channel (watchFragments).
+    if (doc && doc.querySelectorAll) watchFragments(client, doc);
     return client;
   }
 
   return {
     createClient: createClient,
     fromDocument: fromDocument,
+    watchFragments: watchFragments,
     DEFAULTS: DEFAULTS,
     FACTS: FACTS,
     CLIENT_HEADER: CLIENT_HEADER,
@@ -1051,6 +1239,8 @@
       createThrottle: createThrottle,
       createChannel: createChannel,
       createRefusals: createRefusals,
+      createPageTokens: createPageTokens,
+      clientTag: clientTag,
       positionsRequests: positionsRequests,
       createChecker: createChecker,
       createPoller: createPoller,

@@ -13,8 +13,7 @@ import pytest
 
 from bench.wsclient import connect
 from pushgateway.constants import WEBSOCKET_PATH, CloseCode
-from tests.support.options_settings import options_env
-from tests.support.servers import Daphne, Uvicorn
+from tests.support.servers import Daphne, Uvicorn, options_env
 
 pytestmark = pytest.mark.servers
 

@@ -20,6 +20,7 @@ from pushgateway.backends.grip import GripBackend
 from pushgateway.backends.realm import RealmBackend, channel_name, realm_channel
 from pushgateway.constants import CHANNEL_RE
 from tests.support.fake_fanout import FakeFanout
+from tests.support.hints import registered_as
 from tests.support.servers import run_python
 
 REALM_KEY = base64.b64encode(b"realm-secret-of-32-bytes-or-more!").decode()
@@ -342,6 +343,33 @@ def test_realm_mode_publishes_dotted_channels_on_bayeux_names(fanout):
     backend.close()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_realm_mode_refuses_private_channels_instead_of_publishing_them(settings, fanout, caplog):
+    from pushgateway.exceptions import PrivateChannelUnsupported
+
+    options = {"REALM": "r", "REALM_KEY": REALM_KEY, "REALM_URL": fanout.url}
+    settings.PUSHGATEWAY = {
+        "BACKEND": "pushgateway.backends.realm.RealmBackend",
+        "OPTIONS": options,
+    }
+    refused = pytest.raises(PrivateChannelUnsupported, match="anyone can subscribe")
+    with refused:
+        publish("private-invoices-4", {"pk": "1"})
+    with refused, transaction.atomic():  # at the call, not at the commit
+        publish("private-invoices-4", {"pk": "1"})
+    with refused:
+        get_backend().send_messages([_message("private-invoices-4"), _message("public")])
+    # A save of a model whose channels() names a private channel goes on, logged.
+
+    with registered_as(Event, channels=lambda event: ["private-events"]):
+        Event.objects.create(title="Secret party")
+    assert "cannot keep a channel private" in caplog.text
+    publish("public")
+    assert get_backend().flush(5)
+    assert [p["channel"] for p in fanout.published()] == ["public"]
+    get_backend().close()
+
+
 @pytest.mark.parametrize("name", ["demo.comment.42", "a", ".a..b.", "x-_y.Z9", "a" * 100])
 def test_realm_channel_names_map_to_bayeux_and_back(name):
     assert CHANNEL_RE.fullmatch(name)
@@ -411,7 +439,7 @@ def test_checks_of_grip_mode(settings, backend):
     assert ids({}) == ["pushgateway.E006"]
     assert ids({"GRIP_URL": "ftp://x?key=k"}) == ["pushgateway.E007"]
     assert ids({"GRIP_URL": "http://127.0.0.1:5561"}) == ["pushgateway.E008"]
-    grip = "http://x?key=k"
+    grip = "https://x?key=k"
     assert ids({"GRIP_URL": grip, "POSITIONS": "redis://127.0.0.1:6379/0"}) == []
     assert ids({"GRIP_URL": grip, "POSITIONS": "127.0.0.1:6379"}) == ["pushgateway.E009"]
     # A primary under Redis Sentinel, given as channels_redis gives it.
@@ -429,6 +457,20 @@ def test_checks_of_realm_mode(settings, backend):
     assert ids({"REALM": "r"}) == ["pushgateway.E006"]
     assert ids({"REALM": "r", "REALM_KEY": "not base64!"}) == ["pushgateway.E007"]
     assert ids({"REALM": "r", "REALM_KEY": REALM_KEY, "POSITIONS": True}) == ["pushgateway.E009"]
+    # Anyone can subscribe to a realm's Bayeux channels by name: no private channels there.
+    assert ids({"REALM": "r", "REALM_KEY": REALM_KEY, "PRIVATE": True}) == ["pushgateway.E011"]
+
+
+def test_a_model_registered_private_is_an_error_in_realm_mode(settings):
+    from pushgateway.checks import check_settings
+
+    settings.PUSHGATEWAY = {
+        "BACKEND": "pushgateway.backends.fanout.FanoutBackend",
+        "OPTIONS": {"REALM": "r", "REALM_KEY": REALM_KEY},
+    }
+    with registered_as(Event, channels=lambda event: ["events"], private=True):
+        [error] = check_settings()
+    assert error.id == "pushgateway.E011" and "demo.Event (registered private)" in error.msg
 
 
 def test_checks_of_the_fanout_backend_name_what_it_cannot_choose_between(settings):
@@ -438,7 +480,35 @@ def test_checks_of_the_fanout_backend_name_what_it_cannot_choose_between(setting
     assert ids({}) == ["pushgateway.E006"]
     assert ids({"GRIP_URL": "http://x?key=k", "REALM": "r"}) == ["pushgateway.E006"]
     # Options of the other mode are unknown to the backend that is chosen.
-    assert ids({"GRIP_URL": "http://x?key=k", "FAYE_URL": "https://x"}) == ["pushgateway.E004"]
+    assert ids({"GRIP_URL": "https://x?key=k", "FAYE_URL": "https://x"}) == ["pushgateway.E004"]
+
+
+@pytest.mark.parametrize(
+    ("grip_url", "warned"),
+    [
+        ("http://pushpin.internal:5561?key=k&verify-iss=pushpin", True),  # the case
+        ("http://10.0.0.5:5561/?key=base64:a2V5", True),
+        ("http://[2001:db8::1]:5561?key=k", True),
+        ("http://127.0.0.1:5561?key=k&verify-iss=pushpin", False),  # loopback
+        ("http://127.8.9.1:5561?key=k", False),
+        ("http://[::1]:5561?key=k", False),
+        ("http://localhost:5561?key=k", False),
+        ("http://pushpin.internal:5561?key=k&iss=pushpin", False),  # a JWT, not the key
+        ("https://api.fastly.com/service/S?key=token&verify-iss=fastly:S", False),
+        ("http://pushpin.internal:5561?verify-key=k", False),  # nothing sent
+    ],
+)
+def test_a_grip_key_sent_as_a_bearer_in_clear_text_is_a_warning(settings, grip_url, warned):
+    from pushgateway.checks import check_settings
+
+    settings.PUSHGATEWAY = {
+        "BACKEND": "pushgateway.backends.fanout.FanoutBackend",
+        "OPTIONS": {"GRIP_URL": grip_url},
+    }
+    found = [m for m in check_settings() if m.id == "pushgateway.W006"]
+    assert len(found) == warned
+    if warned:
+        assert "bearer token in clear text" in found[0].msg and "iss=" in found[0].hint
 
 
 def _check_ids(settings, backend, options):

@@ -17,8 +17,7 @@ from websockets.sync.client import connect
 from pushgateway.backends.base import Limits
 from pushgateway.constants import CloseCode
 from tests.integration.test_metrics import scrape, scrape_until
-from tests.support.options_settings import options_env
-from tests.support.servers import PYTHON, ROOT, recv_json, subscribe
+from tests.support.servers import PYTHON, ROOT, options_env, recv_json, subscribe
 
 pytestmark = pytest.mark.servers
 
@@ -115,7 +114,9 @@ def test_the_channels_joined_stay_within_max_channels_under_floods_from_many_add
     300: the process never holds more groups, refuses the rest `unavailable`, and a page
     on a channel it serves already is still answered. With MAX_CONNECTIONS_PER_ADDRESS 6
     (the flood keeps 5 per address), a seventh socket of one address is closed 4029."""
-    options = options_env({"MAX_CHANNELS": 300, "MAX_CONNECTIONS_PER_ADDRESS": 6})
+    options = options_env(
+        {"MAX_CHANNELS": 300, "MAX_CONNECTIONS_PER_ADDRESS": 6, "DRAIN_SECONDS": 0}
+    )
     daphne = start_daphne(own_redis.url, PUSHGATEWAY_METRICS="1", **options)
     with page_socket(daphne, PAGE) as page, page_socket(daphne, "127.0.0.7") as late:
         subscribe(page, "served")

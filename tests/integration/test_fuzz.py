@@ -280,6 +280,19 @@ event_kinds = st.sampled_from(
 
 
 @st.composite
+def signed_states(draw) -> str:
+    """A state as the view signs it, for the connection "c" (so the fuzzing reaches past
+    its verification): public channels only, as a connection without tokens has."""
+    from channels_app.gripstate import ProxyState, dump_state
+
+    channels = draw(st.lists(names.filter(lambda n: not n.startswith("private-")), max_size=4))
+    positions = st.one_of(st.none(), st.sampled_from([Position("e", 1), Position("", 0)]))
+    subscriptions = {c: draw(positions) for c in channels if not protocol.channel_error(c)}
+    churn = draw(st.sampled_from([None, (0.0, 1e9), (100.0, 0.0), (3.5, -5.0)]))
+    return dump_state(ProxyState(subscriptions, draw(st.integers(0, 21)), churn), "c")
+
+
+@st.composite
 def bodies(draw) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         return draw(st.binary(max_size=80))  # not even an events body
@@ -306,8 +319,9 @@ def test_the_grip_view_answers_every_generated_body_without_a_500(client, settin
         st.fixed_dictionaries(
             {},
             optional={
-                h: header_text
-                for h in ("Meta-Subs", "Meta-Pos", "Meta-Errors", "Meta-Churn", "Origin")
+                "Meta-State": st.one_of(header_text, signed_states()),
+                "Connection-Id": st.sampled_from(["c", "d", ""]),
+                **{h: header_text for h in ("Meta-Subs", "Meta-Pos", "Origin")},
             },
         ),
     )
@@ -324,13 +338,13 @@ def test_the_grip_view_answers_every_generated_body_without_a_500(client, settin
             sent_closes = [c for k, c in parse_events(body) if k == "CLOSE"]
             for kind, content in parse_events(response.content):
                 if kind == "TEXT" and content.startswith(b"m:"):
-                    check_frame(content[2:].decode("utf-8"))
+                    assert not leaks(content[2:].decode("utf-8"))  # no token is valid here
                 elif kind == "TEXT":
                     control = json.loads(content.removeprefix(b"c:"))
                     assert control["type"] in ("subscribe", "unsubscribe")
                     assert not protocol.channel_error(control["channel"])
                 elif kind == "CLOSE" and content not in sent_closes:  # ours, not an echo
-                    assert 4000 <= int.from_bytes(content, "big") <= 4999
+                    assert 4000 <= int.from_bytes(content[:2], "big") <= 4999
 
     with caplog.at_level(logging.ERROR, logger="django.request"):
         fuzz()
@@ -360,6 +374,21 @@ class Sockets:
     def connect(self):
         return self.connections.enter_context(self.daphne.connect()), Session()
 
+    def check(self, text: str) -> dict:
+        return check_frame(text)
+
+    def send_text(self, ws, mirror: Session, frame: str) -> int | None:
+        """Send a text frame; returns the close it must cause (None: it is answered)."""
+        close = mirror.receive_text(frame).close
+        try:
+            ws.send(frame.encode("utf-8"), text=True)
+        except UnicodeEncodeError:  # a lone surrogate: not UTF-8, as some clients send
+            ws.send(frame.encode("utf-8", "surrogatepass"), text=True)
+            # The server's WebSocket library drops the connection (1006, no close frame)
+            # before the application sees it.
+            close = 1006
+        return close
+
     def exchange(self, index: int, frame: str | bytes) -> None:
         from websockets.exceptions import ConnectionClosed
 
@@ -369,17 +398,10 @@ class Sockets:
             close = mirror.receive_bytes(frame).close
             ws.send(frame)
         else:
-            close = mirror.receive_text(frame).close
-            try:
-                ws.send(frame.encode("utf-8"), text=True)
-            except UnicodeEncodeError:  # a lone surrogate: not UTF-8, as some clients send
-                ws.send(frame.encode("utf-8", "surrogatepass"), text=True)
-                # The server's WebSocket library drops the connection (1006, no close frame)
-                # before the application sees it.
-                close = 1006
+            close = self.send_text(ws, mirror, frame)
         try:
             if close != 1006:
-                while check_frame(ws.recv(timeout=10))["type"] not in ANSWERS:
+                while self.check(ws.recv(timeout=10))["type"] not in ANSWERS:
                     pass  # a resync or message on a channel it subscribed to
             if close is None:
                 return
@@ -457,3 +479,191 @@ def test_the_positions_view_answers_every_generated_query_without_a_500(client, 
         fuzz()
     assert [r for r in caplog.records if r.name == "django.request"] == []
     assert statuses[200] >= 200
+
+
+# A real Pushpin in front of daphne (issue 16): what a client can send through the proxy.
+# Pushpin strips a client's Meta-* headers only on real WebSocket connections; a plain HTTP
+# request keeps them and is signed like any other. No answer may tell the position of a
+# private channel (the fuzzing holds no valid token) or be a server error.
+
+SECRET = "private-a"  # in NAMES: generated frames subscribe to it, with tokens that fail
+LEAKING_TYPES = {"subscribed", "resync", "message"}
+PROXY_REQUESTS = 300
+PROXY_FRAMES = 600
+
+meta_values = st.one_of(
+    header_text,
+    st.sampled_from([SECRET, f"{SECRET},a", f"{SECRET}=e.1", "x:y:z", "e30:1:abc"]),
+    st.text("abcdefXYZ0189:_-", max_size=60),  # shaped like a signed value
+)
+content_types = st.sampled_from(
+    [
+        "Application/websocket-events",
+        "APPLICATION/WEBSOCKET-EVENTS",
+        "application/Websocket-Events",
+        "application/websocket-events",  # Pushpin's guard refuses it
+        "application/websocket-events; charset=utf-8",
+        " application/websocket-events",
+        "text/plain",
+    ]
+)
+proxy_headers = st.fixed_dictionaries(
+    {"Content-Type": content_types},
+    optional={
+        h: meta_values
+        for h in (
+            "Meta-State",
+            "Meta-Subs",
+            "Meta-Pos",
+            "Meta-Errors",
+            "Meta-Churn",
+            "Connection-Id",
+        )
+    },
+)
+
+
+def raw(headers: dict[str, str]) -> dict[str, bytes]:
+    """Header values as UTF-8 bytes, without the characters that would end a header."""
+    return {
+        k: v.encode("utf-8", "surrogatepass").translate(None, b"\r\n\0") for k, v in headers.items()
+    }
+
+
+def leaks(text: str) -> bool:
+    """Whether a frame the client received tells anything of the private channel."""
+    frame = check_frame(text)
+    return frame["type"] in LEAKING_TYPES and frame["channel"] == SECRET
+
+
+@pytest.mark.servers
+def test_meta_headers_and_bodies_posted_through_a_real_pushpin_leak_nothing(pushpin_origin, redis):
+    import http.client
+    import re
+
+    from tests.integration.test_pushpin import advance
+
+    advance(redis.url, SECRET)
+    statuses: Counter[int | str] = Counter()
+    leaked = []
+
+    @hypothesis_settings(FUZZ, max_examples=PROXY_REQUESTS)
+    @given(bodies(), proxy_headers)
+    def fuzz(body, headers):
+        connection = http.client.HTTPConnection("127.0.0.1", pushpin_origin.port, timeout=10)
+        try:
+            headers = {"Origin": pushpin_origin.url, **headers}
+            connection.request("POST", "/ws/pushgateway/", body=body, headers=raw(headers))
+            response = connection.getresponse()
+            answer = response.read()
+        except ConnectionResetError:  # Pushpin's answer to more than about 8 KiB of headers
+            statuses["reset by Pushpin"] += 1
+            return
+        finally:
+            connection.close()
+        statuses[response.status] += 1
+        assert response.status < 500, (response.status, answer[:300])
+        if re.search(rb'"type":"(subscribed|resync|message)","channel":"private-a"', answer):
+            leaked.append((headers, body))
+        assert not any(h.lower().startswith("set-meta") for h, _ in response.getheaders())
+
+    fuzz()
+    print(f"posted {sum(statuses.values())} requests through Pushpin: {dict(statuses)}")
+    assert leaked == []
+    assert sum(statuses.values()) >= PROXY_REQUESTS
+    assert set(statuses) <= {400, 403, "reset by Pushpin"} and statuses[400] and statuses[403]
+    assert "Traceback" not in pushpin_origin.origin.process.log()
+
+
+class ProxiedSockets(Sockets):
+    """Sockets through Pushpin, each opened with generated Meta-* handshake headers; counts
+    the frames that tell something of the private channel."""
+
+    def __init__(self, pushpin, count: int, headers) -> None:
+        self.pushpin, self.headers, self.leaked = pushpin, headers, []
+        super().__init__(pushpin, count)
+
+    def connect(self):
+        from websockets.sync.client import connect
+
+        url = f"ws://127.0.0.1:{self.pushpin.port}/ws/pushgateway/"
+        headers = self.headers()
+        ws = connect(url, origin=self.pushpin.url, open_timeout=10, additional_headers=headers)
+        return self.connections.enter_context(ws), Session()
+
+    def send_text(self, ws, mirror: Session, frame: str) -> int | None:
+        # Pushpin passes text that is not UTF-8 on, and the view reads it with replacement
+        # characters.
+        raw = frame.encode("utf-8", "surrogatepass")
+        ws.send(raw, text=True)
+        return mirror.receive_text(raw.decode("utf-8", "replace")).close
+
+    def check(self, text: str) -> dict:
+        if leaks(text):
+            self.leaked.append(text)
+        return check_frame(text)
+
+
+@pytest.mark.servers
+def test_frames_on_real_websockets_through_pushpin_leak_nothing(pushpin_origin, redis):
+    import random
+
+    from tests.integration.test_pushpin import advance
+
+    advance(redis.url, SECRET)
+    chosen = random.Random(16)  # handshake headers: a fixed sequence, like the frames
+    forged = [{}, {"Meta-Subs": SECRET, "Meta-Pos": f"{SECRET}=x.0"}, {"Meta-State": "x:y:z"}]
+    sockets = ProxiedSockets(pushpin_origin, 3, lambda: chosen.choice(forged))
+
+    @hypothesis_settings(FUZZ, max_examples=PROXY_FRAMES // 10)
+    @given(st.lists(st.tuples(st.integers(0, 2), client_frames), min_size=10, max_size=10))
+    def fuzz(frames):
+        for index, frame in frames:
+            sockets.exchange(index, frame)
+
+    fuzz()
+    print(f"sent {sockets.frames} frames through Pushpin; closes: {dict(sockets.closes)}")
+    assert sockets.frames >= PROXY_FRAMES and sockets.leaked == []
+    assert set(sockets.closes) <= {4008, 4009}  # never 1011
+    sockets.connections.close()
+    assert "Traceback" not in pushpin_origin.origin.process.log()
+
+
+# The positions view's POST body: JSON mostly in the expected shape, with hostile values.
+
+body_tokens = st.dictionaries(names, st.one_of(st.sampled_from(TOKENS), values), max_size=4)
+
+
+@st.composite
+def positions_bodies(draw):
+    if draw(st.integers(0, 7)) == 0:  # not even the shape: any JSON, or bytes that are not
+        return draw(st.one_of(values.map(json.dumps), st.binary(max_size=16)))
+    count = draw(st.integers(0, 8))
+    body = {"channels": [mostly(draw, names, values) for _ in range(count)]}
+    if draw(st.booleans()):
+        body["tokens"] = mostly(draw, body_tokens, values)
+    return json.dumps(body, ensure_ascii=False)
+
+
+def test_the_positions_view_answers_every_generated_body_without_a_500(client, caplog):
+    statuses = Counter()
+
+    @hypothesis_settings(FUZZ, max_examples=200)
+    @given(positions_bodies())
+    def fuzz(body):
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogatepass")
+        response = client.post("/pushgateway/positions/", body, content_type="application/json")
+        statuses[response.status_code] += 1
+        assert response.status_code in (200, 400), response
+        answer = response.json()
+        if response.status_code == 400:
+            assert set(answer) == {"error"}
+            return
+        assert set(answer) == {"positions", "errors"}
+        assert set(answer["errors"].values()) <= {ErrorCode.INVALID_CHANNEL, ErrorCode.FORBIDDEN}
+
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        fuzz()
+    assert [r for r in caplog.records if r.name == "django.request"] == []
+    assert statuses[200] >= 50 and statuses[400] >= 20  # both answers explored

@@ -12,6 +12,9 @@ import pytest
 
 from tests.support.servers import ROOT, free_port, listening, project_env
 
+# Seconds between TERM and KILL (the demo's PUSHPIN_DEMO_GRACE; 10 s unless set).
+GRACE = 3
+
 pytestmark = pytest.mark.servers  # on the primary combination only: it runs .venv's daphne
 
 
@@ -60,6 +63,7 @@ class Demo:
             PORT=str(self.port),
             PUSHPIN_PORT=str(self.pushpin_port),
             PUSHPIN_PUBLISH_PORT=str(self.publish_port),
+            PUSHPIN_DEMO_GRACE=str(GRACE),
         )
         self.output = tmp_path / "dev.log"
         self.processes: dict[int, str] = {}  # what the script started, once it serves
@@ -165,7 +169,7 @@ def test_pushpin_is_stopped_however_the_demo_ends(demo, end):
 
 
 def test_a_pushpin_that_does_not_stop_is_killed_with_its_services(demo):
-    """Ctrl-C ends the demo even when Pushpin hangs: 10 s after TERM the script kills
+    """Ctrl-C ends the demo even when Pushpin hangs: GRACE s after TERM the script kills
     Pushpin's runner and its services, and every port is free."""
     [runner] = [pid for pid, command in demo.processes.items() if " --config " in command]
     os.kill(runner, signal.SIGSTOP)  # a runner that cannot act on TERM
@@ -176,6 +180,6 @@ def test_a_pushpin_that_does_not_stop_is_killed_with_its_services(demo):
         demo.script.wait(20)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"./dev pushpin-demo did not exit:\n{demo.log()}") from None
-    assert "still running 10 s after TERM; killing it" in demo.log()
+    assert f"still running {GRACE} s after TERM; killing it" in demo.log()
     assert demo.left_running() == {}, demo.log()
     assert not listening(demo.pushpin_port) and not listening(demo.publish_port)

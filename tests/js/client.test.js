@@ -110,7 +110,8 @@ test("fetch says which page made the request; each client has its own id", async
 
 // A client on the fake socket and server, with nothing else configured.
 function bare(options) {
-  return createClient(Object.assign({WebSocket: FakeSocket, fetch: (url) => server.fetch(url)}, options));
+  const fetch = (url, init) => server.fetch(url, init);
+  return createClient(Object.assign({WebSocket: FakeSocket, fetch}, options));
 }
 
 test("createClient starts from the page's rendered configuration, then its own options", async () => {
@@ -131,7 +132,9 @@ test("createClient starts from the page's rendered configuration, then its own o
   assert.deepEqual(server.requests, []); // the option's pollDown, not the rendered one
   mock.timers.tick(1);
   await settle();
-  assert.deepEqual(server.requests, ["/rendered/positions/?c=a%3Arendered-token"]);
+  assert.deepEqual(server.requests, [
+    {url: "/rendered/positions/", channels: ["a"], tokens: {a: "rendered-token"}},
+  ]);
   latest().open();
   assert.deepEqual(latest().subscribes(), [
     {type: "subscribe", channel: "a", since: {epoch: "e1", seq: 3}, token: "rendered-token"},
@@ -149,7 +152,7 @@ test("without a window option, createClient reads the global document's configur
   assert.equal(latest().url, "ws://global/ws/");
   mock.timers.tick(5000);
   await settle();
-  assert.deepEqual(server.requests, ["/global/positions/?c=a"]);
+  assert.deepEqual(server.requests, [{url: "/global/positions/", channels: ["a"], tokens: {}}]);
 });
 
 test("a page without a rendered configuration polls the default positions URL", async () => {
@@ -157,7 +160,7 @@ test("a page without a rendered configuration polls the default positions URL", 
   pg.subscribe("a", () => {});
   mock.timers.tick(5000);
   await settle();
-  assert.deepEqual(server.requests, [FACTS.defaults.positionsUrl + "?c=a"]);
+  assert.deepEqual(server.requests, [{url: FACTS.defaults.positionsUrl, channels: ["a"], tokens: {}}]);
 });
 
 test("a rendered positionsUrl of null (the view is not installed) means blind polls", async () => {
@@ -183,7 +186,7 @@ test("a rendered configuration that is not JSON is reported and ignored", async 
   assert.deepEqual(errors, ["PushGateway: #pushgateway-config is not valid JSON"]);
   mock.timers.tick(5000);
   await settle();
-  assert.deepEqual(server.requests, [FACTS.defaults.positionsUrl + "?c=a"]);
+  assert.deepEqual(server.requests, [{url: FACTS.defaults.positionsUrl, channels: ["a"], tokens: {}}]);
 });
 
 test("createStates alone: changes in order to every listener, a failing one stops none", () => {

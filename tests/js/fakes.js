@@ -3,6 +3,7 @@
 // (node --test runs *.test.js); each test file calls useFakes() once.
 "use strict";
 const {beforeEach, afterEach, mock} = require("node:test");
+const {createHash} = require("node:crypto");
 const {createClient, FACTS} = require("../../static/js/pushgateway.js");
 
 const START = {epoch: "", seq: 0};
@@ -15,6 +16,7 @@ class FakeServer {
   reset() {
     this.positions = {};
     this.requests = [];
+    this.tokens = {}; // channel -> the only token the positions view accepts for it
     this.down = false;
     this.epochs = 0;
     this.ids = 0; // message ids: unique per publish, as the server's
@@ -28,20 +30,31 @@ class FakeServer {
     this.positions[channel] = next;
     return next;
   }
-  fetch(url) {
-    this.requests.push(url);
+  // The positions view: a POST of {channels, tokens}. Each request is recorded as
+  // {url, channels, tokens}; a private channel's token must be `this.tokens[channel]` when
+  // that is set.
+  fetch(url, init) {
+    const method = (init && init.method) || "GET";
+    if (method !== "POST") throw new Error(`the positions view is asked with POST, not ${method}`);
+    const {channels, tokens} = JSON.parse(init.body);
+    this.requests.push({url, channels, tokens});
     if (this.down) return Promise.reject(new TypeError("Failed to fetch"));
-    const items = new URL(url, "http://test").searchParams.getAll("c");
-    if (items.length > FACTS.maxPositionsPerRequest) {
+    if (channels.length > FACTS.maxPositionsPerRequest) {
       // As the view does: a request for too many channels is refused, not half answered.
       return Promise.resolve({ok: false, status: 400, json: () => Promise.resolve({})});
     }
     const positions = {};
-    for (const item of items) {
-      const name = item.split(":")[0];
-      positions[name] = this.position(name);
+    const errors = {};
+    for (const name of channels) {
+      const wanted = this.tokens[name];
+      if (wanted !== undefined && tokens[name] !== wanted) errors[name] = "forbidden";
+      else positions[name] = this.position(name);
     }
-    return Promise.resolve({ok: true, json: () => Promise.resolve({positions, errors: {}})});
+    return Promise.resolve({ok: true, json: () => Promise.resolve({positions, errors})});
+  }
+  // The channels each request asked about.
+  asked() {
+    return this.requests.map((request) => request.channels);
   }
 }
 
@@ -95,6 +108,14 @@ class FakeSocket {
 const latest = () => FakeSocket.all[FakeSocket.all.length - 1];
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
+// SubtleCrypto's digest, answered at once (Web Crypto's runs on a thread and answers later).
+const fakeCrypto = {
+  subtle: {digest: (algorithm, data) => Promise.resolve(createHash("sha256").update(data).digest())},
+};
+
+// The tag the server puts on hints a page with client id `id` caused (middleware.client_tag).
+const tagOf = (id) => createHash("sha256").update(id).digest("hex").slice(0, 32);
+
 // A client on the fakes.
 function client(options) {
   return createClient(
@@ -103,7 +124,8 @@ function client(options) {
         url: "ws://test/ws/pushgateway/",
         positionsUrl: "/pushgateway/positions/",
         WebSocket: FakeSocket,
-        fetch: (url) => server.fetch(url),
+        fetch: (url, init) => server.fetch(url, init),
+        crypto: fakeCrypto,
         random: () => 0.5,
       },
       options
@@ -183,5 +205,6 @@ module.exports = {
   recorder,
   subscribed,
   quietly,
+  tagOf,
   useFakes,
 };

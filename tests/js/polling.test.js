@@ -17,8 +17,8 @@ test("without a socket, one request per interval checks every channel; only move
     mock.timers.tick(5000);
     await settle();
   }
-  assert.equal(server.requests.length, 12); // one small GET per 5 s for all three
-  assert.deepEqual(server.requests[0], "/pushgateway/positions/?c=a&c=b&c=c");
+  assert.equal(server.requests.length, 12); // one small request per 5 s for all three
+  assert.deepEqual(server.requests[0], {url: "/pushgateway/positions/", channels: names, tokens: {}});
   assert.deepEqual([...calls.a.calls, ...calls.b.calls, ...calls.c.calls], []); // no refetch
 
   server.publish("b");
@@ -100,22 +100,28 @@ test("a poll asks about at most maxPositionsPerRequest channels a request", asyn
   for (const n of names) pg.subscribe(n, calls);
   mock.timers.tick(5000);
   await settle();
-  const asked = server.requests.map((url) => new URL(url, "http://test").searchParams.getAll("c"));
+  const asked = server.asked();
   assert.deepEqual(asked.map((items) => items.length), [100, 100, 100]); // not one refused request
   assert.deepEqual(asked.flat(), names);
   assert.deepEqual(calls.calls, []); // every request answered: nothing moved, no blind refetch
 });
 
-test("a poll splits its request where the URL would pass MAX_URL characters", async () => {
-  const names = Array.from({length: 60}, (_, n) => `${"x".repeat(95)}-${n}`); // ~6,000 chars
-  const pg = client({positions: Object.fromEntries(names.map((n) => [n, START]))});
-  for (const n of names) pg.subscribe(n, () => {});
+test("tokens travel in a POST body, never in the URL that access logs keep", async () => {
+  const seen = [];
+  const fetch = (url, init) => (seen.push([url, init]), server.fetch(url, init));
+  const pg = client({fetch, positions: {"private-a": START, b: START}});
+  pg.subscribe("private-a", () => {}, {token: "private-a:1:secret"});
+  pg.subscribe("b", () => {});
   mock.timers.tick(5000);
   await settle();
-  assert.equal(server.requests.length, 2);
-  assert.ok(server.requests.every((url) => url.length <= 4000));
-  const asked = server.requests.flatMap((url) => new URL(url, "http://test").searchParams.getAll("c"));
-  assert.deepEqual(asked, names);
+  const [[url, init]] = seen;
+  assert.equal(url, "/pushgateway/positions/");
+  assert.equal(init.method, "POST");
+  assert.equal(init.headers["Content-Type"], "application/json");
+  assert.deepEqual(JSON.parse(init.body), {
+    channels: ["private-a", "b"],
+    tokens: {"private-a": "private-a:1:secret"},
+  });
 });
 
 test("while connected, a hint lost on the way is caught by the pollUp check as a poll", async () => {
@@ -126,14 +132,15 @@ test("while connected, a hint lost on the way is caught by the pollUp check as a
   assert.deepEqual(cb.reasons(), ["poll"]);
 });
 
-test("positionsRequests alone: tokens ride along, a base with a query is extended", () => {
+test("positionsRequests alone: at most maxPositionsPerRequest each, tokens in the body", () => {
   const channel = (name, token) => ({name, token});
   const many = Array.from({length: 250}, (_, n) => channel(`c${n}`));
   const requests = positionsRequests("/p/", many);
   assert.deepEqual(requests.map((r) => r.channels.length), [100, 100, 50]);
   assert.deepEqual(requests.flatMap((r) => r.channels), many);
   const [request] = positionsRequests("/p/?v=2", [channel("a"), channel("private-b", "t:1")]);
-  assert.equal(request.url, "/p/?v=2&c=a&c=private-b%3At%3A1");
+  assert.equal(request.url, "/p/?v=2");
+  assert.deepEqual(request.body, {channels: ["a", "private-b"], tokens: {"private-b": "t:1"}});
   assert.deepEqual(positionsRequests("/p/", []), []);
 });
 

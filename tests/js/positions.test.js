@@ -2,8 +2,8 @@
 "use strict";
 const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
-const {createEnv, createChannel} = require("../../static/js/pushgateway.js")._internals;
-const {START, server, latest, settle, client, recorder, subscribed, useFakes} = require("./fakes.js");
+const {createEnv, createChannel, clientTag} = require("../../static/js/pushgateway.js")._internals;
+const {START, server, latest, settle, client, recorder, subscribed, tagOf, useFakes} = require("./fakes.js");
 
 useFakes();
 
@@ -115,27 +115,46 @@ test("a resync from the server waits for hints on their way, and is dropped when
   assert.deepEqual(cb.reasons(), ["message", "resync"]);
 });
 
-test("hints caused by this page's own requests do not call it back", () => {
+test("hints caused by this page's own requests do not call it back", async () => {
   const {pg, cb} = subscribed("a", {throttle: 0});
+  await settle(); // the page's tag is computed
   const own = server.publish("a");
-  latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: own, client: pg.clientId});
+  const mine = tagOf(pg.clientId);
+  latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: own, client: mine});
   const other = server.publish("a");
   latest().deliver({type: "message", channel: "a", id: "2", data: 2, position: other, client: "someone"});
   mock.timers.tick(1);
   assert.deepEqual(cb.calls, [{channel: "a", reason: "message", data: 2, count: 1}]);
 
   server.publish("a"); // lost
-  const mine = server.publish("a");
-  latest().deliver({type: "message", channel: "a", id: "4", data: 4, position: mine, client: pg.clientId});
+  const later = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "4", data: 4, position: later, client: mine});
   mock.timers.tick(1);
   assert.deepEqual(cb.reasons(), ["message", "resync"]); // a gap before our own hint is news
 });
 
-test("a page can opt out of skipping its own hints", () => {
-  const {pg, cb} = subscribed("a", {throttle: 0, ignoreOwn: false});
-  const own = server.publish("a");
-  latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: own, client: pg.clientId});
+test("a hint that carries the page's id itself, not its tag, is not the page's own", async () => {
+  // Servers tag ids; a frame with the bare id came from somewhere that is not this protocol.
+  const {pg, cb} = subscribed("a", {throttle: 0});
+  await settle();
+  const p = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: p, client: pg.clientId});
   assert.deepEqual(cb.reasons(), ["message"]);
+});
+
+test("a page can opt out of skipping its own hints", async () => {
+  const {pg, cb} = subscribed("a", {throttle: 0, ignoreOwn: false});
+  await settle();
+  const own = server.publish("a");
+  latest().deliver({type: "message", channel: "a", id: "1", data: 1, position: own, client: tagOf(pg.clientId)});
+  assert.deepEqual(cb.reasons(), ["message"]);
+});
+
+test("clientTag alone: Web Crypto's SHA-256 of the id as the server computes it, or null", async () => {
+  // The value tests/unit/test_client_id.py expects from pushgateway.middleware.client_tag.
+  const tag = await clientTag(createEnv({}), "5f0c3e2a9b1d47e8a6c2f0b3");
+  assert.equal(tag, "7d34ce3f06b8a9a4698aad7c2c56e270");
+  assert.equal(await clientTag(createEnv({crypto: {}}), "5f0c3e2a9b1d47e8a6c2f0b3"), null);
 });
 
 test("createChannel alone: what each confirmation, hint and server resync means for the page", () => {

@@ -2,7 +2,8 @@
 "use strict";
 const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
-const {START, FakeSocket, server, latest, settle, client, recorder, quietly, useFakes} = require("./fakes.js");
+const {START, FakeSocket, server, latest, settle, client, fakeWindow, recorder, quietly, useFakes} =
+  require("./fakes.js");
 
 useFakes();
 
@@ -33,7 +34,7 @@ test("a page over the subscription limit polls the refused channels: no loop, on
   assert.equal(FakeSocket.all.length, 1); // never closed, never reopened
   assert.equal(socket.subscribes().length, 130); // the refused ones were not asked again
   assert.ok(cbs.every((cb) => cb.calls.length === 1), "one callback per channel");
-  assert.ok(server.requests.every((url) => url.includes("c=c100") && !url.includes("c=c99&")));
+  assert.ok(server.asked().every((names) => names.includes("c100") && !names.includes("c99")));
 });
 
 test("a server that cannot join a channel yet is asked again", () => {
@@ -79,8 +80,67 @@ test("a refused private token is renewed once through the getToken hook", async 
     await settle();
     assert.equal(asked.length, 2);
     assert.equal(latest().subscribes().length, 2);
+    // The hook could not replace that token: it is not asked about it again.
+    latest().deliver({type: "error", code: "forbidden", message: "no", channel: "private-a"});
+    await settle();
+    assert.equal(asked.length, 2);
   });
   assert.deepEqual(cb.calls, []);
+});
+
+// A page at `href` whose HTML, fetched again, renders `tokens` as {% pushgateway_script %} does.
+function pageServer(href, tokens) {
+  const fetched = [];
+  const config = JSON.stringify({tokens}).replaceAll("<", "\\u003C");
+  const html = `<html><script id="pushgateway-config" type="application/json">${config}</script>`;
+  const fetch = (url, init) => {
+    if (url !== href) return server.fetch(url, init);
+    fetched.push(init);
+    return Promise.resolve({ok: true, text: () => Promise.resolve(html)});
+  };
+  return {fetch, fetched};
+}
+
+test("without a getToken hook, a refused token is renewed from the page itself, once for all", async () => {
+  const href = "https://example.org/invoices/17/";
+  const page = pageServer(href, {"private-a": "fresh-a", "private-b": "fresh-b"});
+  const win = fakeWindow(undefined);
+  win.location = {href};
+  const pg = client({window: win, fetch: page.fetch, tokens: {"private-a": "old-a", "private-b": "old-b"}});
+  pg.subscribe("private-a", () => {});
+  pg.subscribe("private-b", () => {});
+  latest().open();
+  await quietly("warn", async () => {
+    for (const channel of ["private-a", "private-b"]) {
+      latest().deliver({type: "error", code: "forbidden", message: "expired", channel});
+    }
+    await settle();
+  });
+  assert.equal(page.fetched.length, 1); // one fetch of the page for both channels
+  assert.equal(page.fetched[0].cache, "no-store"); // not the HTTP cache's copy, old tokens and all
+  assert.equal(page.fetched[0].credentials, "same-origin"); // the view decides for this user again
+  const tokens = latest().subscribes().slice(2).map((frame) => [frame.channel, frame.token]);
+  assert.deepEqual(tokens, [["private-a", "fresh-a"], ["private-b", "fresh-b"]]);
+});
+
+test("a page that no longer renders the token is asked once, then the channel is left alone", async () => {
+  const href = "https://example.org/invoices/17/";
+  const page = pageServer(href, {}); // the user lost access: the view renders no token
+  const win = fakeWindow(undefined);
+  win.location = {href};
+  const pg = client({window: win, fetch: page.fetch, tokens: {"private-a": "old"}, pollDown: 5000});
+  pg.subscribe("private-a", () => {});
+  latest().open();
+  server.tokens["private-a"] = "only-the-fresh-one"; // the positions view refuses "old" too
+  await quietly("warn", async () => {
+    latest().deliver({type: "error", code: "forbidden", message: "expired", channel: "private-a"});
+    for (let t = 0; t < 30000; t += 5000) {
+      mock.timers.tick(5000);
+      await settle();
+    }
+  });
+  assert.equal(page.fetched.length, 1); // polls are refused too, and do not fetch the page again
+  assert.equal(latest().subscribes().length, 1);
 });
 
 test("a subscribe refused for asking too fast is asked again when the server says", () => {

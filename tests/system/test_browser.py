@@ -1,10 +1,16 @@
 """End to end in headless Chromium: a comment posted in one page appears in another, also when
 the two pages are served by two processes on PostgreSQL."""
 
+import json
+import time
 import uuid
 
 import pytest
+from django.conf import settings
+from django.core import signing
 from playwright.sync_api import expect
+
+import pushgateway
 
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
 
@@ -146,3 +152,51 @@ def test_code_that_runs_before_the_deferred_module_can_wait_for_it(browser, star
     )
     page.wait_for_function("window.ready !== undefined")
     assert page.evaluate("[window.before, window.ready]") == ["undefined", "function"]
+
+
+def test_a_private_channel_polls_with_its_token_in_the_body_and_renews_it_from_the_page(
+    browser, start_daphne, monkeypatch
+):
+    """The page's token is two hours old (expired): the server refuses it on the socket and in
+    the positions view, and the module fetches the page again for a fresh one. The demo has no
+    private channel, so the page's second rendering is routed: what a view that watch()es
+    the channel renders, with a token the server made."""
+    daphne = start_daphne(SECRET_KEY=settings.SECRET_KEY)
+    channel = f"private-inbox-{uuid.uuid4().hex[:8]}"
+    two_hours_ago = time.time() - 7200
+    with monkeypatch.context() as past:
+        past.setattr(signing.time, "time", lambda: two_hours_ago)
+        expired = pushgateway.make_token(channel)
+    fresh = pushgateway.make_token(channel)
+    page = browser.new_page()
+    page.goto(daphne.url + "/")
+    posts, frames = [], []
+    page.on("request", lambda r: "/positions/" in r.url and posts.append(r))
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
+    config = json.dumps({"tokens": {channel: fresh}})
+    html = f'<script id="pushgateway-config" type="application/json">{config}</script>'
+    page.route(page.url, lambda route: route.fulfill(body=html, content_type="text/html"))
+    page.evaluate(
+        """([channel, token, fresh]) => {
+            window.pg = PushGateway.createClient({tokens: {[channel]: token}});
+            window.pg.subscribe(channel, () => {});
+            // A second client that cannot open a socket polls the positions view with it.
+            const WebSocket = function () { throw new Error("refused"); };
+            const polling = PushGateway.createClient({WebSocket, pollDown: 300});
+            polling.subscribe(channel, () => {}, {token: fresh});
+        }""",
+        [channel, expired, fresh],
+    )
+    answers = []
+    for _ in range(50):  # at most 5 s
+        answers = [json.loads(f) for f in frames if channel in f]
+        if any(a["type"] == "subscribed" for a in answers) and posts:
+            break
+        page.wait_for_timeout(100)
+    assert [a.get("code", a["type"]) for a in answers] == ["forbidden", "subscribed"]
+    assert page.evaluate("pg.state") == "connected"
+    assert posts and all(r.method == "POST" and "token" not in r.url for r in posts)
+    assert json.loads(posts[0].post_data) == {"channels": [channel], "tokens": {channel: fresh}}
+    answer = posts[0].response().json()
+    assert channel in answer["positions"] and answer["errors"] == {}
+    page.close()

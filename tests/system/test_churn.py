@@ -27,8 +27,7 @@ from pushgateway.layer import group_name
 from tests.support.host_clients import Clients, in_order, messages
 from tests.support.host_publisher import Publisher
 from tests.support.netns import HTTP_PORT, REDIS_PORT, NamespacesUnavailable, Network
-from tests.support.options_settings import ONE_HOST_OF_PAGES, options_env
-from tests.support.servers import PYTHON, SqliteDatabase, require
+from tests.support.servers import ONE_HOST_OF_PAGES, PYTHON, SqliteDatabase, options_env, require
 
 pytestmark = pytest.mark.servers
 

@@ -1,6 +1,13 @@
 // Compiled (not run) by tests/integration/test_typescript.py with `tsc --noEmit --strict`: what a
 // TypeScript user writes against the declarations, through the ES module and the global.
-import push, { createClient, FACTS, type PushEvent, type Position } from "../../static/js/pushgateway.mjs";
+import push, {
+  createClient,
+  watchFragments,
+  FACTS,
+  type ChangeEvent,
+  type PushEvent,
+  type Position,
+} from "../../static/js/pushgateway.mjs";
 
 interface CommentHint {
   model: string;
@@ -39,3 +46,15 @@ const perRequest: number = FACTS.maxPositionsPerRequest;
 const positionsUrl: string = FACTS.defaults.positionsUrl;
 const forbidden: string | undefined = FACTS.errorCodes.FORBIDDEN;
 console.log(perRequest, positionsUrl, forbidden, push.FACTS.version);
+
+// Fragments: elements that follow a channel, and the event they hear.
+const stop: () => void = watchFragments(client, document.body);
+document.addEventListener("pushgateway:change", (event) => {
+  const target = event.target as HTMLElement;
+  const { channel, reason }: PushEvent = event.detail;
+  console.log(target.getAttribute(FACTS.fragmentAttributes.channel), channel, reason);
+});
+const typed = (event: ChangeEvent<CommentHint>) => event.detail.data?.pk;
+console.log(typed);
+stop();
+client.subscribe("comments-7", () => {}, { since: start });

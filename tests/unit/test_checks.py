@@ -4,6 +4,7 @@ import pytest
 from django.core.checks import run_checks
 
 from pushgateway.checks import check_settings
+from tests.support.hints import registered_as
 
 pytestmark = pytest.mark.matrix  # depends on the Python or Django version
 
@@ -67,6 +68,21 @@ def test_the_in_memory_layer_is_fine_in_development_and_a_warning_for_deployment
     assert [
         m for m in run_checks(include_deployment_checks=True) if m.id == "pushgateway.W001"
     ] == []
+
+
+def test_models_public_by_nobodys_choice_are_a_deployment_warning(settings):
+    from demo.models import Event
+
+    settings.PUSHGATEWAY = {"OPTIONS": {}}
+    with registered_as(Event, channels=lambda event: ["events"]):  # no private=
+        deploy = [m for m in run_checks(include_deployment_checks=True) if m.id == W005]
+        assert len(deploy) == 1 and "demo.Event publish hints on public channels" in deploy[0].msg
+        assert not [m for m in run_checks() if m.id == W005]  # only with --deploy
+        settings.PUSHGATEWAY = {"OPTIONS": {"PRIVATE": True}}
+        assert not [m for m in run_checks(include_deployment_checks=True) if m.id == W005]
+
+
+W005 = "pushgateway.W005"
 
 
 def test_runserver_without_daphne_is_a_warning_while_developing(settings):

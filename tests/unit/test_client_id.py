@@ -1,5 +1,6 @@
 """Self-echo: hints carry the id of the page whose request caused them."""
 
+import hashlib
 import json
 
 import pytest
@@ -7,7 +8,7 @@ from django.http import HttpResponse
 from django.test import RequestFactory
 
 import pushgateway
-from pushgateway.middleware import ClientIdMiddleware
+from pushgateway.middleware import ClientIdMiddleware, client_tag
 from pushgateway.protocol import Position
 
 pytestmark = pytest.mark.matrix  # depends on the Python or Django version
@@ -21,8 +22,8 @@ def publishing_view(request):
 @pytest.mark.parametrize(
     ("request_kwargs", "client"),
     [
-        ({"headers": {"X-PushGateway-Client": "a1b2c3"}}, "a1b2c3"),
-        ({"data": {"pushgateway_client": "f00d"}}, "f00d"),  # a form's hidden field
+        ({"headers": {"X-PushGateway-Client": "a1b2c3"}}, client_tag("a1b2c3")),
+        ({"data": {"pushgateway_client": "f00d"}}, client_tag("f00d")),  # a form's field
         ({}, None),
         ({"headers": {"X-PushGateway-Client": "not valid!"}}, None),
         ({"headers": {"X-PushGateway-Client": "x" * 65}}, None),
@@ -49,7 +50,21 @@ async def test_the_middleware_works_in_async_views_too(outbox):
 
     request = RequestFactory().post("/", headers={"X-PushGateway-Client": "async1"})
     await ClientIdMiddleware(view)(request)
-    assert outbox[0].client == "async1"
+    assert outbox[0].client == client_tag("async1")
+
+
+def test_hints_carry_a_tag_of_the_id_that_replaying_it_cannot_produce(outbox):
+    # An attacker reads the victim's tag off a public hint and sends it as their own id: the
+    # server tags it again, so the victim's page does not take the attacker's edit for its own.
+    victim = "5f0c3e2a9b1d47e8a6c2f0b3"
+    request = RequestFactory().post("/", headers={"X-PushGateway-Client": victim})
+    ClientIdMiddleware(publishing_view)(request)
+    seen = json.loads(outbox[0].frame(Position("e", 1)))["client"]
+    assert victim not in seen
+    assert seen == hashlib.sha256(victim.encode()).hexdigest()[:32]
+    request = RequestFactory().post("/", headers={"X-PushGateway-Client": seen})
+    ClientIdMiddleware(publishing_view)(request)
+    assert outbox[1].client != seen
 
 
 def test_the_form_field_tag_renders_the_hidden_input():

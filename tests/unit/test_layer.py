@@ -21,6 +21,18 @@ def test_group_names_fit_channel_layers():
         assert layer.require_valid_group_name(group_name(name))
 
 
+def test_no_plain_channel_name_maps_to_a_hashed_group():
+    # A long private name is hashed; a public channel spelt like the hash must not share its
+    # group (it would read the private channel's hints).
+    private = "private-" + "x" * 92
+    hashed = group_name(private)
+    assert hashed.startswith("pushgateway-sha1.")
+    lookalike = hashed.removeprefix("pushgateway-sha1.")
+    for spelling in (f"sha1.{lookalike}", f"-sha1.{lookalike}", hashed):
+        if not protocol.channel_error(spelling):
+            assert group_name(spelling) != hashed
+
+
 def test_the_event_has_the_fields_the_hub_reads():
     message = Message("comments-7", {"pk": "1"}, id="m1")
     event = layer_event(message, Position("e1", 3))

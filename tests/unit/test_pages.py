@@ -7,9 +7,10 @@ import time
 
 import pytest
 from django.template import Context, Template
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 
 import pushgateway
+from channels_app import views
 from pushgateway import InvalidChannelName
 from pushgateway.backends import get_backend
 from pushgateway.pages import DEFAULT_WATCH_TIMEOUT, MAX_WAITING_READS
@@ -126,13 +127,70 @@ def test_positions_view_answers_many_channels_in_one_request(client, outbox):
     }
 
 
-def test_positions_view_wants_tokens_for_private_channels(client):
+def post_positions(client, channels, tokens=None, **extra):
+    body = {"channels": channels, **({"tokens": tokens} if tokens is not None else {})}
+    return client.post("/pushgateway/positions/", body, content_type="application/json", **extra)
+
+
+def test_positions_view_takes_tokens_in_a_post_body_not_the_url():
+    csrf_checking = Client(enforce_csrf_checks=True)  # read-only: no CSRF token needed
     token = pushgateway.make_token("private-pv")
-    ok = get_positions(client, f"private-pv:{token}").json()
-    assert "private-pv" in ok["positions"] and ok["errors"] == {}
+    ok = post_positions(csrf_checking, ["private-pv", "pv-a"], {"private-pv": token})
+    assert ok.status_code == 200 and ok["Cache-Control"] == "no-store"
+    assert set(ok.json()["positions"]) == {"private-pv", "pv-a"} and ok.json()["errors"] == {}
+    for tokens in (None, {"private-pv": "forged"}, {"private-other": token}):
+        body = post_positions(csrf_checking, ["private-pv"], tokens).json()
+        assert body == {"positions": {}, "errors": {"private-pv": "forbidden"}}
+
+
+def test_tokens_in_the_query_string_still_work_but_are_deprecated(client, caplog, monkeypatch):
+    monkeypatch.setattr(views, "_warned", False)
+    token = pushgateway.make_token("private-pv")
+    response = get_positions(client, f"private-pv:{token}")
+    assert "private-pv" in response.json()["positions"]
+    assert response["Deprecation"] == "true"
+    assert "tokens in the positions view's query string" in caplog.text
     for item in ("private-pv", "private-pv:forged", f"private-other:{token}"):
         body = get_positions(client, item).json()
         assert body["positions"] == {} and list(body["errors"].values()) == ["forbidden"]
+    assert "Deprecation" not in get_positions(client, "pv-a")  # public channels: as ever
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"[",
+        b"[]",
+        b"null",
+        b"[" * 5000,
+        b'{"channels": "pv-a"}',
+        b'{"channels": [1]}',
+        b'{"channels": [["pv-a"]]}',
+        b'{"channels": ["pv-a"], "tokens": []}',
+        b'{"channels": ["pv-a"], "tokens": {"pv-a": 1}}',
+        b'{"channels": ["' + b"x" * 70000 + b'"]}',
+        b"\xff\xfe",
+        json.dumps({"channels": [f"c{n}" for n in range(101)]}).encode(),
+    ],
+)
+def test_a_bad_positions_body_is_a_400_not_a_500(client, body):
+    response = client.post("/pushgateway/positions/", body, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(("expected ", "at most 100 channels"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"channels": ["\ud800", "has space", ""]},
+        {"channels": ["private-x"], "tokens": {"private-x": "private-x:\ud800:abc"}},
+        {"channels": [], "tokens": {"\ud800": ""}},
+    ],
+)
+def test_bad_names_and_tokens_in_a_body_are_answered(client, body):
+    response = post_positions(client, body["channels"], body.get("tokens"))
+    assert response.status_code == 200 and response.json()["positions"] == {}
 
 
 @pytest.mark.parametrize(
@@ -149,4 +207,23 @@ def test_positions_view_limits_the_number_of_channels(client):
     response = get_positions(client, *[f"c{n}" for n in range(101)])
     assert response.status_code == 400
     assert "at most 100 channels" in response.json()["error"]
-    assert client.post("/pushgateway/positions/").status_code == 405
+    assert client.put("/pushgateway/positions/").status_code == 405
+
+
+@pytest.mark.parametrize(("channels", "cached"), [(["private-inbox-3"], "private"), (["x"], None)])
+def test_a_page_given_tokens_is_not_for_shared_caches(channels, cached):
+    from django.http import HttpResponse
+
+    from pushgateway.middleware import ClientIdMiddleware
+
+    def view(request):
+        pushgateway.watch(request, *channels)
+        response = HttpResponse("page")
+        response["Cache-Control"] = "public, max-age=60"  # a view that meant well
+        return response
+
+    response = ClientIdMiddleware(view)(RequestFactory().get("/"))
+    if cached is None:
+        assert response["Cache-Control"] == "public, max-age=60"
+    else:
+        assert response["Cache-Control"] == "max-age=60, private"

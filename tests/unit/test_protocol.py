@@ -177,6 +177,24 @@ def test_private_channels_need_a_token_the_authorizer_accepts():
     assert allowed.subscribe == [Subscribe("private-a", None)]
 
 
+def test_a_private_channel_the_connection_has_is_confirmed_only_with_a_valid_token():
+    """'subscribed' carries the channel's position: it is the token check's to give, also
+    when the connection has the channel already (issue 16: the proxy's state was forgeable,
+    and this answer came before the token check)."""
+    session = Session(authorize=lambda channel, token: token == f"ok:{channel}")
+    session.subscriptions.add("private-a")
+    for frame in (
+        '{"type":"subscribe","channel":"private-a"}',
+        '{"type":"subscribe","channel":"private-a","token":"ok:private-b"}',
+    ):
+        reply = session.receive_text(frame)
+        assert reply.subscribe == [] and frames(reply)[0]["code"] == ErrorCode.FORBIDDEN
+    again = session.receive_text(
+        '{"type":"subscribe","channel":"private-a","token":"ok:private-a"}'
+    )
+    assert again.subscribe == [Subscribe("private-a", None, joined=True)]
+
+
 def test_subscription_limit():
     session = Session(max_subscriptions=2)
     for name in ("a", "b"):

@@ -14,11 +14,14 @@ from django.core import signing
 from django.test import override_settings
 
 import pushgateway
+from channels_app import hub as hub_module
 from channels_app.gripsig import verification_key, verify_grip_sig
+from channels_app.hub import running_hub
 from demo.models import Comment, Event
 from pushgateway.registry import is_registered
-from pushgateway.tokens import check_token
-from tests.support.sockets import connect, send
+from pushgateway.tokens import DEFAULT_TOKEN_MAX_AGE, check_token
+from tests.support.hints import registered_as
+from tests.support.sockets import connect, receive, send, subscribe
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,7 +36,9 @@ def private_comments():
     yield Comment
     if is_registered(Comment):
         pushgateway.unregister(Comment)
-    pushgateway.register(Comment, channels=lambda c: [f"comments-{c.event_id}", "events"])
+    pushgateway.register(
+        Comment, channels=lambda c: [f"comments-{c.event_id}", "events"], private=False
+    )
 
 
 def test_a_private_model_publishes_only_on_private_channels(outbox, private_comments):
@@ -49,7 +54,12 @@ def test_a_private_model_publishes_only_on_private_channels(outbox, private_comm
 
 
 def test_the_project_default_makes_every_registration_private(outbox):
-    with override_settings(PUSHGATEWAY={"BACKEND": LOCMEM, "OPTIONS": {"PRIVATE": True}}):
+    # The demo says private=False; a model that says nothing:
+    private = {"BACKEND": LOCMEM, "OPTIONS": {"PRIVATE": True}}
+    with (
+        registered_as(Event, channels=lambda event: ["events"]),
+        override_settings(PUSHGATEWAY=private),
+    ):
         pushgateway.outbox.clear()
         event = Event.objects.create(title="Private by default")
         assert [m.channel for m in pushgateway.outbox] == [
@@ -88,8 +98,13 @@ def test_tokens_expire_after_token_max_age(later):
         assert check_token("private-x", token)
         later(61)
         assert not check_token("private-x", token)
-    assert check_token("private-x", token)  # no TOKEN_MAX_AGE: no expiry
-    assert not check_token("private-y", token)  # one token, one channel
+    assert check_token("private-x", token)  # the default: an hour
+    later(DEFAULT_TOKEN_MAX_AGE + 1)
+    assert not check_token("private-x", token)
+    never = {"BACKEND": LOCMEM, "OPTIONS": {"TOKEN_MAX_AGE": None}}
+    with override_settings(PUSHGATEWAY=never):
+        assert check_token("private-x", token)  # None: no expiry
+    assert not check_token("private-y", pushgateway.make_token("private-x"))  # one channel
 
 
 def test_positions_view_refuses_an_expired_token(client, later):
@@ -98,6 +113,80 @@ def test_positions_view_refuses_an_expired_token(client, later):
         later(61)
         body = client.get(f"/pushgateway/positions/?c=private-x:{token}").json()
     assert body["errors"] == {"private-x": "forbidden"}
+
+
+async def live_private_subscription(channel="private-inbox-3"):
+    """A socket subscribed to `channel` with a fresh token and to the public "news"."""
+    socket = await connect()
+    await subscribe(socket, channel, token=pushgateway.make_token(channel))
+    await subscribe(socket, "news")
+    return socket
+
+
+async def assert_ended(socket, channel="private-inbox-3"):
+    """`channel`'s subscription ended with `forbidden`; its hints stop, the others go on."""
+    ended = await receive(socket)
+    assert (ended["type"], ended["code"], ended["channel"]) == ("error", "forbidden", channel)
+    await pushgateway.apublish(channel, {"pk": "secret"})
+    await pushgateway.apublish("news", {"pk": "1"})
+    after = await receive(socket)
+    assert (after["type"], after["channel"]) == ("message", "news")
+    await socket.disconnect()
+
+
+async def test_an_expired_token_ends_its_live_subscription_within_the_verify_interval(
+    monkeypatch, later
+):
+    monkeypatch.setattr(hub_module, "VERIFY_SECONDS", 0.2)
+    socket = await live_private_subscription()
+    later(DEFAULT_TOKEN_MAX_AGE + 1)
+    await assert_ended(socket)  # the hub's own periodic check, no call from the test
+
+
+async def test_dropping_a_key_from_the_fallbacks_ends_live_subscriptions(settings):
+    settings.SECRET_KEY = "old-key-" + "x" * 50
+    socket = await live_private_subscription()
+    settings.SECRET_KEY = "new-key-" + "y" * 50
+    settings.SECRET_KEY_FALLBACKS = ["old-key-" + "x" * 50]
+    assert await running_hub().recheck_tokens() == 1
+    await pushgateway.apublish("news", {"pk": "0"})
+    assert (await receive(socket))["channel"] == "news"  # still subscribed, both channels
+    settings.SECRET_KEY_FALLBACKS = []
+    await running_hub().recheck_tokens()
+    await assert_ended(socket)
+
+
+async def test_a_fresh_token_sent_again_keeps_a_subscription_past_the_old_ones_age(later):
+    socket = await live_private_subscription()
+    later(DEFAULT_TOKEN_MAX_AGE - 10)
+    fresh = pushgateway.make_token("private-inbox-3")
+    await subscribe(socket, "private-inbox-3", token=fresh)
+    later(DEFAULT_TOKEN_MAX_AGE + 10)
+    await running_hub().recheck_tokens()
+    await pushgateway.apublish("private-inbox-3", {"pk": "1"})
+    assert (await receive(socket))["channel"] == "private-inbox-3"
+    await socket.disconnect()
+
+
+async def test_a_public_channel_spelt_like_a_hashed_group_cannot_touch_a_private_ones():
+    # A private name too long for a layer group is carried by its SHA-1. A public channel
+    # spelt like that hash used to share the group: its last subscriber leaving took the
+    # group, and with it the private channel's hints, away from the whole process (the
+    # hub's position check then healed the loss with a resync, seconds later).
+    private = "private-" + "s" * 92
+    lookalike = "sha1." + hashlib.sha1(private.encode()).hexdigest()
+    victim = await connect()
+    await subscribe(victim, private, token=pushgateway.make_token(private))
+    attacker = await connect()
+    await subscribe(attacker, lookalike)
+    await send(attacker, {"type": "unsubscribe", "channel": lookalike})
+    await running_hub().unsubscribe(lookalike, attacker)  # once the hub left its group
+    await pushgateway.apublish(private, {"pk": "1"})
+    delivered = await receive(victim)
+    assert (delivered["type"], delivered["channel"]) == ("message", private)
+    assert await attacker.receive_nothing(timeout=0.2)
+    await victim.disconnect()
+    await attacker.disconnect()
 
 
 def test_key_rotation_the_django_way_keeps_tokens_until_the_old_key_is_dropped(settings):

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pushgateway import HintTooLarge, InvalidChannelName, publish
 from pushgateway.backends import get_backend
+from pushgateway.exceptions import PrivateChannelUnsupported
 
 
 class Command(BaseCommand):
@@ -30,7 +31,7 @@ class Command(BaseCommand):
             raise CommandError(f"--data is not valid JSON: {exc}") from exc
         try:
             publish(channel, hint)
-        except (InvalidChannelName, HintTooLarge, TypeError) as exc:
+        except (InvalidChannelName, HintTooLarge, PrivateChannelUnsupported, TypeError) as exc:
             raise CommandError(str(exc)) from exc
         backend = get_backend()
         if not backend.flush(timeout):

@@ -19,7 +19,8 @@ VERSION = 2
 
 class CloseCode(enum.IntEnum):
     """Close codes the server sends. In the application range, which every ASGI server can
-    send (daphne refuses 1008 and 1009 themselves): 4000 + the RFC 6455 code each stands for."""
+    send (daphne refuses 1008 and 1009 themselves): 4000 + the RFC 6455 code each stands for
+    (4029: + HTTP's 429 Too Many Requests, which RFC 6455 has no code for)."""
 
     #: The connection caused more than MAX_ERRORS errors.
     POLICY_VIOLATION = 4008
@@ -29,11 +30,17 @@ class CloseCode(enum.IntEnum):
     SERVICE_RESTART = 4012
     #: The client does not read what it is sent (over MAX_PENDING_BYTES waiting).
     TRY_AGAIN_LATER = 4013
+    #: The client's address has OPTIONS["MAX_CONNECTIONS_PER_ADDRESS"] sockets open already.
+    TOO_MANY_CONNECTIONS = 4029
 
 
 #: Closes after which reconnecting at once would only be refused again: the browser module
 #: waits its longest backoff.
-POLICY_CLOSES = (CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG)
+POLICY_CLOSES = (
+    CloseCode.POLICY_VIOLATION,
+    CloseCode.MESSAGE_TOO_BIG,
+    CloseCode.TOO_MANY_CONNECTIONS,
+)
 
 #: RFC 6455's "service restart", which uvicorn sends to every socket when it shuts down.
 RFC_SERVICE_RESTART = 1012
@@ -116,6 +123,13 @@ PROXY_KEEP_ALIVE_SECONDS = 20
 MAX_POSITIONS_PER_REQUEST = 100
 #: A POST body to the positions view at most: 100 names with their tokens fit in 32 KiB.
 MAX_POSITIONS_BODY_BYTES = 64 * 1024
+#: Channels one Lua script reads positions of: the periodic check of every joined channel
+#: (and any other large read) goes in chunks this size, so no single call holds Redis (or the
+#: event loop parsing its answer) for long, however many channels a process has joined.
+POSITION_READ_CHUNK = 200
+#: Client addresses whose subscribe budgets a server process remembers (about 200 bytes
+#: each); past it, those with a full budget are forgotten first, then the least recently seen.
+MAX_TRACKED_ADDRESSES = 10_000
 #: Unsent bytes a socket may hold before it is closed as too slow (about 1,500 hints).
 MAX_PENDING_BYTES = 256 * 1024
 

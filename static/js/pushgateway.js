@@ -65,8 +65,9 @@
       MESSAGE_TOO_BIG: 4009,
       SERVICE_RESTART: 4012,
       TRY_AGAIN_LATER: 4013,
+      TOO_MANY_CONNECTIONS: 4029,
     },
-    policyCloses: [4008, 4009],
+    policyCloses: [4008, 4009, 4029],
     restartCloses: [1012, 4012],
     noPongClose: 4000,
     errorCodes: {

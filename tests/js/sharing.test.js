@@ -6,7 +6,7 @@ const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
 const {_internals} = require("../../static/js/pushgateway.js");
 const {START, FakeSocket, FakeBrowser, settleAll, server, latest, client, fakeWindow, recorder,
-  tagOf, useFakes} = require("./fakes.js");
+  quietly, tagOf, useFakes} = require("./fakes.js");
 
 useFakes();
 
@@ -89,6 +89,24 @@ test("each tab skips only the hints its own requests caused", async () => {
   await settleAll();
   assert.deepEqual(a.cb.reasons(), ["message"]);
   assert.deepEqual(b.cb.reasons(), []);
+});
+
+test("a tab whose token the server refuses hears nothing of the channel another tab keeps", async () => {
+  const browser = new FakeBrowser();
+  const a = await tabOn(browser, ["private-x"], {}, {"private-x": {token: "good"}});
+  await openAndConfirm(latest());
+  const getToken = () => null; // this tab's user lost access: no fresh token
+  const b = await tabOn(browser, ["private-x"], {}, {"private-x": {token: "bad", getToken}});
+  const refusal = {type: "error", code: "forbidden", message: "no", channel: "private-x"};
+  await quietly("warn", async () => {
+    latest().deliver(refusal); // the answer to b's subscribe
+    await settleAll();
+  });
+  latest().message("private-x", {secret: 1});
+  await settleAll();
+  assert.deepEqual(a.cb.reasons(), ["message"]);
+  assert.deepEqual(b.cb.calls, []);
+  assert.equal(b.pg.sharing, "follower");
 });
 
 test("the leader's tab closing: the next tab opens a socket and every tab subscribes again", async () => {

@@ -1129,7 +1129,9 @@
   // Joins the bus and queues for the lock: granted, this tab leads until it leaves sharing or
   // closes (the browser releases a closed tab's locks).
   function joinShare(ctx, s) {
-    const name = "pushgateway:" + socketUrl(ctx.config.url);
+    // Versioned: tabs running another version of this module (a deploy while tabs stay
+    // open) keep to their own leader rather than misread each other's messages.
+    const name = "pushgateway:share1:" + socketUrl(ctx.config.url);
     const Channel = ctx.time.BroadcastChannel();
     s.bus = new Channel(name);
     s.bus.onmessage = (event) => onShareMessage(ctx, s, event.data || {});

@@ -60,6 +60,9 @@ export interface Config {
    * rendered configuration. */
   getToken?: TokenSource;
   transport?: "websocket" | "faye";
+  /** Tabs of one origin (and clients of one page) share one connection, a leader tab's, when
+   * the browser has BroadcastChannel and Web Locks; false: a connection of this client's own. */
+  share?: boolean;
   fayeUrl?: string;
   fayeScript?: string;
   fayeIntegrity?: string;
@@ -71,6 +74,9 @@ export interface Config {
   now?: () => number;
   random?: () => number;
   WebSocket?: typeof WebSocket;
+  /** What tabs share a connection with (the global BroadcastChannel and navigator.locks). */
+  BroadcastChannel?: typeof BroadcastChannel;
+  locks?: Pick<LockManager, "request">;
   fetch?: typeof fetch;
   /** Web Crypto, whose SHA-256 computes the tag of this client's hints. */
   crypto?: { subtle?: Pick<SubtleCrypto, "digest"> };
@@ -93,6 +99,9 @@ export interface Client {
   /** Sent with the page's own requests (header X-PushGateway-Client or form field). */
   readonly clientId: string;
   readonly state: State;
+  /** "leader": this tab holds the connection its origin's tabs share; "follower": it uses
+   * another tab's; null: its connection is its own, or it has none yet. */
+  readonly sharing: "leader" | "follower" | null;
 }
 
 /** A client of its own: DEFAULTS, then the page's rendered configuration (#pushgateway-config in
@@ -121,7 +130,7 @@ export declare function watchFragments(
 export declare const DEFAULTS: Readonly<Required<Pick<Config,
   "url" | "positionsUrl" | "throttle" | "pollDown" | "pollUp" | "backoffInitial" | "backoffMax" |
   "stableAfter" | "restartDelay" | "pingInterval" | "pongTimeout" | "checkAfterSubscribe" |
-  "resyncGrace" | "ignoreOwn">>>;
+  "resyncGrace" | "ignoreOwn" | "share">>>;
 
 /** The protocol's facts, generated from pushgateway/constants.py (docs/protocol.md). */
 export interface Facts {

@@ -16,7 +16,9 @@
  *
  * Per subscription callbacks are throttled (leading and trailing edge, so the last hint is
  * never lost; the strongest reason of a window wins: resync > poll > message). One socket per
- * page, opened on first subscribe, reconnected with capped exponential backoff and jitter.
+ * page, opened on first subscribe, reconnected with capped exponential backoff and jitter;
+ * the tabs of one origin share one socket where the browser lets them (the shared connection:
+ * createShareTable and createSharedTransport, just before newClient).
  *
  * Connection states: "idle" (no subscriptions, no socket), "connecting", "connected",
  * "waiting" (backing off before the next attempt).
@@ -116,6 +118,7 @@
     checkAfterSubscribe: 1500, // an early ping lets a proxied server check positions again
     resyncGrace: 500, // ms a resync from the server waits for hints still on their way
     ignoreOwn: true, // skip hints caused by this page's own requests (see clientId)
+    share: true, // tabs of one origin share one connection (createSharedTransport)
     positionTtl: null, // ms the server remembers an idle channel (see positions.py)
     positions: {}, // channel -> position, rendered by the view (pushgateway.watch)
     tokens: {}, // channel -> token for private channels, rendered likewise
@@ -173,6 +176,9 @@
       now: () => (config.now || Date.now)(),
       random: () => (config.random || Math.random)(),
       WebSocket: () => config.WebSocket || globalThis.WebSocket,
+      // For tabs that share a connection (createSharedTransport).
+      BroadcastChannel: () => config.BroadcastChannel || globalThis.BroadcastChannel,
+      locks: () => config.locks || (globalThis.navigator && globalThis.navigator.locks),
       fetch: (url, init) => (config.fetch || globalThis.fetch)(url, init),
       // Web Crypto's SubtleCrypto: only in secure contexts (https:, localhost).
       subtle: () => (config.crypto || globalThis.crypto || {}).subtle,
@@ -946,6 +952,319 @@
     };
   }
 
+  // ---- Shared connection: one connection per browser, not per tab ----
+
+  // Tabs of one origin share one connection. The tab that holds a Web Lock named for the
+  // connection's URL is the leader: its transport (the WebSocket today) is the real one, and
+  // it forwards each server frame over a BroadcastChannel of the same name to the tabs it
+  // concerns. The other tabs follow: their subscribes (with their own positions and tokens)
+  // and unsubscribes go to the leader, which sends them on. Every tab keeps its own channels,
+  // positions, throttle, tokens and self-echo check: it dispatches a frame as if its own
+  // socket had carried it. When the leader's tab closes (or it has no subscription left) the
+  // lock goes to the next tab in line, which opens a connection; every tab subscribes again
+  // with its positions, so only channels that moved meanwhile resync. Messages on the bus:
+  // {kind, from, ...}: "hello" (a follower asks), "leader" (a new leader), "up" (its
+  // connection is open; `to` a tab that said hello, or every tab), "down" (it is gone:
+  // `close` as closeKind says), "subscribe" (`frame`), "unsubscribe" (`channel`), "bye" (a
+  // follower leaves) and "frame" (a server frame, `to` the ids of the tabs it concerns).
+
+  // What the leader knows of each channel of the shared connection: which tabs the server
+  // confirmed it for (hints go to those), and whose subscribes it has yet to answer, in order
+  // (the server answers a connection's frames in order). Reset with each new connection.
+  function createShareTable() {
+    const entries = new Map(); // name -> {confirmed: Set of tab ids, pending: [tab id or null]}
+    function entry(name) {
+      if (!entries.has(name)) entries.set(name, {confirmed: new Set(), pending: []});
+      return entries.get(name);
+    }
+    const wanted = (e) => e.confirmed.size > 0 || e.pending.some((tab) => tab !== null);
+    return {
+      reset: () => entries.clear(),
+      has: (name) => entries.has(name) && wanted(entries.get(name)),
+      subscribe: (tab, name) => entry(name).pending.push(tab),
+      // `tab` leaves `name`: true when no tab wants it any more (the server is told).
+      unsubscribe(tab, name) {
+        const e = entries.get(name);
+        if (!e || !wanted(e)) return false;
+        e.confirmed.delete(tab);
+        e.pending = e.pending.map((waiting) => (waiting === tab ? null : waiting));
+        return !wanted(e);
+      },
+      // Every tab the table holds a subscription or an answer for.
+      tabs() {
+        const tabs = new Set();
+        for (const e of entries.values()) {
+          for (const t of [...e.confirmed, ...e.pending]) tabs.add(t);
+        }
+        tabs.delete(null);
+        return tabs;
+      },
+      // The channels `tab` had that no tab wants now.
+      leave(tab) {
+        return Array.from(entries.keys()).filter((name) => this.unsubscribe(tab, name));
+      },
+      // The ids of the tabs a server frame is for, or null for every tab.
+      route(frame) {
+        const e = entries.get(frame.channel);
+        if (!e) return frame.type === "error" && !frame.channel ? null : [];
+        const answer = frame.type === "subscribed" || frame.type === "error";
+        if (answer && e.pending.length) {
+          const tab = e.pending.shift();
+          if (tab === null) return [];
+          if (frame.type === "subscribed") e.confirmed.add(tab);
+          else e.confirmed.delete(tab);
+          return [tab];
+        }
+        const tabs = Array.from(e.confirmed);
+        if (frame.type === "error") e.confirmed.clear(); // the server ended it (a token expired)
+        return frame.type === "unsubscribed" ? [] : tabs;
+      },
+    };
+  }
+
+  // Whether this page can share: BroadcastChannel and Web Locks, and `share` not turned off.
+  function canShare(ctx) {
+    return ctx.config.share !== false && Boolean(ctx.time.BroadcastChannel() && ctx.time.locks());
+  }
+
+  // The transport `make(innerCtx)` makes, shared between the tabs of one origin when they can
+  // (see above); otherwise, or once this tab has left sharing, it is this tab's own. `make`
+  // returns a transport ({open, close, subscribe, unsubscribe}) that reports to innerCtx (its
+  // connection's opened() and failed(kind), and frame()); where a client chooses between
+  // transports, the chooser is what `make` returns, so the tabs share whichever is in use. A follower
+  // whose subscribe the shared connection refuses as too_many_subscriptions (the tabs'
+  // channels together are past the server's limit) leaves sharing and opens its own.
+  function createSharedTransport(ctx, make) {
+    const tab = newClientId(ctx.time.random);
+    const table = createShareTable();
+    const s = {tab: tab, table: table, role: null, solo: false, bus: null, lock: null};
+    s.up = false; // the leader's connection is open
+    s.attached = false; // a follower whose subscribes go to an open leader connection
+    s.awaiting = false; // a follower that wants to attach once the leader's connection is up
+    s.inner = make(sharedInnerCtx(ctx, s));
+    s.post = (message) => s.bus && s.bus.postMessage(Object.assign({from: tab}, message));
+    const shared = () => !s.solo && canShare(ctx);
+    return {
+      open() {
+        if (!shared()) return s.inner.open();
+        if (!s.bus) joinShare(ctx, s);
+        if (s.role === "leader") return s.inner.open();
+        s.awaiting = true;
+        s.post({kind: "hello"});
+      },
+      close() {
+        if (s.role === "leader") s.post({kind: "down", close: "restart"});
+        else if (s.attached) s.post({kind: "bye"});
+        leaveShare(s);
+        s.inner.close();
+      },
+      subscribe(channel) {
+        if (!s.bus) return s.inner.subscribe(channel); // this tab's own connection
+        const frame = subscribeFrame(channel);
+        const leading = s.role === "leader" && s.up;
+        channel.requested = leading || s.attached; // otherwise sent once attached
+        if (leading) {
+          table.subscribe(tab, channel.name);
+          s.inner.subscribe(innerChannel(frame));
+        } else if (s.attached) {
+          s.post({kind: "subscribe", frame: frame});
+        }
+      },
+      unsubscribe(channel) {
+        if (!s.bus) return s.inner.unsubscribe(channel);
+        if (s.role === "leader") return leaderUnsubscribe(s, tab, channel.name);
+        if (s.attached) s.post({kind: "unsubscribe", channel: channel.name});
+      },
+      get sharing() {
+        return s.role;
+      },
+    };
+  }
+
+  // What the inner transport is given for a subscribe frame (subscribeFrame reads it back).
+  function innerChannel(frame) {
+    return {name: frame.channel, position: frame.since, token: frame.token, requested: false};
+  }
+
+  function leaderUnsubscribe(s, tab, name) {
+    if (s.up && s.table.unsubscribe(tab, name)) s.inner.unsubscribe({name: name, requested: true});
+  }
+
+  // The ctx the inner transport is made on: as a leader's, its connection's news and frames
+  // go to every tab; otherwise they are this tab's alone.
+  function sharedInnerCtx(ctx, s) {
+    const inner = Object.create(ctx);
+    const leads = () => s.role === "leader";
+    inner.connection = Object.assign(Object.create(ctx.connection), {
+      opened() {
+        if (!leads()) return ctx.connection.opened();
+        s.up = true;
+        s.table.reset();
+        ctx.connection.opened(); // this tab's subscribes first
+        s.post({kind: "up"});
+        sweepTabs(ctx, s);
+      },
+      failed(kind) {
+        if (leads()) {
+          s.up = false;
+          s.table.reset();
+          s.post({kind: "down", close: kind});
+        }
+        ctx.connection.failed(kind);
+      },
+    });
+    inner.frame = (frame) => {
+      if (!leads()) return ctx.frame(frame);
+      const to = s.table.route(frame);
+      if (to === null || to.includes(s.tab)) ctx.frame(frame);
+      const others = to === null ? null : to.filter((tab) => tab !== s.tab);
+      if (others === null || others.length) s.post({kind: "frame", to: others, frame: frame});
+    };
+    // A subscribe confirmed on the connection, for any tab, asks for an early ping.
+    const union = {has: (name) => s.table.has(name) || ctx.channels.has(name)};
+    Object.defineProperty(inner, "channels", {get: () => (leads() ? union : ctx.channels)});
+    return inner;
+  }
+
+  // Joins the bus and queues for the lock: granted, this tab leads until it leaves sharing or
+  // closes (the browser releases a closed tab's locks).
+  function joinShare(ctx, s) {
+    // Versioned: tabs running another version of this module (a deploy while tabs stay
+    // open) keep to their own leader rather than misread each other's messages.
+    const name = "pushgateway:share1:" + socketUrl(ctx.config.url);
+    const Channel = ctx.time.BroadcastChannel();
+    s.bus = new Channel(name);
+    s.bus.onmessage = (event) => onShareMessage(ctx, s, event.data || {});
+    const abort = new AbortController();
+    const lock = {abort: abort, release: null};
+    const held = new Promise((resolve) => (lock.release = resolve));
+    s.lock = lock;
+    s.name = name;
+    const locks = ctx.time.locks();
+    Promise.resolve()
+      .then(() => locks.request(name, {signal: abort.signal}, () => {
+        if (s.lock !== lock) return null;
+        becomeLeader(ctx, s);
+        return held;
+      }))
+      .catch(() => {}); // aborted: this tab left sharing before its turn
+    // This tab's presence, which the leader checks (sweepTabs): held until it leaves.
+    Promise.resolve()
+      .then(() => locks.request(presence(name, s.tab), {signal: abort.signal}, () => held))
+      .catch(() => {});
+    if (ctx.window && ctx.window.addEventListener && !s.hides) {
+      s.hides = true;
+      ctx.window.addEventListener("pagehide", () => followerHides(ctx, s));
+    }
+  }
+
+  // A follower's page going away: the leader drops its subscriptions. Should the page come
+  // back (the back-forward cache), it attaches again as after a drop.
+  function followerHides(ctx, s) {
+    if (!s.attached) return;
+    s.post({kind: "bye"});
+    s.attached = false;
+    ctx.connection.failed("restart");
+  }
+
+  function leaveShare(s) {
+    if (s.lock) {
+      s.lock.abort.abort();
+      s.lock.release();
+    }
+    if (s.bus) s.bus.close();
+    s.bus = s.lock = s.role = null;
+    s.up = s.attached = s.awaiting = false;
+    s.table.reset();
+  }
+
+  // The lock is this tab's: it opens the connection every tab will share.
+  function becomeLeader(ctx, s) {
+    s.role = "leader";
+    s.attached = s.awaiting = false;
+    s.post({kind: "leader"});
+    const state = ctx.connection.state;
+    if (state === "waiting") return ctx.connection.wake();
+    if (state === "idle") return;
+    ctx.connection.setState("connecting");
+    s.inner.open();
+  }
+
+  function onShareMessage(ctx, s, message) {
+    if (s.role === "leader") return leaderHears(s, message);
+    const forMe = (to) => to === null || to === undefined || to.includes(s.tab);
+    if (message.kind === "up" && forMe(message.to && [message.to])) {
+      if (s.awaiting) {
+        s.awaiting = false;
+        s.attached = true;
+        s.role = "follower";
+        ctx.connection.opened();
+      } else if (ctx.connection.state === "waiting") {
+        ctx.connection.wake();
+      }
+    } else if (message.kind === "down" || message.kind === "leader") {
+      // The connection this tab followed is gone (a new leader opens another).
+      const was = s.attached || s.awaiting;
+      s.attached = s.awaiting = false;
+      if (was) ctx.connection.failed(message.close || "restart");
+    } else if (message.kind === "frame" && s.attached && forMe(message.to)) {
+      followerFrame(ctx, s, message.frame);
+    }
+  }
+
+  // A server frame for this follower. A subscribe refused for the shared connection's limit
+  // makes this tab leave sharing for a connection of its own.
+  function followerFrame(ctx, s, frame) {
+    if (frame.type !== "error" || frame.code !== ERRORS.TOO_MANY_SUBSCRIPTIONS) {
+      return ctx.frame(frame);
+    }
+    s.post({kind: "bye"});
+    leaveShare(s);
+    s.solo = true;
+    ctx.connection.setState("connecting");
+    s.inner.open();
+  }
+
+  function leaderHears(s, message) {
+    const from = message.from;
+    if (message.kind === "hello" && s.up) s.post({kind: "up", to: from});
+    if (!s.up) return;
+    if (message.kind === "subscribe") {
+      s.table.subscribe(from, message.frame.channel);
+      s.inner.subscribe(innerChannel(message.frame));
+    } else if (message.kind === "unsubscribe") {
+      leaderUnsubscribe(s, from, message.channel);
+    } else if (message.kind === "bye") {
+      leaveTab(s, from);
+    }
+  }
+
+  function leaveTab(s, tab) {
+    for (const name of s.table.leave(tab)) s.inner.unsubscribe({name: name, requested: true});
+  }
+
+  const presence = (name, tab) => name + "#" + tab;
+
+  // Every pingInterval while it leads: the tabs that closed without a word (a crash, a killed
+  // process: no pagehide) no longer hold their presence lock; their channels are left.
+  function sweepTabs(ctx, s) {
+    ctx.time.clearTimeout(s.sweep);
+    s.sweep = ctx.time.setTimeout(() => {
+      if (s.role !== "leader" || !s.up) return;
+      sweepTabs(ctx, s);
+      Promise.resolve()
+        .then(() => ctx.time.locks().query())
+        .then((state) => {
+          if (s.role !== "leader" || !s.up) return;
+          const present = new Set((state.held || []).map((lock) => lock.name));
+          for (const tab of s.table.tabs()) {
+            if (tab !== s.tab && !present.has(presence(s.name, tab))) leaveTab(s, tab);
+          }
+        })
+        .catch(() => {}); // a browser without query(): tabs leave by pagehide only
+    }, ctx.config.pingInterval);
+  }
+
   // ---- Client: the parts wired, and what a page calls ----
 
   // A server frame, to the channel it is about.
@@ -1059,7 +1378,7 @@
     ctx.poller = createPoller(ctx);
     ctx.checker = createChecker(ctx);
     ctx.refusals = createRefusals(ctx);
-    const websocket = createWebSocketTransport(ctx);
+    const websocket = createSharedTransport(ctx, createWebSocketTransport);
     const faye = createFayeTransport(ctx);
     ctx.transport = () => (config.transport === "faye" ? faye : websocket);
     watchPage(ctx);
@@ -1079,6 +1398,10 @@
       clientId: ctx.clientId,
       get state() {
         return ctx.connection.state;
+      },
+      // "leader", "follower", or null: this tab's connection is its own (or it has none).
+      get sharing() {
+        return config.transport === "faye" ? null : websocket.sharing;
       },
     };
     return client;
@@ -1250,6 +1573,8 @@
       createBackoff: createBackoff,
       createStates: createStates,
       createConnection: createConnection,
+      createShareTable: createShareTable,
+      createSharedTransport: createSharedTransport,
     },
   };
 });

@@ -40,6 +40,8 @@ globalThis.PushGateway.subscribe("events", ({ reason }) => console.log(reason));
 void client.fetch("/comments/", { method: "POST" });
 const id: string = client.clientId;
 console.log(id);
+const role: "leader" | "follower" | null = createClient({ share: false }).sharing;
+console.log(role);
 
 // The protocol's facts.
 const perRequest: number = FACTS.maxPositionsPerRequest;

@@ -7,7 +7,11 @@ told, its error count, its subscribe budget) travels with the proxy as one value
 signs (gripstate.py): a client can send `Meta-*` headers too, and only state this server
 signed for the connection is believed. Hints go from the publisher through the proxy, never
 through this view, so on every request the view also checks the connection's channels and
-sends `resync` where one moved on.
+sends `resync` where one moved on, and checks the token of each private subscription again:
+one that expired, or was signed with a key since dropped from SECRET_KEY_FALLBACKS, ends its
+subscription (`forbidden` to the page, a GRIP `unsubscribe` to the proxy). A connection with
+private subscriptions asks the proxy for a request at least every PROXY_KEEP_ALIVE_SECONDS
+(`Keep-Alive-Interval`), so the check runs also for a client that never sends anything.
 """
 
 from __future__ import annotations
@@ -22,9 +26,17 @@ from pushgateway.constants import (
     MAX_PROXY_BODY_BYTES,
     MAX_PROXY_EVENTS,
     MAX_PROXY_SUBSCRIPTIONS,
+    PROXY_KEEP_ALIVE_SECONDS,
     CloseCode,
 )
-from pushgateway.protocol import Reply, Session, has_news, resync_frame, subscribed_frame
+from pushgateway.protocol import (
+    Reply,
+    Session,
+    has_news,
+    is_private,
+    resync_frame,
+    subscribed_frame,
+)
 from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
@@ -59,6 +71,11 @@ class Connection:
             ),
         )
         self.session.errors = state.errors
+        # A private subscription without a token (a state signed before tokens travelled in
+        # it) is checked against none: it ends, and the page subscribes again with its token.
+        self.session.tokens = {
+            c: state.tokens.get(c, "") for c in state.subscriptions if is_private(c)
+        }
         self.told = {c: p for c, p in state.subscriptions.items() if p is not None}
         self.read_now: set[str] = set()  # positions read during this request
 
@@ -83,6 +100,8 @@ class Connection:
             elif kind == "CLOSE":
                 out.append(("CLOSE", content))
         if not closing(out):
+            # After the events: a subscribe in them may have renewed a token that was due.
+            out += self.receive(self.session.expire())
             out += self.resyncs()
         return out
 
@@ -127,7 +146,14 @@ class Connection:
             {c: self.told.get(c) for c in self.session.subscriptions},
             self.session.errors,
             (churn.tokens, churn.stamp) if churn is not None else None,
+            dict(self.session.tokens),
         )
+
+    def keep_alive(self) -> int:
+        """The `Keep-Alive-Interval` to ask of the proxy: with private subscriptions, a
+        request (empty when the client sent nothing) at least every PROXY_KEEP_ALIVE_SECONDS,
+        which checks their tokens; without, none (0 turns it off)."""
+        return PROXY_KEEP_ALIVE_SECONDS if self.session.tokens else 0
 
 
 def closed(code: int, reason: bytes) -> HttpResponse:
@@ -173,4 +199,5 @@ def websocket_over_http(request: HttpRequest) -> HttpResponse:
         return HttpResponseForbidden("origin not allowed\n")
     response = events_response(answer)
     response[f"Set-{STATE_HEADER}"] = dump_state(connection.state(), connection_id)
+    response["Keep-Alive-Interval"] = str(connection.keep_alive())
     return response

@@ -2,13 +2,15 @@
 
 Each request of a proxied WebSocket may reach another process, so the view hands the
 connection's state to the proxy with `Set-Meta-State` and gets it back as `Meta-State` on the
-connection's next request: its subscriptions, the positions it was told, its error count and
-its subscribe budget. The proxy is not the only one who can send a `Meta-*` header: Pushpin
-strips them only on real WebSocket connections, and a plain HTTP request through an
-`over_http` route keeps them and is signed (Grip-Sig) all the same. So the value is signed
-with SECRET_KEY (django.core.signing, a salt of its own; SECRET_KEY_FALLBACKS verify too) and
-names the connection's `Connection-Id`: the view accepts only state it signed itself for that
-connection, and a subscription in it passed the token check when it was made.
+connection's next request: its subscriptions, the positions it was told, the token of each
+private subscription (checked again on every request: an expired or revoked one ends its
+subscription), its error count and its subscribe budget. The proxy is not the only one who
+can send a `Meta-*` header: Pushpin strips them only on real WebSocket connections, and a
+plain HTTP request through an `over_http` route keeps them and is signed (Grip-Sig) all the
+same. So the value is signed with SECRET_KEY (django.core.signing, a salt of its own;
+SECRET_KEY_FALLBACKS verify too) and names the connection's `Connection-Id`: the view accepts
+only state it signed itself for that connection, and a subscription in it passed the token
+check when it was made.
 """
 
 from __future__ import annotations
@@ -19,8 +21,13 @@ from typing import Any
 
 from django.core import signing
 
-from pushgateway.constants import MAX_ERRORS, MAX_PROXY_STATE_CHARS, MAX_PROXY_SUBSCRIPTIONS
-from pushgateway.protocol import Position, channel_error
+from pushgateway.constants import (
+    MAX_ERRORS,
+    MAX_FRAME_BYTES,
+    MAX_PROXY_STATE_CHARS,
+    MAX_PROXY_SUBSCRIPTIONS,
+)
+from pushgateway.protocol import Position, channel_error, is_private
 
 #: The header the proxy sends the state back in (the view sets it with `Set-Meta-State`).
 STATE_HEADER = "Meta-State"
@@ -41,6 +48,8 @@ class ProxyState:
     errors: int = 0
     #: The subscribe budget when last seen: (tokens, unix time); None on a first request.
     churn: tuple[float, float] | None = None
+    #: The token each private subscription was last authorised with (Session.tokens).
+    tokens: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def dump_state(state: ProxyState, connection_id: str) -> str:
@@ -50,6 +59,7 @@ def dump_state(state: ProxyState, connection_id: str) -> str:
         "s": {c: p and [p.epoch, p.seq] for c, p in sorted(state.subscriptions.items())},
         "e": state.errors,
         "b": state.churn and [round(state.churn[0], 3), round(state.churn[1], 3)],
+        "t": dict(sorted(state.tokens.items())),
     }
     return signing.dumps(payload, salt=SALT, compress=True)
 
@@ -68,7 +78,9 @@ def load_state(value: str | None, connection_id: str) -> ProxyState:
     if not isinstance(payload, dict) or payload.get("i") != connection_id:
         raise InvalidState("a state signed for another connection")
     # Signed by this server, so well-formed; checked all the same, as cheaply as client input.
-    return ProxyState(_subscriptions(payload.get("s")), _errors(payload.get("e")), _churn(payload))
+    subscriptions = _subscriptions(payload.get("s"))
+    tokens = _tokens(payload.get("t"), subscriptions)
+    return ProxyState(subscriptions, _errors(payload.get("e")), _churn(payload), tokens)
 
 
 def _subscriptions(value: Any) -> dict[str, Position | None]:
@@ -103,3 +115,18 @@ def _churn(payload: dict) -> tuple[float, float] | None:
     if not all(isinstance(v, int | float) and math.isfinite(v) for v in value):
         raise InvalidState("a subscribe budget that is not two finite numbers")
     return float(value[0]), float(value[1])
+
+
+def _tokens(value: Any, subscriptions: dict[str, Position | None]) -> dict[str, str]:
+    # A state signed before tokens travelled in it has none ("t" missing): the view then
+    # checks its private subscriptions against no token, which ends them (`forbidden`).
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidState("tokens that are not a map")
+    for channel, token in value.items():
+        if channel not in subscriptions or not is_private(channel):
+            raise InvalidState(f"a token for no private subscription: {channel!r:.60}")
+        if not isinstance(token, str) or len(token) > MAX_FRAME_BYTES:
+            raise InvalidState(f"a token that is not one: {token!r:.60}")
+    return value

@@ -28,6 +28,7 @@ from pushgateway.protocol import SSE_KEEPALIVE, Session, sse_close, sse_event, s
 from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
+from .admission import client_address, get_admission
 from .consumer import PushGatewayConsumer
 from .drain import get_drain
 from .hub import get_hub
@@ -99,6 +100,7 @@ class StreamConsumer(PushGatewayConsumer):
         self.closing = False
         self.backlog = None
         self.transport = None
+        self.address = client_address(scope)  # per-address limits, as for sockets
         try:
             frames = await self.open(scope, receive)
             if frames is not None:
@@ -127,6 +129,9 @@ class StreamConsumer(PushGatewayConsumer):
             return await self.refuse(503, "restarting; try again", [(b"retry-after", b"1")])
         if not origin_allowed(scope_origin(scope)):
             return await self.refuse(403, "origin not allowed")
+        self.admission = get_admission()
+        if not self.admission.connect(self.address):  # the page waits its longest backoff
+            return await self.refuse(429, "too many connections from your address")
         limits = get_backend().limits
         churn = TokenBucket(limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST, time.monotonic)
         self.session = Session(authorize=check_token, churn=churn)

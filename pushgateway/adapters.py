@@ -214,6 +214,17 @@ def pending_bytes(transport) -> int:
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
 
+def transport_closed(transport) -> bool:
+    """Whether a Twisted TCP transport (daphne_transport) has lost its connection: the peer
+    closed or reset it. daphne still hands the application the frames it read before, and
+    drops what the application sends to a closed connection without a word, so this is how
+    the consumer learns the client is gone before it reaches the disconnect event.
+
+    Relies on Twisted's FileDescriptor setting ``disconnected`` in ``connectionLost``
+    (tests/integration/test_server_adapters.py checks it under the installed daphne)."""
+    return bool(getattr(transport, "disconnected", False))
+
+
 def start_send_coroutine(sending: Awaitable) -> Awaitable | None:
     """Run a server's `send(message)` coroutine to its first wait, here and now.
 

@@ -19,7 +19,8 @@ VERSION = 2
 
 class CloseCode(enum.IntEnum):
     """Close codes the server sends. In the application range, which every ASGI server can
-    send (daphne refuses 1008 and 1009 themselves): 4000 + the RFC 6455 code each stands for."""
+    send (daphne refuses 1008 and 1009 themselves): 4000 + the RFC 6455 code each stands for
+    (4029: + HTTP's 429 Too Many Requests, which RFC 6455 has no code for)."""
 
     #: The connection caused more than MAX_ERRORS errors.
     POLICY_VIOLATION = 4008
@@ -29,11 +30,17 @@ class CloseCode(enum.IntEnum):
     SERVICE_RESTART = 4012
     #: The client does not read what it is sent (over MAX_PENDING_BYTES waiting).
     TRY_AGAIN_LATER = 4013
+    #: The client's address has OPTIONS["MAX_CONNECTIONS_PER_ADDRESS"] sockets open already.
+    TOO_MANY_CONNECTIONS = 4029
 
 
 #: Closes after which reconnecting at once would only be refused again: the browser module
 #: waits its longest backoff.
-POLICY_CLOSES = (CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG)
+POLICY_CLOSES = (
+    CloseCode.POLICY_VIOLATION,
+    CloseCode.MESSAGE_TOO_BIG,
+    CloseCode.TOO_MANY_CONNECTIONS,
+)
 
 #: RFC 6455's "service restart", which uvicorn sends to every socket when it shuts down.
 RFC_SERVICE_RESTART = 1012
@@ -103,9 +110,15 @@ MAX_PROXY_SUBSCRIPTIONS = 20
 MAX_PROXY_EVENTS = 64
 MAX_PROXY_BODY_BYTES = 4 * MAX_FRAME_BYTES_HARD
 #: Characters of the signed connection state a GRIP proxy carries back: MAX_PROXY_SUBSCRIPTIONS
-#: names of 100 characters with their positions take about 3,000; longer is refused unread
-#: (Pushpin itself resets a client request with more than about 8 KiB of headers).
+#: private names of 100 random characters, each with a 32-character epoch and a token, take
+#: about 4,000; longer is refused unread (Pushpin itself resets a client request with more
+#: than about 8 KiB of headers; the state travels between the proxy and the view only).
 MAX_PROXY_STATE_CHARS = 8 * 1024
+#: Seconds between requests a GRIP proxy makes for a connection with private subscriptions,
+#: when nothing else made one (`Keep-Alive-Interval`, Pushpin's shortest): each request checks
+#: their tokens again, so an expired or revoked one ends within this time even on a client
+#: that never sends anything (the browser module pings every 25 s).
+PROXY_KEEP_ALIVE_SECONDS = 20
 #: Channels one request to the positions view may ask about.
 MAX_POSITIONS_PER_REQUEST = 100
 #: A POST body to the positions view at most: 100 names with their tokens fit in 32 KiB.
@@ -119,6 +132,13 @@ MAX_STREAM_FRAMES = 2 * MAX_SUBSCRIPTIONS
 #: a dead stream.
 STREAM_KEEPALIVE_SECONDS = 15
 STREAM_IDLE_FACTOR = 2.5
+#: Channels one Lua script reads positions of: the periodic check of every joined channel
+#: (and any other large read) goes in chunks this size, so no single call holds Redis (or the
+#: event loop parsing its answer) for long, however many channels a process has joined.
+POSITION_READ_CHUNK = 200
+#: Client addresses whose subscribe budgets a server process remembers (about 200 bytes
+#: each); past it, those with a full budget are forgotten first, then the least recently seen.
+MAX_TRACKED_ADDRESSES = 10_000
 #: Unsent bytes a socket may hold before it is closed as too slow (about 1,500 hints).
 MAX_PENDING_BYTES = 256 * 1024
 
@@ -136,6 +156,18 @@ STREAM_PATH = "/pushgateway/stream/"
 STREAM_RECHECK_HEADER = "X-PushGateway-Recheck"
 #: The id of the element {% pushgateway_script %} renders the browser's configuration into.
 CONFIG_ELEMENT_ID = "pushgateway-config"
+#: The attributes of a live fragment, an element that follows a channel ({% pushgateway_fragment
+#: %} renders them; the browser module reads them): the channel, the position and the token
+#: its view rendered (pushgateway.watch()), and an optional throttle in milliseconds.
+FRAGMENT_ATTRIBUTES = {
+    "channel": "data-pushgateway-channel",
+    "since": "data-pushgateway-since",
+    "token": "data-pushgateway-token",
+    "throttle": "data-pushgateway-throttle",
+}
+#: The DOM event the browser module dispatches on a fragment whose channel changed (it
+#: bubbles; `detail` is what a subscribe() callback receives).
+FRAGMENT_EVENT = "pushgateway:change"
 
 # How a page's requests say which page made them, so the hints they cause skip that page.
 CLIENT_HEADER = "X-PushGateway-Client"
@@ -178,6 +210,8 @@ def browser_facts() -> dict[str, Any]:
         "clientField": CLIENT_FIELD,
         "clientTagLength": CLIENT_TAG_LENGTH,
         "configElement": CONFIG_ELEMENT_ID,
+        "fragmentAttributes": FRAGMENT_ATTRIBUTES,
+        "fragmentEvent": FRAGMENT_EVENT,
         "bayeuxDot": BAYEUX_DOT,
         "defaults": CLIENT_DEFAULTS,
     }

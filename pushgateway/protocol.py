@@ -184,13 +184,16 @@ class Reply:
 
     Join each of `subscribe` and answer it with a `subscribed` frame (it needs the current
     position, which only the transport can read), leave each of `unsubscribe`, send
-    `frames`, then close with `close` if it is set.
+    `frames`, then close with `close` if it is set. A transport that can should then read
+    nothing more from the client for `hold` seconds: it went past its budget and was told
+    when to come back (`retry_after`), so what it sends meanwhile can wait.
     """
 
     frames: list[str] = field(default_factory=list)
     subscribe: list[Subscribe] = field(default_factory=list)
     unsubscribe: list[str] = field(default_factory=list)
     close: int | None = None
+    hold: float = 0.0
 
 
 # A function that says whether `token` lets a client subscribe to the private `channel`.
@@ -266,9 +269,16 @@ class Session:
 
     def subscribe_failed(self, channel: str) -> str:
         """Undo a subscription the transport could not join; returns the error frame to send."""
+        return self.subscribe_refused(
+            channel, ErrorCode.UNAVAILABLE, "subscribe failed; try again later"
+        )
+
+    def subscribe_refused(self, channel: str, code: ErrorCode, message: str, **extra: Any) -> str:
+        """Undo a subscription the transport refuses for what it would cost the server (a
+        refusal: it does not count as an error); returns the error frame to send."""
         self.subscriptions.discard(channel)
         self.tokens.pop(channel, None)
-        return error_frame(ErrorCode.UNAVAILABLE, "subscribe failed; try again later", channel)
+        return error_frame(code, message, channel, **extra)
 
     def _subscribe(self, frame: dict[str, Any]) -> Reply:
         channel = frame.get("channel")
@@ -307,13 +317,15 @@ class Session:
             # A refusal, not misbehaviour: a page that navigates a lot is slowed, never
             # disconnected, and a refused subscribe costs the server nothing.
             wait = math.ceil(self.churn.wait() * 10) / 10
-            return self._refuse(
+            reply = self._refuse(
                 ErrorCode.RATE_LIMITED,
                 f"more than {self.churn.burst:g} subscribes and unsubscribes at once "
                 f"or {self.churn.rate:g} per second; try again in {wait:g} s",
                 channel,
                 retry_after=wait,
             )
+            reply.hold = wait
+            return reply
         self.subscriptions.add(channel)
         if is_private(channel):
             self.tokens[channel] = frame["token"]
@@ -322,7 +334,8 @@ class Session:
     def expire(self) -> Reply:
         """End the private subscriptions whose tokens no longer verify (expired, or signed with
         a key since dropped from SECRET_KEY_FALLBACKS): each is left and answered `forbidden`
-        (a refusal: the page asks for a fresh token). The transport calls it periodically."""
+        (a refusal: the page asks for a fresh token). The transport calls it periodically
+        (the hub every VERIFY_SECONDS; the GRIP view on every request of the connection)."""
         ended = [
             channel for channel, token in self.tokens.items() if not self.authorize(channel, token)
         ]

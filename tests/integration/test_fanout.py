@@ -20,6 +20,7 @@ from pushgateway.backends.grip import GripBackend
 from pushgateway.backends.realm import RealmBackend, channel_name, realm_channel
 from pushgateway.constants import CHANNEL_RE
 from tests.support.fake_fanout import FakeFanout
+from tests.support.hints import registered_as
 from tests.support.servers import run_python
 
 REALM_KEY = base64.b64encode(b"realm-secret-of-32-bytes-or-more!").decode()
@@ -365,15 +366,9 @@ def test_realm_mode_refuses_private_channels_instead_of_publishing_them(settings
     with refused:
         get_backend().send_messages([_message("private-invoices-4"), _message("public")])
     # A save of a model whose channels() names a private channel goes on, logged.
-    import pushgateway
 
-    pushgateway.unregister(Event)
-    pushgateway.register(Event, channels=lambda event: ["private-events"])
-    try:
+    with registered_as(Event, channels=lambda event: ["private-events"]):
         Event.objects.create(title="Secret party")
-    finally:
-        pushgateway.unregister(Event)
-        pushgateway.register(Event, channels=lambda event: ["events"])
     assert "cannot keep a channel private" in caplog.text
     publish("public")
     assert get_backend().flush(5)
@@ -473,20 +468,14 @@ def test_checks_of_realm_mode(settings, backend):
 
 
 def test_a_model_registered_private_is_an_error_in_realm_mode(settings):
-    import pushgateway
     from pushgateway.checks import check_settings
 
     settings.PUSHGATEWAY = {
         "BACKEND": "pushgateway.backends.fanout.FanoutBackend",
         "OPTIONS": {"REALM": "r", "REALM_KEY": REALM_KEY},
     }
-    pushgateway.unregister(Event)
-    pushgateway.register(Event, channels=lambda event: ["events"], private=True)
-    try:
+    with registered_as(Event, channels=lambda event: ["events"], private=True):
         [error] = check_settings()
-    finally:
-        pushgateway.unregister(Event)
-        pushgateway.register(Event, channels=lambda event: ["events"])
     assert error.id == "pushgateway.E011" and "demo.Event (registered private)" in error.msg
 
 

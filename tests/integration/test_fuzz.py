@@ -414,6 +414,19 @@ class Sockets:
         raise AssertionError(f"not closed with {close} after {frame!r:.200}")
 
 
+def send_generated(sockets: Sockets, total: int, batch: int) -> None:
+    """`total` generated frames, `batch` per example, each to one of `sockets` at random."""
+    last = len(sockets.open) - 1
+
+    @hypothesis_settings(FUZZ, max_examples=total // batch)
+    @given(st.lists(st.tuples(st.integers(0, last), client_frames), min_size=batch, max_size=batch))
+    def fuzz(frames):
+        for index, frame in frames:
+            sockets.exchange(index, frame)
+
+    fuzz()
+
+
 @pytest.mark.servers
 def test_a_real_daphne_answers_generated_frames_and_keeps_serving(redis, start_daphne):
     from tests.support.servers import recv_json, run_python, subscribe
@@ -421,13 +434,7 @@ def test_a_real_daphne_answers_generated_frames_and_keeps_serving(redis, start_d
     daphne = start_daphne(redis.url)
     sockets = Sockets(daphne, 4)
 
-    @hypothesis_settings(FUZZ, max_examples=DAPHNE_FRAMES // 15)
-    @given(st.lists(st.tuples(st.integers(0, 3), client_frames), min_size=15, max_size=15))
-    def fuzz(frames):
-        for index, frame in frames:
-            sockets.exchange(index, frame)
-
-    fuzz()
+    send_generated(sockets, DAPHNE_FRAMES, 15)
     print(f"sent {sockets.frames} frames to daphne; closes: {dict(sockets.closes)}")
     assert sockets.frames >= DAPHNE_FRAMES
     survivor = next(ws for ws, _ in sockets.open if ws.protocol.close_code is None)
@@ -615,13 +622,7 @@ def test_frames_on_real_websockets_through_pushpin_leak_nothing(pushpin_origin, 
     forged = [{}, {"Meta-Subs": SECRET, "Meta-Pos": f"{SECRET}=x.0"}, {"Meta-State": "x:y:z"}]
     sockets = ProxiedSockets(pushpin_origin, 3, lambda: chosen.choice(forged))
 
-    @hypothesis_settings(FUZZ, max_examples=PROXY_FRAMES // 10)
-    @given(st.lists(st.tuples(st.integers(0, 2), client_frames), min_size=10, max_size=10))
-    def fuzz(frames):
-        for index, frame in frames:
-            sockets.exchange(index, frame)
-
-    fuzz()
+    send_generated(sockets, PROXY_FRAMES, 10)
     print(f"sent {sockets.frames} frames through Pushpin; closes: {dict(sockets.closes)}")
     assert sockets.frames >= PROXY_FRAMES and sockets.leaked == []
     assert set(sockets.closes) <= {4008, 4009}  # never 1011

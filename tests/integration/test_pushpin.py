@@ -226,14 +226,68 @@ def test_meta_headers_on_a_real_websocket_through_pushpin_are_not_believed(pushp
 
 
 def test_the_largest_signed_state_makes_the_round_trip_through_pushpin(pushpin_origin):
-    """Pushpin carries the state back on every request: with as many subscriptions of the
-    longest names as a connection may hold, it still arrives and verifies."""
+    """Pushpin carries the state back on every request: with as many private subscriptions
+    of the longest names, each with its token, as a connection may hold, it still arrives
+    and verifies."""
+    import pushgateway
     from pushgateway.constants import MAX_CHANNEL_LENGTH, MAX_PROXY_SUBSCRIPTIONS
 
-    names = [f"{i:02d}".ljust(MAX_CHANNEL_LENGTH, "x") for i in range(MAX_PROXY_SUBSCRIPTIONS)]
+    names = [
+        f"private-{i:02d}".ljust(MAX_CHANNEL_LENGTH, "x") for i in range(MAX_PROXY_SUBSCRIPTIONS)
+    ]
     with pushpin_origin.connect() as ws:
         for name in names:
-            subscribe(ws, name)
+            subscribe(ws, name, token=pushgateway.make_token(name))
         ws.send(json.dumps({"type": "unsubscribe", "channel": names[0]}))
         assert recv_json(ws) == {"type": "unsubscribed", "channel": names[0]}
-        subscribe(ws, names[0])  # one more than the state held a moment ago
+        # One more than the state held a moment ago.
+        subscribe(ws, names[0], token=pushgateway.make_token(names[0]))
+        ws.send(json.dumps({"type": "ping"}))
+        assert recv_json(ws) == {"type": "pong"}  # every token checked again, all still valid
+
+
+def test_an_expired_token_ends_its_subscription_through_pushpin_at_the_next_ping(
+    pushpin_in_front,
+):
+    """Issue 16: behind Pushpin the tokens travel in the connection's signed state and each
+    request of the connection checks them again. A private subscription whose token expired
+    gets `forbidden` on its next ping, and Pushpin delivers nothing more on it (the view
+    sent it `c:unsubscribe`), while a public channel of the same socket goes on."""
+    import time
+
+    import pushgateway
+    from pushgateway.backends.grip import GripBackend
+    from pushgateway.message import Message
+    from tests.support.servers import options_env
+
+    # Tokens are stamped in whole seconds: one made at t is refused from a moment between
+    # t + 1 and t + 2 on.
+    pushpin = pushpin_in_front(**options_env({"TOKEN_MAX_AGE": 2, "DRAIN_SECONDS": 0}))
+    secret, news = "private-issue16-expiry", "issue16-news"
+    backend = GripBackend(GRIP_URL=pushpin.grip_url)
+    try:
+        with pushpin.connect() as ws:
+            made, token = time.monotonic(), pushgateway.make_token(secret)
+            subscribe(ws, secret, token=token)
+            subscribe(ws, news)
+            ws.send(json.dumps({"type": "ping"}))
+            assert recv_json(ws) == {"type": "pong"}  # still valid: nothing ends
+            time.sleep(max(0.0, made + 2.5 - time.monotonic()))
+            ws.send(json.dumps({"type": "ping"}))
+            assert recv_json(ws) == {"type": "pong"}
+            ended = recv_json(ws)
+            assert (ended["type"], ended["code"], ended["channel"]) == (
+                "error",
+                "forbidden",
+                secret,
+            )
+            backend.send_messages([Message(secret, {"pk": "1"}), Message(news, {"pk": "2"})])
+            assert backend.flush(5) and backend.stats["sent"] == 2
+            after = recv_json(ws)
+            assert (after["type"], after["channel"]) == ("message", news)
+            backend.send_messages([Message(secret, {"pk": "3"})])
+            assert backend.flush(5)
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=0.5)  # nothing more on the private channel
+    finally:
+        backend.close()

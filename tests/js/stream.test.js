@@ -235,7 +235,7 @@ test("a server that was down and is back goes back to WebSockets at once, not af
   await settle();
   assert.equal(pg.transport, "stream");
   latest().open(); // the socket beside the stream opens: no proxy in the way
-  await pass(1000);
+  await pass(3000); // the stream closes as for a restart: back within restartDelay
   assert.equal(pg.transport, "websocket");
   assert.equal(last().ended, true);
   assert.equal(storage.get("pushgateway:transport"), undefined);
@@ -253,7 +253,7 @@ test("WebSockets are tried again after websocketRetry; a retry that fails double
   await settle();
   latest().drop(); // the socket beside the stream is refused too
   const sockets = FakeSocket.all.length;
-  await pass(60000);
+  await pass(63000); // within restartDelay of websocketRetry
   assert.equal(FakeSocket.all.length, sockets + 1); // tried again
   assert.equal(pg.transport, "websocket");
   latest().drop(); // refused again: back to the stream, for twice as long
@@ -275,7 +275,7 @@ test("WebSockets are tried again after websocketRetry; a retry that fails double
   other.pg.subscribe("a", () => {});
   await pass(60000);
   assert.equal(pg.transport, "stream"); // not yet: 120 s this time
-  await pass(60000);
+  await pass(63000);
   assert.equal(pg.transport, "websocket");
   latest().open(); // this time the socket stays up: the session forgets the move
   await pass(10000);
@@ -316,4 +316,45 @@ test("a stream that is refused or not a stream is a failed attempt, with a warni
   await quietly("warn", () => pass(3000));
   assert.ok(calls.filter((url) => url === STREAM_URL).length >= 2);
   assert.notEqual(pg.state, "connected");
+});
+
+test("tabs share one stream: the leader's stream carries a follower's channel to it", async () => {
+  const {FakeBrowser, settleAll} = require("./fakes.js");
+  const browser = new FakeBrowser();
+  const streams = [];
+  const fetch = (url, init) => {
+    if (url !== STREAM_URL) return server.fetch(url, init);
+    const stream = new FakeStream({url, frames: JSON.parse(init.body).frames, signal: init.signal});
+    streams.push(stream);
+    return Promise.resolve(stream.response());
+  };
+  const tab = (channel) => {
+    const fakes = browser.tab();
+    const options = {transport: "stream", share: true, fetch, positions: {[channel]: server.position(channel)}};
+    const pg = client(Object.assign(options, {BroadcastChannel: fakes.BroadcastChannel, locks: fakes.locks}));
+    const cb = recorder();
+    pg.subscribe(channel, cb);
+    return {pg, cb};
+  };
+  const a = tab("a");
+  await settleAll();
+  await pass(250);
+  streams[0].confirmAll();
+  await settleAll();
+  assert.equal(a.pg.sharing, "leader");
+  const b = tab("b");
+  await settleAll();
+  await pass(250);
+  await settleAll();
+  assert.equal(b.pg.sharing, "follower");
+  const last = streams[streams.length - 1];
+  assert.deepEqual(last.subscribes().map((f) => f.channel).sort(), ["a", "b"]);
+  last.confirmAll();
+  await settleAll();
+  last.message("b", {n: 1});
+  await settleAll();
+  await pass(500);
+  assert.deepEqual(b.cb.calls.map((c) => [c.reason, c.data]), [["message", {n: 1}]]);
+  assert.deepEqual(a.cb.reasons(), []);
+  assert.ok(streams.length <= 3, `${streams.length} streams`); // no loop of re-opens
 });

@@ -25,6 +25,8 @@ def post_comment(page, event_url, body):
 # Each client starts from the positions the positions view gives now, as pushgateway.watch()
 # would render them; every callback goes to window.calls with the page's clock (comparable
 # with time.time() x 1000). `options` go to each createClient, `throttle` to each subscribe.
+# Each client has a connection of its own (share: false; clients of one page share one
+# otherwise, as tabs do), which is what these tests are about.
 CLIENTS = """async ({channels, options, throttle}) => {
     const base = JSON.parse(document.getElementById("pushgateway-config").textContent);
     const query = channels.map((c) => "c=" + c).join("&");
@@ -32,7 +34,8 @@ CLIENTS = """async ({channels, options, throttle}) => {
     window.calls = [];
     window.clients = channels.map((channel) => {
         const rendered = {[channel]: positions[channel]};
-        const client = PushGateway.createClient({...base, ...options, positions: rendered});
+        const client = PushGateway.createClient(
+            {...base, share: false, ...options, positions: rendered});
         const record = (e) => window.calls.push(
             {channel: e.channel, reason: e.reason, at: performance.timeOrigin + performance.now()});
         client.subscribe(channel, record, {throttle});

@@ -297,7 +297,8 @@ def page_on_300_channels_without_websocket(browser, base_url):
     return page, asked
 
 
-# A client of its own on 130 channels, counting the WebSockets it opens and its callbacks.
+# A client of its own (share: false) on 130 channels, counting the WebSockets it opens and its
+# callbacks.
 CROWDED = """() => {
     const base = JSON.parse(document.getElementById("pushgateway-config").textContent);
     window.opens = 0;
@@ -305,7 +306,7 @@ CROWDED = """() => {
         constructor(url) { super(url); window.opens += 1; }
     }
     window.calls = {};
-    const client = PushGateway.createClient({...base, WebSocket: Counting});
+    const client = PushGateway.createClient({...base, WebSocket: Counting, share: false});
     for (let n = 0; n < 130; n++) {
         client.subscribe("crowded-" + n, (e) => {
             window.calls[e.channel] = (window.calls[e.channel] || 0) + 1;

@@ -3,8 +3,8 @@
 import pytest
 from django.core.checks import run_checks
 
-import pushgateway
 from pushgateway.checks import check_settings
+from tests.support.hints import registered_as
 
 pytestmark = pytest.mark.matrix  # depends on the Python or Django version
 
@@ -74,17 +74,12 @@ def test_models_public_by_nobodys_choice_are_a_deployment_warning(settings):
     from demo.models import Event
 
     settings.PUSHGATEWAY = {"OPTIONS": {}}
-    pushgateway.unregister(Event)
-    try:
-        pushgateway.register(Event, channels=lambda event: ["events"])  # no private=
+    with registered_as(Event, channels=lambda event: ["events"]):  # no private=
         deploy = [m for m in run_checks(include_deployment_checks=True) if m.id == W005]
         assert len(deploy) == 1 and "demo.Event publish hints on public channels" in deploy[0].msg
         assert not [m for m in run_checks() if m.id == W005]  # only with --deploy
         settings.PUSHGATEWAY = {"OPTIONS": {"PRIVATE": True}}
         assert not [m for m in run_checks(include_deployment_checks=True) if m.id == W005]
-    finally:
-        pushgateway.unregister(Event)
-        pushgateway.register(Event, channels=lambda event: ["events"], private=False)
 
 
 W005 = "pushgateway.W005"
@@ -137,7 +132,15 @@ def test_what_a_redis_layer_can_get_wrong_is_a_warning(settings, layer, hosts, e
     assert all("CHANNEL_LAYERS['push']" in m.msg for m in messages)
 
 
-LIMITS = {"MAX_DATA_BYTES": 1024, "SUBSCRIBE_RATE": 2.5, "SUBSCRIBE_BURST": 20}
+LIMITS = {
+    "MAX_DATA_BYTES": 1024,
+    "SUBSCRIBE_RATE": 2.5,
+    "SUBSCRIBE_BURST": 20,
+    "MAX_CHANNELS": 500,
+    "ADDRESS_JOIN_RATE": 0.5,
+    "ADDRESS_JOIN_BURST": 50,
+    "MAX_CONNECTIONS_PER_ADDRESS": 30,
+}
 
 
 @pytest.mark.parametrize(
@@ -171,6 +174,10 @@ def test_every_backend_accepts_the_limits(settings, backend):
         ({"SUBSCRIBE_RATE": 0}, "SUBSCRIBE_RATE must be positive, not 0"),
         ({"SUBSCRIBE_RATE": True}, "SUBSCRIBE_RATE must be a number, not True"),
         ({"SUBSCRIBE_RATE": float("nan")}, "SUBSCRIBE_RATE must be positive, not nan"),
+        ({"MAX_CHANNELS": None}, "MAX_CHANNELS must be a whole number, not None"),
+        ({"ADDRESS_JOIN_RATE": -1}, "ADDRESS_JOIN_RATE must be positive, not -1"),
+        ({"ADDRESS_JOIN_BURST": 0}, "ADDRESS_JOIN_BURST must be at least 1, not 0"),
+        ({"MAX_CONNECTIONS_PER_ADDRESS": 0}, "MAX_CONNECTIONS_PER_ADDRESS must be at least 1"),
         ({"DRAIN_SECONDS": -1}, "DRAIN_SECONDS must be seconds >= 0"),
         ({"DRAIN_SECONDS": "5"}, "DRAIN_SECONDS must be seconds >= 0"),
         ({"WATCH_TIMEOUT": 0}, "WATCH_TIMEOUT must be seconds > 0, not 0"),

@@ -3,13 +3,16 @@
 import json
 import subprocess
 import sys
+import time
 
 import pytest
+from django.core import signing
 
 import pushgateway
 from channels_app.gripstate import ProxyState, dump_state, load_state
 from channels_app.websocket_events import encode_events, parse_events
 from pushgateway.protocol import Position
+from pushgateway.tokens import DEFAULT_TOKEN_MAX_AGE
 from tests.support.grip import GRIP, sig
 from tests.support.servers import ROOT, project_env
 
@@ -261,6 +264,9 @@ MALFORMED_BUT_SIGNED = {
     "a name that is not a channel": {"s": {"not valid": None}},
     "more subscriptions than the proxy's limit": {"s": {f"c{i}": None for i in range(21)}},
     "budget that is not a number": {"b": [float("nan"), float("inf")]},
+    "a token for a channel not subscribed": {"t": {"private-a": "x"}},
+    "a token for a public channel": {"s": {"a": None}, "t": {"a": "x"}},
+    "a token that is not a string": {"s": {"private-a": None}, "t": {"private-a": 5}},
 }
 
 
@@ -351,3 +357,161 @@ def test_a_forged_private_subscription_gets_no_position(post):
     response = post([text({"type": "subscribe", "channel": "private-a"})], headers=headers)
     frames = [json.loads(c[2:]) for _, c in parse_events(response.content)]
     assert frames[0]["code"] == "forbidden" and "position" not in frames[0]
+
+
+# Issue 16: a live private subscription behind the proxy lasts only as long as its token. The
+# tokens travel in the signed state and every request of the connection checks them again.
+
+
+@pytest.fixture
+def later(monkeypatch):
+    """Set Django's signing clock to some seconds after the test began (tokens made before
+    age; tokens made after are made at that time)."""
+    start = time.time()
+
+    def later(seconds):
+        monkeypatch.setattr(signing.time, "time", lambda: start + seconds)
+
+    return later
+
+
+PRIVATE = "private-inbox-3"
+
+
+def frames_of(response):
+    """(controls, frames) of an answer: GRIP control messages and the page's frames."""
+    events = [content for kind, content in parse_events(response.content) if kind == "TEXT"]
+    controls = [json.loads(c[2:]) for c in events if c.startswith(b"c:")]
+    return controls, [json.loads(c[2:]) for c in events if c.startswith(b"m:")]
+
+
+def live(post, channel=PRIVATE):
+    """A connection subscribed to `channel` with a fresh token and to the public "news":
+    the headers its proxy sends on its next request."""
+    token = pushgateway.make_token(channel)
+    first = post([text({"type": "subscribe", "channel": channel, "token": token})])
+    second = post([text({"type": "subscribe", "channel": "news"})], headers=kept(first))
+    assert state_of(second).tokens == {channel: token}
+    assert second["Keep-Alive-Interval"] == "20"  # the proxy asks again within 20 s
+    return kept(second)
+
+
+def assert_ended(response, channel=PRIVATE):
+    """`channel` ended: `forbidden` to the page, `unsubscribe` to the proxy; "news" goes on."""
+    controls, frames = frames_of(response)
+    assert controls == [{"type": "unsubscribe", "channel": channel}]
+    assert {"type": "pong"} in frames
+    [ended] = [f for f in frames if f["type"] == "error"]
+    assert (ended["code"], ended["channel"]) == ("forbidden", channel)
+    assert set(state_of(response).subscriptions) == {"news"}
+    assert state_of(response).tokens == {}
+    assert response["Keep-Alive-Interval"] == "0"  # no private subscription left to check
+
+
+def test_tokens_travel_in_the_signed_state():
+    token = pushgateway.make_token(PRIVATE)
+    sent = ProxyState({PRIVATE: Position("e", 3), "news": None}, 2, (1.5, 2.5), {PRIVATE: token})
+    assert load_state(dump_state(sent, CONNECTION), CONNECTION) == sent
+
+
+def test_the_largest_state_with_tokens_fits_the_cap():
+    """Pushpin's 20 subscriptions, each a private name of 100 random characters with a
+    32-character epoch, the largest seq and a token: well within MAX_PROXY_STATE_CHARS."""
+    import random
+    import string
+
+    from pushgateway.constants import (
+        MAX_CHANNEL_LENGTH,
+        MAX_EPOCH_LENGTH,
+        MAX_PROXY_STATE_CHARS,
+        MAX_PROXY_SUBSCRIPTIONS,
+        MAX_SEQ,
+    )
+
+    rnd = random.Random(16)
+    alphabet = string.ascii_letters + string.digits + "._-"
+
+    def noise(size):
+        return "".join(rnd.choice(alphabet) for _ in range(size))
+
+    names = [
+        "private-" + noise(MAX_CHANNEL_LENGTH - len("private-"))
+        for _ in range(MAX_PROXY_SUBSCRIPTIONS)
+    ]
+    largest = ProxyState(
+        {name: Position(noise(MAX_EPOCH_LENGTH), MAX_SEQ) for name in names},
+        20,
+        (12.345, 1765000000.123),
+        {name: pushgateway.make_token(name) for name in names},
+    )
+    value = dump_state(largest, "0" * 36)  # Pushpin's Connection-Id is a UUID
+    assert len(value) < MAX_PROXY_STATE_CHARS * 0.6
+    assert load_state(value, "0" * 36) == largest
+
+
+def test_an_expired_token_in_the_state_ends_its_subscription(post, later):
+    headers = live(post)
+    later(DEFAULT_TOKEN_MAX_AGE - 10)
+    still = post([text({"type": "ping"})], headers=headers)
+    assert frames_of(still) == ([], [{"type": "pong"}])
+    later(DEFAULT_TOKEN_MAX_AGE + 1)
+    assert_ended(post([text({"type": "ping"})], headers=kept(still)))
+
+
+def test_a_token_signed_with_a_dropped_fallback_key_ends_its_subscription(post, settings):
+    old, new = "old-key-" + "x" * 50, "new-key-" + "y" * 50
+    settings.SECRET_KEY = old
+    token = pushgateway.make_token(PRIVATE)
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = new, [old]
+    # The state itself is signed with the new key, as every answer since the rotation is.
+    start = Position("", 0)  # what a channel with nothing published has
+    headers = state(subscriptions={PRIVATE: start, "news": start}, tokens={PRIVATE: token})
+    rotated = post([text({"type": "ping"})], headers=headers)
+    assert frames_of(rotated) == ([], [{"type": "pong"}])  # the old key still verifies
+    assert state_of(rotated).tokens == {PRIVATE: token}
+    settings.SECRET_KEY_FALLBACKS = []
+    assert_ended(post([text({"type": "ping"})], headers=kept(rotated)))
+
+
+def test_a_request_with_no_events_checks_the_tokens_too(post, client, later):
+    """What the proxy sends every Keep-Alive-Interval when the client sent nothing: a
+    client with a leaked token that never pings is checked all the same."""
+    headers = live(post)
+    later(DEFAULT_TOKEN_MAX_AGE + 1)
+    response = client.post(
+        "/ws/pushgateway/",
+        b"",
+        content_type="application/websocket-events",
+        # The test client leaves out the type of an empty body; Pushpin sends it.
+        CONTENT_TYPE="application/websocket-events",
+        headers={"Grip-Sig": sig(), "Connection-Id": CONNECTION, **headers},
+    )
+    controls, frames = frames_of(response)
+    assert controls == [{"type": "unsubscribe", "channel": PRIVATE}]
+    assert [(f["code"], f["channel"]) for f in frames] == [("forbidden", PRIVATE)]
+    assert set(state_of(response).subscriptions) == {"news"}
+
+
+def test_a_renewed_subscribe_replaces_the_token_in_the_state(post, later):
+    headers = live(post)
+    later(DEFAULT_TOKEN_MAX_AGE + 1)  # due, and renewed in the same request: no forbidden
+    fresh = pushgateway.make_token(PRIVATE)
+    renewed = post(
+        [text({"type": "subscribe", "channel": PRIVATE, "token": fresh})], headers=headers
+    )
+    controls, frames = frames_of(renewed)
+    assert controls == []  # the proxy has the subscription already
+    assert [(f["type"], f["channel"]) for f in frames] == [("subscribed", PRIVATE)]
+    assert state_of(renewed).tokens == {PRIVATE: fresh}
+    later(2 * DEFAULT_TOKEN_MAX_AGE - 10)  # past the first token's age, within the fresh one's
+    assert frames_of(post([text({"type": "ping"})], headers=kept(renewed))) == (
+        [],
+        [{"type": "pong"}],
+    )
+
+
+def test_a_private_subscription_in_a_state_without_tokens_ends(post):
+    """A state signed before tokens travelled in it: its private subscriptions end with
+    `forbidden` (the page subscribes again with its token), its public ones go on."""
+    headers = state(subscriptions={PRIVATE: Position("", 0), "news": Position("", 0)})
+    assert_ended(post([text({"type": "ping"})], headers=headers))

@@ -7,8 +7,7 @@ from django.core import serializers
 
 import pushgateway
 from demo.models import Comment, Event
-from pushgateway.registry import is_registered
-from tests.support.hints import sent
+from tests.support.hints import registered_as, sent
 
 # The ORM's signals and transactions: they depend on the Django version.
 pytestmark = [pytest.mark.matrix, pytest.mark.django_db(transaction=True)]
@@ -55,11 +54,9 @@ def test_fixture_loading_publishes_nothing(outbox):
 @pytest.fixture
 def bare_event_model():
     """demo.Event with its registration removed for the test, then restored."""
-    pushgateway.unregister(Event)
-    yield Event
-    if is_registered(Event):
+    with registered_as(Event):
         pushgateway.unregister(Event)
-    pushgateway.register(Event, channels=lambda event: ["events"], private=False)
+        yield Event
 
 
 def test_register_as_plain_decorator_uses_object_channel_only(outbox, bare_event_model):

@@ -41,6 +41,11 @@ logger = logging.getLogger("pushgateway.consumer")
 MAX_HOLD_SECONDS = 1.0
 
 
+def message_size(message: dict) -> int:
+    """The size of an ASGI message a connection sends: its text or its body."""
+    return len(message.get("text") or message.get("body") or "")
+
+
 class PushGatewayConsumer:
     """One WebSocket connection speaking the pushgateway wire protocol."""
 
@@ -138,9 +143,13 @@ class PushGatewayConsumer:
         self.transport = daphne_transport(self.send)
         await self.send({"type": "websocket.accept"})
         drain.opened(self)
-        if self.hub.metrics:
-            self.hub.metrics.sockets.inc()
+        self.count(1)
         return True
+
+    def count(self, delta: int) -> None:
+        """Count this connection in (1) or out (-1) of the metrics' open connections."""
+        if self.hub.metrics:
+            self.hub.metrics.sockets.inc(delta)
 
     def received(self, event: dict) -> Reply:
         """The protocol's reply to a `websocket.receive` event."""
@@ -167,8 +176,8 @@ class PushGatewayConsumer:
         self.hub.drop(self, channels)
         self.admission.disconnect(self.address)
         get_drain().closed(self)
+        self.count(-1)
         if self.hub.metrics:
-            self.hub.metrics.sockets.dec()
             self.hub.metrics.subscriptions.dec(len(channels))
 
     async def carry_out(self, reply: Reply) -> float:
@@ -271,7 +280,7 @@ class PushGatewayConsumer:
         if self.closing:
             return
         if self.backlog is not None:
-            self.backlog_bytes += len(message["text"])
+            self.backlog_bytes += message_size(message)
             if self.backlog_bytes > MAX_PENDING_BYTES:
                 return self.too_slow()
             self.backlog.append(message)
@@ -295,7 +304,7 @@ class PushGatewayConsumer:
             await sending
             while self.backlog and not self.closing:
                 message = self.backlog.popleft()
-                self.backlog_bytes -= len(message["text"])
+                self.backlog_bytes -= message_size(message)
                 await self.send(message)
         except Exception:  # the connection is gone; its disconnect event ends the consumer
             logger.debug("pushgateway: a socket closed while frames waited for it")

@@ -162,7 +162,7 @@ socket_gc: SocketGc | None = None
 
 
 def socket_opened() -> None:
-    """Called by the ASGI application for each new WebSocket."""
+    """Called by the ASGI application for each new WebSocket or stream."""
     if socket_gc is not None:
         socket_gc.socket_opened()
 

@@ -123,6 +123,15 @@ PROXY_KEEP_ALIVE_SECONDS = 20
 MAX_POSITIONS_PER_REQUEST = 100
 #: A POST body to the positions view at most: 100 names with their tokens fit in 32 KiB.
 MAX_POSITIONS_BODY_BYTES = 64 * 1024
+#: A body that opens a stream (its subscribe frames, with tokens) at most, and the frames in it:
+#: past either the request is refused with 400. A page's subscriptions fit well within both.
+MAX_STREAM_BODY_BYTES = 64 * 1024
+MAX_STREAM_FRAMES = 2 * MAX_SUBSCRIPTIONS
+#: Seconds between the keep-alive comments of an idle stream (proxies close idle responses,
+#: often after 30-60 s); the browser takes STREAM_IDLE_FACTOR times as long without a byte for
+#: a dead stream.
+STREAM_KEEPALIVE_SECONDS = 15
+STREAM_IDLE_FACTOR = 2.5
 #: Channels one Lua script reads positions of: the periodic check of every joined channel
 #: (and any other large read) goes in chunks this size, so no single call holds Redis (or the
 #: event loop parsing its answer) for long, however many channels a process has joined.
@@ -139,6 +148,12 @@ NO_PONG_CLOSE = 4000
 # Where the browser finds the server (channels_app.urls and channels_app.routing).
 WEBSOCKET_PATH = "/ws/pushgateway/"
 POSITIONS_PATH = "/pushgateway/positions/"
+#: The streaming HTTP transport (Server-Sent Events framing), opened with a POST.
+STREAM_PATH = "/pushgateway/stream/"
+#: A stream's answer says so when the page should check positions soon after its
+#: `subscribed` frames (behind a GRIP proxy, a hint published while the proxy took the
+#: stream's channels over can be lost on the way; nothing else on a held stream checks).
+STREAM_RECHECK_HEADER = "X-PushGateway-Recheck"
 #: The id of the element {% pushgateway_script %} renders the browser's configuration into.
 CONFIG_ELEMENT_ID = "pushgateway-config"
 #: The attributes of a live fragment, an element that follows a channel ({% pushgateway_fragment
@@ -171,6 +186,7 @@ BAYEUX_DOT = "~"
 CLIENT_DEFAULTS = {
     "url": WEBSOCKET_PATH,
     "positionsUrl": POSITIONS_PATH,
+    "streamUrl": STREAM_PATH,
     "throttle": 500,  # between callbacks of one subscription
     "pollDown": 5000,  # between position checks while a channel is not live
     "pollUp": 300000,  # between position checks while it is
@@ -188,6 +204,8 @@ def browser_facts() -> dict[str, Any]:
         "errorCodes": {code.name: code.value for code in ErrorCode},
         "channelPattern": CHANNEL_PATTERN,
         "maxPositionsPerRequest": MAX_POSITIONS_PER_REQUEST,
+        "streamIdle": int(STREAM_KEEPALIVE_SECONDS * STREAM_IDLE_FACTOR * 1000),
+        "streamRecheckHeader": STREAM_RECHECK_HEADER,
         "clientHeader": CLIENT_HEADER,
         "clientField": CLIENT_FIELD,
         "clientTagLength": CLIENT_TAG_LENGTH,

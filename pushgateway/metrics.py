@@ -54,6 +54,12 @@ class Metrics:
             multiprocess_mode=live,
             registry=registry,
         )
+        self.streams = Gauge(
+            "pushgateway_streams",
+            "Open Server-Sent Events streams in this process.",
+            multiprocess_mode=live,
+            registry=registry,
+        )
         self.subscriptions = Gauge(
             "pushgateway_subscriptions",
             "Channel subscriptions of the open WebSockets.",

@@ -29,6 +29,8 @@ from .constants import (
     MAX_FRAME_BYTES,
     MAX_FRAME_BYTES_HARD,
     MAX_SEQ,
+    MAX_STREAM_BODY_BYTES,
+    MAX_STREAM_FRAMES,
     MAX_SUBSCRIPTIONS,
     PRIVATE_PREFIX,
     CloseCode,
@@ -370,6 +372,41 @@ class Session:
         if self.errors > MAX_ERRORS:
             reply.close = CloseCode.POLICY_VIOLATION
         return reply
+
+
+# The streaming HTTP transport: the request that opens a stream carries the client frames a
+# socket would send first, and the stream carries the server frames in Server-Sent Events
+# framing (docs/protocol.md). A JSON frame holds no line break, so it is one `data:` line.
+
+#: What an idle stream sends every STREAM_KEEPALIVE_SECONDS: an SSE comment.
+SSE_KEEPALIVE = ":\n\n"
+
+
+def sse_event(frame: str) -> str:
+    """A server frame as one Server-Sent Event."""
+    return f"data: {frame}\n\n"
+
+
+def sse_close(code: int) -> str:
+    """The last event of a stream the server ends, with the close code a socket would get."""
+    return f'event: close\ndata: {{"code":{int(code)}}}\n\n'
+
+
+def stream_frames(body: bytes) -> list[str] | str:
+    """The client frames (as text, for Session.receive_text) of a request that opens a
+    stream, `{"frames": [FRAME, ...]}`; or why the body is not one (answered 400)."""
+    if len(body) > MAX_STREAM_BODY_BYTES:
+        return f"a body of at most {MAX_STREAM_BODY_BYTES} bytes"
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return "a body of JSON"
+    frames = data.get("frames") if isinstance(data, dict) else None
+    if not isinstance(frames, list):
+        return 'a JSON object {"frames": [{"type": "subscribe", ...}, ...]}'
+    if len(frames) > MAX_STREAM_FRAMES:
+        return f"at most {MAX_STREAM_FRAMES} frames"
+    return [_encode(frame) for frame in frames]
 
 
 def _show(value: object) -> str:

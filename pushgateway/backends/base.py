@@ -221,8 +221,9 @@ class BaseBackend:
         return True
 
     def client_config(self) -> dict[str, Any]:
-        """Settings the browser module needs for this backend (rendered as JSON)."""
-        return {"transport": "websocket"}
+        """Settings the browser module needs for this backend (rendered as JSON): the
+        WebSocket, falling back to the stream (Server-Sent Events) where it is refused."""
+        return {"transport": "auto"}
 
     def close(self) -> None:
         """Release resources (threads, connections); called when settings change."""

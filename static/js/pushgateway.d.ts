@@ -59,7 +59,18 @@ export interface Config {
    * token is renewed by fetching the page (window.location.href) again and reading its
    * rendered configuration. */
   getToken?: TokenSource;
-  transport?: "websocket" | "faye";
+  /** "auto" (the default): the WebSocket, moving to the stream (Server-Sent Events over a
+   * POSTed fetch) when the upgrade fails or sockets die before stableAfter twice in a row;
+   * remembered for the session (sessionStorage), WebSockets tried again after websocketRetry
+   * ms. "websocket" or "stream" alone; "faye" for the legacy Fanout.io realm mode. */
+  transport?: "auto" | "websocket" | "stream" | "faye";
+  streamUrl?: string;
+  /** ms on the stream before WebSockets are tried again (doubled after each failed retry). */
+  websocketRetry?: number;
+  /** ms without a byte on a stream (keep-alives included) after which it is dead. */
+  streamIdle?: number;
+  /** Where the move to the stream is remembered; default: window.sessionStorage. */
+  sessionStorage?: Pick<Storage, "getItem" | "setItem" | "removeItem">;
   /** Tabs of one origin (and clients of one page) share one connection, a leader tab's, when
    * the browser has BroadcastChannel and Web Locks; false: a connection of this client's own. */
   share?: boolean;
@@ -99,6 +110,8 @@ export interface Client {
   /** Sent with the page's own requests (header X-PushGateway-Client or form field). */
   readonly clientId: string;
   readonly state: State;
+  /** The transport the connection uses now. */
+  readonly transport: "websocket" | "stream" | "faye";
   /** "leader": this tab holds the connection its origin's tabs share; "follower": it uses
    * another tab's; null: its connection is its own, or it has none yet. */
   readonly sharing: "leader" | "follower" | null;
@@ -130,7 +143,7 @@ export declare function watchFragments(
 export declare const DEFAULTS: Readonly<Required<Pick<Config,
   "url" | "positionsUrl" | "throttle" | "pollDown" | "pollUp" | "backoffInitial" | "backoffMax" |
   "stableAfter" | "restartDelay" | "pingInterval" | "pongTimeout" | "checkAfterSubscribe" |
-  "resyncGrace" | "ignoreOwn" | "share">>>;
+  "resyncGrace" | "ignoreOwn" | "share" | "transport" | "websocketRetry" | "streamIdle">>>;
 
 /** The protocol's facts, generated from pushgateway/constants.py (docs/protocol.md). */
 export interface Facts {
@@ -149,6 +162,10 @@ export interface Facts {
   channelPattern: string;
   /** Channels one request to the positions view may ask about. */
   maxPositionsPerRequest: number;
+  /** ms without a byte after which a stream is dead (its keep-alives come more often). */
+  streamIdle: number;
+  /** The response header that asks the page to check positions soon after a stream opens. */
+  streamRecheckHeader: string;
   clientHeader: string;
   clientField: string;
   /** Hex characters of the SHA-256 of a client id that hints carry instead of the id. */
@@ -165,6 +182,7 @@ export interface Facts {
   defaults: Readonly<{
     url: string;
     positionsUrl: string;
+    streamUrl: string;
     throttle: number;
     pollDown: number;
     pollUp: number;

@@ -18,7 +18,9 @@
  * never lost; the strongest reason of a window wins: resync > poll > message). One socket per
  * page, opened on first subscribe, reconnected with capped exponential backoff and jitter;
  * the tabs of one origin share one socket where the browser lets them (the shared connection:
- * createShareTable and createSharedTransport, just before newClient).
+ * createShareTable and createSharedTransport, just before newClient). Where the WebSocket is
+ * refused (or cut young, twice), the same frames come over a stream: Server-Sent Events read
+ * from a POSTed fetch(), remembered for the session (shared by the tabs the same way).
  *
  * Connection states: "idle" (no subscriptions, no socket), "connecting", "connected",
  * "waiting" (backing off before the next attempt).
@@ -31,9 +33,10 @@
  * callback window); createChannel (one channel's state: what the page knows, what a frame
  * means); createRefusals and createPageTokens (renewing refused tokens); the positions view
  * (positionsRequests, createChecker) and createPoller; the WebSocket transport
- * (createHeartbeat, createWebSocketTransport); the Faye transport; the connection state
- * machine (createBackoff, createStates, createConnection); and newClient, which wires them
- * into what createClient and fromDocument return.
+ * (createHeartbeat, createWebSocketTransport); the stream transport (createEventParser,
+ * createStreamTransport); the Faye transport; the choice between them (createTransports);
+ * the connection state machine (createBackoff, createStates, createConnection); and
+ * newClient, which wires them into what createClient and fromDocument return.
  */
 (function (root, factory) {
   "use strict";
@@ -86,6 +89,8 @@
     },
     channelPattern: "[A-Za-z0-9._-]{1,100}",
     maxPositionsPerRequest: 100,
+    streamIdle: 37500,
+    streamRecheckHeader: "X-PushGateway-Recheck",
     clientHeader: "X-PushGateway-Client",
     clientField: "pushgateway_client",
     clientTagLength: 32,
@@ -101,6 +106,7 @@
     defaults: {
       url: "/ws/pushgateway/",
       positionsUrl: "/pushgateway/positions/",
+      streamUrl: "/pushgateway/stream/",
       throttle: 500,
       pollDown: 5000,
       pollUp: 300000,
@@ -112,6 +118,9 @@
     backoffInitial: 1000,
     backoffMax: 30000,
     stableAfter: 10000, // a connection up this long resets the backoff
+    transport: "auto", // "websocket", falling back to "stream"; or either alone, or "faye"
+    websocketRetry: 300000, // ms on the stream before WebSockets are tried again
+    streamIdle: FACTS.streamIdle, // ms without a byte (keep-alives included): a dead stream
     restartDelay: 3000, // after a service-restart close: reconnect within this, at random
     pingInterval: 25000, // keeps proxies from idling the socket out
     pongTimeout: 10000, // no pong by then: the socket is dead, reconnect
@@ -725,6 +734,204 @@
     };
   }
 
+  // ---- Stream transport: Server-Sent Events over a POSTed fetch() (transport "stream") ----
+
+  // Server-Sent Events from text chunks: each complete event as onEvent(name, data). Comment
+  // lines (the server's keep-alives) carry nothing but the fact that the stream is alive.
+  function createEventParser(onEvent) {
+    let buffer = "";
+    return function feed(text) {
+      buffer += text;
+      let end;
+      while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + buffer.slice(end).match(/^\r?\n\r?\n/)[0].length);
+        let name = "message";
+        const data = [];
+        for (const line of block.split(/\r?\n/)) {
+          if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+          else if (line.startsWith("event:")) name = line.slice(6).trim();
+        }
+        if (data.length) onEvent(name, data.join("\n"));
+      }
+    };
+  }
+
+  // Reads a fetch() response's body as text: onText(chunk) for each chunk; resolves at its end.
+  function readText(response, onText) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    function next() {
+      return reader.read().then((chunk) => {
+        if (chunk.done) return;
+        onText(decoder.decode(chunk.value, {stream: true}));
+        return next();
+      });
+    }
+    return next();
+  }
+
+  // fetch()'s init for a stream that opens with `frames` (tokens in the body, never in a URL).
+  function streamInit(frames, controller) {
+    const headers = {Accept: "text/event-stream", "Content-Type": "application/json"};
+    const init = {method: "POST", headers: headers, body: JSON.stringify({frames: frames})};
+    init.cache = "no-store";
+    init.credentials = "same-origin";
+    if (controller) init.signal = controller.signal;
+    return init;
+  }
+
+  // One stream at a time, opened with a subscribe frame per channel (since its position, with
+  // its token). A channel subscribed later opens a new stream with every channel's position
+  // (nothing is lost between two streams: the server says which moved); unsubscribing only
+  // stops reading a channel until the next stream. No byte for streamIdle ms (the server sends
+  // keep-alive comments) is a dead stream. Tells ctx.connection opened() and failed(kind).
+  function createStreamTransport(ctx) {
+    let current = null; // {names, tokens, controller, open, parse}: the stream open or opening
+    let idle = null; // timer: nothing heard for streamIdle ms
+    let reopening = null; // timer: a new stream for channels subscribed since
+    const later = (fn, ms) => ctx.time.setTimeout(fn, ms);
+    const on = {
+      extra: new Map(), // name -> channel the transport was given that is not the page's
+      current: () => current,
+      started(stream, response) {
+        watch();
+        streamStarted(ctx, stream, response, () => stream === current);
+      },
+      heard: watch,
+      ended: ended,
+    };
+    // A stream for every channel; `again` when it replaces an open one (the connection stays
+    // up: a re-open is not a new connection, and the tabs that share it keep their places).
+    function open(again) {
+      forget();
+      const stream = {names: new Set(), tokens: new Map(), open: false, again: again === true};
+      current = stream;
+      later(() => stream === current && sendStream(ctx, stream, on), 0); // with this task's channels
+    }
+    function watch() {
+      if (idle !== null) ctx.time.clearTimeout(idle);
+      const stream = current;
+      idle = later(() => ended(stream, "drop"), ctx.config.streamIdle);
+    }
+    function ended(stream, kind) {
+      if (stream !== current) return;
+      forget();
+      ctx.connection.failed(kind);
+    }
+    function forget() {
+      const stream = current;
+      current = null;
+      for (const timer of [idle, reopening]) if (timer !== null) ctx.time.clearTimeout(timer);
+      idle = reopening = null;
+      if (stream && stream.controller) stream.controller.abort();
+    }
+    return createStreamHandle(ctx, {
+      open: open,
+      close() {
+        on.extra.clear(); // a new connection is given its channels again
+        forget();
+      },
+      current: on.current,
+      extra: on.extra,
+      reopen() {
+        if (reopening !== null || !current || !current.open) return;
+        reopening = later(() => {
+          reopening = null;
+          if (current && current.open) open(true);
+        }, 0);
+      },
+    });
+  }
+
+  // POSTs `stream`'s request (a subscribe frame per channel of the page now) and reads the
+  // answer: on.started(stream, response), on.heard() for every chunk, each frame to ctx.frame,
+  // on.ended(stream, kind) when it ends (a `close` event gives the server's close code).
+  function sendStream(ctx, stream, on) {
+    stream.controller = typeof AbortController === "function" ? new AbortController() : null;
+    stream.sent = true;
+    // The page's channels, and those the transport was given besides (a leader tab's
+    // followers'): by name, the page's own with the position it knows now.
+    const wanted = new Map(on.extra);
+    pageChannels(ctx).forEach((channel) => wanted.set(channel.name, channel));
+    for (const channel of wanted.values()) {
+      stream.names.add(channel.name);
+      stream.tokens.set(channel.name, channel.token);
+    }
+    const frames = Array.from(wanted.values(), subscribeFrame);
+    stream.parse = createEventParser((name, data) => {
+      if (stream !== on.current()) return;
+      const frame = parseFrame(data);
+      if (name === "close") return on.ended(stream, closeKind(frame || {}));
+      if (frame !== null) ctx.frame(frame);
+    });
+    Promise.resolve()
+      .then(() => ctx.time.fetch(ctx.config.streamUrl, streamInit(frames, stream.controller)))
+      .then((response) => {
+        if (stream !== on.current()) return;
+        if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+        stream.open = true;
+        on.started(stream, response);
+        return readText(response, (text) => {
+          if (stream !== on.current()) return;
+          on.heard();
+          stream.parse(text);
+        });
+      })
+      .then(() => on.ended(stream, "drop"), () => on.ended(stream, "drop"));
+  }
+
+  // A stream's answer began: its channels were asked for, and the connection is open (unless
+  // the stream replaces an open one). `isCurrent()`: the stream is still the transport's.
+  function streamStarted(ctx, stream, response, isCurrent) {
+    pageChannels(ctx).forEach((c) => (c.requested = stream.names.has(c.name)));
+    if (!stream.again) ctx.connection.opened();
+    const check = () => isCurrent() && checkLive(ctx, stream.names);
+    if (response.headers && response.headers.get(FACTS.streamRecheckHeader)) {
+      ctx.time.setTimeout(check, ctx.config.checkAfterSubscribe);
+    }
+  }
+
+  // Behind a GRIP proxy a hint published while the proxy took a stream's channels over can be
+  // lost, and nothing on a held stream checks later: ask the positions view once.
+  function checkLive(ctx, names) {
+    const live = Array.from(pageChannels(ctx).values()).filter((c) => c.live && names.has(c.name));
+    if (live.length) ctx.checker.check(live, "resync");
+  }
+
+  // The page's own channels (name -> channel). A leader tab's transport is made on a ctx whose
+  // `channels` answers only has() (createSharedTransport's sharedInnerCtx, made with
+  // Object.create(ctx)): its page's channels are the ctx it was made from.
+  function pageChannels(ctx) {
+    const channels = ctx.channels;
+    if (channels && typeof channels.values === "function") return channels;
+    const page = Object.getPrototypeOf(ctx).channels;
+    return page && typeof page.values === "function" ? page : new Map();
+  }
+
+  // What the connection calls on a stream transport (see createStreamTransport).
+  function createStreamHandle(ctx, stream) {
+    return {
+      open: stream.open,
+      close: stream.close,
+      subscribe(channel) {
+        const own = pageChannels(ctx).get(channel.name) === channel;
+        if (!own) stream.extra.set(channel.name, channel); // e.g. a follower tab's, by name
+        const now = stream.current();
+        if (!now || !now.sent) return; // not sent yet: it goes with the others
+        const same = now.names.has(channel.name) && now.tokens.get(channel.name) === channel.token;
+        // A channel of the page refused on this stream (requested false) is asked again.
+        if (same && (channel.requested || !own)) return; // the open stream carries it
+        stream.reopen();
+      },
+      unsubscribe(channel) {
+        stream.extra.delete(channel.name);
+        const now = stream.current();
+        if (now) now.names.delete(channel.name);
+      },
+    };
+  }
+
   // ---- Faye transport: legacy Fanout.io realm mode (transport "faye") ----
 
   // Fanout's Faye client script, added to the page with Subresource Integrity (a tampered
@@ -819,6 +1026,186 @@
         faye = null;
       },
     };
+  }
+
+  // ---- Transports: which one the connection uses ----
+
+  // The session's memory of a move to the stream (sessionStorage, where the page has one):
+  // {retryAt, retryAfter}, when to try WebSockets again and how long the last wait was.
+  function createTransportMemory(ctx) {
+    const KEY = "pushgateway:transport";
+    function storage() {
+      try {
+        return ctx.config.sessionStorage || (ctx.window && ctx.window.sessionStorage) || null;
+      } catch (error) {
+        return null; // a sandboxed frame may refuse even to hand it over
+      }
+    }
+    return {
+      load() {
+        try {
+          const saved = JSON.parse(storage().getItem(KEY));
+          return saved && Number.isFinite(saved.retryAt) ? saved : null;
+        } catch (error) {
+          return null;
+        }
+      },
+      save(value) {
+        try {
+          storage().setItem(KEY, JSON.stringify(value));
+        } catch (error) {
+          // no memory: the next page starts on WebSockets again
+        }
+      },
+      clear() {
+        try {
+          storage().removeItem(KEY);
+        } catch (error) {
+          // nothing to forget
+        }
+      },
+    };
+  }
+
+  // config.transport "websocket", "stream" or "faye" fixes the transport. "auto" starts on
+  // the WebSocket and moves to the stream when the upgrade fails (a socket that never opens,
+  // while a stream then does) or when sockets die before stableAfter twice in a row (a proxy
+  // that lets them open and then cuts them). The move is remembered for the session; after
+  // websocketRetry ms on the stream the WebSocket is tried again, and each retry that fails
+  // doubles the wait (up to 8 times), so a socket that opens and dies is not retried forever.
+  function createTransports(ctx, parts) {
+    const memory = createTransportMemory(ctx);
+    const t = transportState(ctx, memory.load());
+    const auto = () => !["websocket", "stream", "faye"].includes(ctx.config.transport);
+    function clearTimer() {
+      if (t.timer !== null) ctx.time.clearTimeout(t.timer);
+      t.timer = null;
+    }
+    // Back to WebSockets: the stream closes as for a restart (tabs that share it wait for
+    // the leader's new connection), and the next attempt is a socket.
+    function retry() {
+      t.timer = null;
+      if (t.mode !== "stream" || ctx.connection.state !== "connected") return;
+      clearTimer();
+      t.mode = "websocket";
+      t.switching = true;
+      parts.stream.close();
+      ctx.connection.failed("restart");
+    }
+    const current = () => parts[auto() ? t.mode : ctx.config.transport] || parts.websocket;
+    return {
+      current: current,
+      name: () => (auto() ? t.mode : ctx.config.transport),
+      transport: chosenTransport(parts, current),
+      opened() {
+        clearTimer();
+        if (!auto()) return;
+        if (t.mode === "websocket") {
+          t.openedAt = ctx.time.now();
+          t.timer = ctx.time.setTimeout(() => stayedUp(ctx, t, memory), ctx.config.stableAfter);
+          return;
+        }
+        t.proven = true;
+        memory.save({retryAt: t.retryAt, retryAfter: t.retryAfter});
+        t.timer = ctx.time.setTimeout(retry, Math.max(0, t.retryAt - ctx.time.now()));
+        // After a socket that never opened: a server that was down (and is back) looks the
+        // same as a proxy that refuses the upgrade. One socket beside the stream tells them
+        // apart: if it opens, the page goes back to WebSockets at once.
+        if (!t.probe) return;
+        probeWebSocket(ctx, t, () => {
+          clearTimer();
+          stayedUp(ctx, t, memory); // WebSockets work: forget the move, and go back
+          retry();
+        });
+      },
+      // The current transport is gone (closeKind's `kind`): whether the next attempt uses
+      // another transport.
+      failed(kind) {
+        clearTimer();
+        if (t.switching) return (t.switching = false); // retry() chose already
+        return auto() ? transportFailed(ctx, t, kind) : false;
+      },
+    };
+  }
+
+  // What createTransports remembers; `saved` is the session's memory of a move, if any.
+  function transportState(ctx, saved) {
+    const onStream = Boolean(saved) && saved.retryAt > ctx.time.now(); // else: time to retry
+    return {
+      mode: onStream ? "stream" : "websocket",
+      proven: onStream, // a stream opened since the move: a proxy, not an outage
+      retryAfter: saved ? saved.retryAfter : ctx.config.websocketRetry,
+      retryAt: saved ? saved.retryAt : 0,
+      openedAt: null, // when the current socket opened
+      early: 0, // sockets in a row that died before stableAfter
+      timer: null, // the socket has stayed up, or the retry of WebSockets
+      probe: false, // the stream, once open, tries one socket beside it
+      switching: false, // retry() closes the stream to go back to WebSockets
+    };
+  }
+
+  // What the connection drives (through the tabs' sharing): whichever transport is chosen now.
+  function chosenTransport(parts, current) {
+    return {
+      open: () => current().open(),
+      close() {
+        parts.websocket.close();
+        parts.stream.close();
+      },
+      subscribe: (channel) => current().subscribe(channel),
+      unsubscribe: (channel) => current().unsubscribe(channel),
+    };
+  }
+
+  // A WebSocket opened beside the stream (createTransports): `opened()` if it opens (it is
+  // closed at once), nothing if it fails.
+  function probeWebSocket(ctx, t, opened) {
+    t.probe = false;
+    const ws = newSocket(ctx.time, ctx.config.url);
+    if (ws === null) return;
+    ws.onopen = () => {
+      ws.close(1000);
+      if (t.mode === "stream") opened();
+    };
+    ws.onclose = ws.onerror = () => {};
+  }
+
+  // A socket stayed up stableAfter ms: WebSockets work here (again); the session forgets the move.
+  function stayedUp(ctx, t, memory) {
+    t.timer = null;
+    t.early = 0;
+    t.retryAt = 0;
+    t.retryAfter = ctx.config.websocketRetry;
+    memory.clear();
+  }
+
+  // createTransports' choice after the current transport failed; whether it changed.
+  function transportFailed(ctx, t, kind) {
+    if (t.mode === "stream") {
+      if (t.proven) return false;
+      t.mode = "websocket"; // neither opens: the server is down, not a proxy in the way
+      return true;
+    }
+    const lived = t.openedAt === null ? null : ctx.time.now() - t.openedAt;
+    t.openedAt = null;
+    if (lived !== null) {
+      if (kind === "restart" || kind === "policy" || lived >= ctx.config.stableAfter) {
+        t.early = 0;
+        return false;
+      }
+      t.early += 1;
+      if (t.early < 2) return false;
+    }
+    t.probe = lived === null; // a socket that never opened: a proxy, or a server down?
+    // The upgrade failed, or sockets die young: to the stream, until t.retryAt.
+    if (t.retryAt && ctx.time.now() >= t.retryAt) {
+      t.retryAfter = Math.min(t.retryAfter * 2, ctx.config.websocketRetry * 8); // a retry failed
+    }
+    t.retryAt = ctx.time.now() + t.retryAfter;
+    t.mode = "stream";
+    t.proven = false;
+    t.early = 0;
+    return true;
   }
 
   // ---- Connection: the state machine the transports drive ----
@@ -916,6 +1303,7 @@
       connect: connect,
       opened() {
         backoff.opened();
+        ctx.transports.opened();
         // A channel idle for longer than the server remembers it reads as "nothing published"
         // again: after so long away, a page cannot tell that from what it saw, so it refetches.
         if (ctx.config.positionTtl && ctx.time.now() - contactLost > ctx.config.positionTtl) {
@@ -927,6 +1315,7 @@
       // The transport is gone: "drop", "policy" or "restart" (see closeKind).
       failed(kind) {
         backoff.dropped(kind);
+        if (ctx.transports.failed(kind)) backoff.reset(); // another transport: try it soon
         if (ctx.channels.size === 0) return states.set("idle");
         states.set("waiting");
         timer = ctx.time.setTimeout(connect, backoff.next(kind));
@@ -1378,9 +1767,16 @@
     ctx.poller = createPoller(ctx);
     ctx.checker = createChecker(ctx);
     ctx.refusals = createRefusals(ctx);
-    const websocket = createSharedTransport(ctx, createWebSocketTransport);
+    // The tabs share whichever transport the chooser uses (the leader's choice).
+    const chosen = createSharedTransport(ctx, (inner) => {
+      ctx.transports = createTransports(inner, {
+        websocket: createWebSocketTransport(inner),
+        stream: createStreamTransport(inner),
+      });
+      return ctx.transports.transport;
+    });
     const faye = createFayeTransport(ctx);
-    ctx.transport = () => (config.transport === "faye" ? faye : websocket);
+    ctx.transport = () => (config.transport === "faye" ? faye : chosen);
     watchPage(ctx);
     const client = {
       subscribe: (channel, callback, options) => subscribe(ctx, channel, callback, options),
@@ -1396,12 +1792,16 @@
         return time.fetch(input, Object.assign({}, init, {headers: headers}));
       },
       clientId: ctx.clientId,
+      // The transport in use: "websocket", "stream" or "faye".
+      get transport() {
+        return ctx.transports.name();
+      },
       get state() {
         return ctx.connection.state;
       },
       // "leader", "follower", or null: this tab's connection is its own (or it has none).
       get sharing() {
-        return config.transport === "faye" ? null : websocket.sharing;
+        return config.transport === "faye" ? null : chosen.sharing;
       },
     };
     return client;
@@ -1569,6 +1969,9 @@
       createPoller: createPoller,
       createHeartbeat: createHeartbeat,
       createWebSocketTransport: createWebSocketTransport,
+      createEventParser: createEventParser,
+      createStreamTransport: createStreamTransport,
+      createTransports: createTransports,
       createFayeTransport: createFayeTransport,
       createBackoff: createBackoff,
       createStates: createStates,

@@ -214,6 +214,7 @@ function client(options) {
         url: "ws://test/ws/pushgateway/",
         positionsUrl: "/pushgateway/positions/",
         WebSocket: FakeSocket,
+        transport: "websocket", // the stream's tests (stream.test.js) choose "auto"
         fetch: (url, init) => server.fetch(url, init),
         crypto: fakeCrypto,
         random: () => 0.5,

@@ -51,6 +51,29 @@ def open_clients(page, channels, options=None, throttle=500) -> None:
     all_connected(page)
 
 
+# One client on every channel, from the positions the positions view gives now; callbacks
+# recorded as CLIENTS records them.
+CLIENT = """async ({channels, options, throttle}) => {
+    const base = JSON.parse(document.getElementById("pushgateway-config").textContent);
+    const response = await fetch(base.positionsUrl, {method: "POST",
+        headers: {"Content-Type": "application/json"}, body: JSON.stringify({channels})});
+    const {positions} = await response.json();
+    window.calls = [];
+    const client = PushGateway.createClient({...base, ...options, positions});
+    const record = (e) => window.calls.push(
+        {channel: e.channel, reason: e.reason, at: performance.timeOrigin + performance.now()});
+    for (const channel of channels) client.subscribe(channel, record, {throttle});
+    window.clients = [client];
+}"""
+
+
+def open_client(page, channels, options=None, throttle=500) -> None:
+    """One client on all `channels` (at most 100: the positions view's limit), once connected."""
+    arg = {"channels": list(channels), "options": options or {}, "throttle": throttle}
+    page.evaluate(CLIENT, arg)
+    all_connected(page)
+
+
 def all_connected(page) -> None:
     page.wait_for_function("clients.every((c) => c.state === 'connected')", timeout=30000)
 

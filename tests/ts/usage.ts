@@ -49,6 +49,11 @@ const positionsUrl: string = FACTS.defaults.positionsUrl;
 const forbidden: string | undefined = FACTS.errorCodes.FORBIDDEN;
 console.log(perRequest, positionsUrl, forbidden, push.FACTS.version);
 
+// Transports: the WebSocket falling back to the stream, or either alone.
+const streaming = createClient({ transport: "stream", streamUrl: FACTS.defaults.streamUrl });
+const onStream: boolean = streaming.transport === "stream";
+createClient({ transport: "auto", websocketRetry: 600_000, streamIdle: FACTS.streamIdle });
+console.log(onStream);
 // Fragments: elements that follow a channel, and the event they hear.
 const stop: () => void = watchFragments(client, document.body);
 document.addEventListener("pushgateway:change", (event) => {

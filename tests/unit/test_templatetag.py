@@ -28,8 +28,9 @@ def test_renders_json_config_and_module_without_inline_script(settings):
         "throttle": 500,
         "pollDown": 5000,
         "pollUp": 300000,
-        "transport": "websocket",
+        "transport": "auto",
         "positionsUrl": "/pushgateway/positions/",
+        "streamUrl": "/pushgateway/stream/",
         "positionTtl": 3 * 24 * 3600 * 1000,
     }
     assert '<script src="/static/pushgateway/pushgateway.js" defer></script>' in html

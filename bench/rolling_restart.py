@@ -40,7 +40,7 @@ from pathlib import Path
 
 from bench.common import bench_environment, child, read_json, report
 from pushgateway.constants import RESTART_CLOSES, WEBSOCKET_PATH
-from tests.support.servers import PYTHON, Process, free_port, options_env
+from tests.support.servers import ONE_HOST_OF_PAGES, PYTHON, Process, free_port, options_env
 
 MODES = {
     "drain": {"drain": 4.0, "old_client": False},
@@ -248,7 +248,8 @@ def start_gunicorn(log_dir: Path, env: dict, drain: float) -> tuple[Process, int
     args = [PYTHON, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "2"]
     args += ["-b", f"127.0.0.1:{port}", "--backlog", "4096", "--graceful-timeout", "30"]
     args += ["--log-level", "warning"]  # not a line per connection
-    env = {**env, **options_env({"DRAIN_SECONDS": drain})}
+    # Every page comes from this host: no per-address join budget (4,000 joins at once).
+    env = {**env, **options_env({**ONE_HOST_OF_PAGES, "DRAIN_SECONDS": drain})}
     process = Process(f"gunicorn-{port}", [*args, "channels_app.asgi:application"], log_dir, env)
     process.wait_for_port(port, timeout=60)
     return process, port

@@ -1,4 +1,4 @@
-"""ASGI application: Django over HTTP and the pushgateway WebSocket on one port.
+"""ASGI application: Django over HTTP, the pushgateway WebSocket and stream on one port.
 
 Serve with ``daphne channels_app.asgi:application`` (set DJANGO_SETTINGS_MODULE). With
 DEBUG on, static files are served too, as ``runserver`` does. Your own project can compose
@@ -16,11 +16,17 @@ from channels.security.websocket import WebsocketDenier  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from . import tuning  # noqa: E402
-from .routing import WEBSOCKET_PATH, pushgateway_socket  # noqa: E402
+from .routing import (  # noqa: E402
+    STREAM_PATH,
+    WEBSOCKET_PATH,
+    pushgateway_socket,
+    pushgateway_stream,
+)
 
 tuning.apply()
 
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
+stream_app = pushgateway_stream(django_asgi_app)
 
 
 # Marked as a coroutine function so that servers which inspect the application (uvicorn,
@@ -34,6 +40,9 @@ def application(scope, receive, send):
     open; with thousands of idle sockets that is memory worth having.
     """
     if scope["type"] != "websocket":
+        if scope["type"] == "http" and scope["path"] == STREAM_PATH:
+            tuning.socket_opened()  # a stream is a connection of the hub like a socket
+            return stream_app(scope, receive, send)
         return http_app(scope, receive, send)
     if scope["path"] == WEBSOCKET_PATH:
         tuning.socket_opened()

@@ -11,30 +11,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 
 from asgiref.sync import markcoroutinefunction
 
-from pushgateway.adapters import frame_writer, start_send_coroutine
+from pushgateway.adapters import frame_writer, start_send_coroutine, transport_closed
 from pushgateway.backends import get_backend
-from pushgateway.constants import MAX_PENDING_BYTES, CloseCode
+from pushgateway.constants import MAX_PENDING_BYTES, CloseCode, ErrorCode
 from pushgateway.protocol import Reply, Session, subscribed_frame
 from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
 from . import tuning
+from .admission import client_address, get_admission
 from .drain import get_drain
-from .hub import get_hub
+from .hub import ChannelCapReached, get_hub
 from .origins import origin_allowed, scope_origin
 
 logger = logging.getLogger("pushgateway.consumer")
+
+#: The longest a socket past a budget goes unread (Reply.hold): well under the browser
+#: module's pong timeout (10 s), however low a rate the settings give.
+MAX_HOLD_SECONDS = 1.0
+
+
+def message_size(message: dict) -> int:
+    """The size of an ASGI message a connection sends: its text or its body."""
+    return len(message.get("text") or message.get("body") or "")
 
 
 class PushGatewayConsumer:
     """One WebSocket connection speaking the pushgateway wire protocol."""
 
-    __slots__ = ("send", "session", "hub", "writer", "closing", "backlog", "backlog_bytes")
+    __slots__ = (
+        "send",
+        "session",
+        "hub",
+        "admission",
+        "address",
+        "writer",
+        "closing",
+        "backlog",
+        "backlog_bytes",
+    )
 
     @classmethod
     def as_asgi(cls):
@@ -57,13 +78,18 @@ class PushGatewayConsumer:
         self.backlog = None  # frames waiting behind a send the server made wait
         self.writer = None
         origin = scope_origin(scope)
+        self.address = client_address(scope)  # per-address limits (channels_app.admission)
         scope = None  # nothing else is needed from it; an idle socket should not keep it
         try:
             while True:
                 event = await receive()
                 kind = event["type"]
                 if kind == "websocket.receive":
-                    await self.carry_out(self.received(event))
+                    if self.closing:  # gone, or closed by us: what it sent needs no answer
+                        continue
+                    hold = await self.carry_out(self.received(event))
+                    if hold and not self.closing:
+                        await self.hold(hold)
                 elif kind == "websocket.connect":
                     if not await self.accept(origin):
                         return
@@ -72,6 +98,15 @@ class PushGatewayConsumer:
         finally:
             if self.session is not None:
                 self.closed()
+
+    async def hold(self, seconds: float) -> None:
+        """Read nothing for `seconds` (Reply.hold, at most MAX_HOLD_SECONDS): the client went
+        past a budget, so what it sends meanwhile waits (its answers too) and a flood of
+        refused subscribes costs the process little. A client gone meanwhile is answered
+        no more (its frames may still be queued for this consumer)."""
+        await asyncio.sleep(min(seconds, MAX_HOLD_SECONDS))
+        if self.writer is not None and transport_closed(self.writer.transport):
+            self.closing = True
 
     async def accept(self, origin: str | None) -> bool:
         """Accept the socket, or refuse it (False): the Origin is not allowed, this server
@@ -90,15 +125,28 @@ class PushGatewayConsumer:
         if self.hub is None or drain.draining or not origin_allowed(origin):
             await self.send({"type": "websocket.close"})  # daphne answers 403
             return False
+        self.admission = get_admission()
+        if not self.admission.connect(self.address):
+            # Accepted to be closed with a code the page understands (a refused handshake
+            # looks to it like a network error): it waits its longest backoff and polls.
+            await self.send({"type": "websocket.accept"})
+            await self.send(
+                {"type": "websocket.close", "code": int(CloseCode.TOO_MANY_CONNECTIONS)}
+            )
+            return False
         limits = get_backend().limits
         churn = TokenBucket(limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST, time.monotonic)
         self.session = Session(authorize=check_token, churn=churn)
         await self.send({"type": "websocket.accept"})
         self.writer = frame_writer(self.send)  # None: the server is not known, ASGI send
         drain.opened(self)
-        if self.hub.metrics:
-            self.hub.metrics.sockets.inc()
+        self.count(1)
         return True
+
+    def count(self, delta: int) -> None:
+        """Count this connection in (1) or out (-1) of the metrics' open connections."""
+        if self.hub.metrics:
+            self.hub.metrics.sockets.inc(delta)
 
     def received(self, event: dict) -> Reply:
         """The protocol's reply to a `websocket.receive` event."""
@@ -123,20 +171,21 @@ class PushGatewayConsumer:
         """Leave the socket's channels once it has closed."""
         channels = self.session.close_all()
         self.hub.drop(self, channels)
+        self.admission.disconnect(self.address)
         get_drain().closed(self)
+        self.count(-1)
         if self.hub.metrics:
-            self.hub.metrics.sockets.dec()
             self.hub.metrics.subscriptions.dec(len(channels))
 
-    async def carry_out(self, reply: Reply) -> None:
+    async def carry_out(self, reply: Reply) -> float:
+        """Do what `reply` says; returns the seconds to read nothing more (Reply.hold)."""
+        hold = reply.hold
         for subscribe in reply.subscribe:
             channel = subscribe.channel
             if not subscribe.joined:
-                try:
-                    await self.hub.subscribe(channel, self)
-                except Exception as exc:
-                    logger.warning("pushgateway: joining %r failed: %r", channel, exc)
-                    await self.send_frame(self.session.subscribe_failed(channel))
+                joined, wait = await self.join(channel)
+                hold = max(hold, wait)
+                if not joined:
                     continue
                 if self.hub.metrics:
                     self.hub.metrics.subscriptions.inc()
@@ -149,6 +198,56 @@ class PushGatewayConsumer:
             await self.send_frame(frame)
         if reply.close is not None:
             await self.close(reply.close)
+        return hold
+
+    async def join(self, channel: str) -> tuple[bool, float]:
+        """Put this socket on `channel` in the hub: whether it is, and the seconds to hold
+        (Reply.hold) after a refusal that said when to come back. A channel the process
+        serves already costs nothing; a new one must fit under MAX_CHANNELS and the
+        address's join budget, and waits its turn among the joins of other addresses."""
+        refusal, wait = None, 0.0
+        if not self.hub.serves(channel):
+            refusal, wait = self.refusal(channel)
+        if refusal is None:
+            try:
+                # Joins are served in turn per address (per socket, where there is none).
+                await self.hub.subscribe(channel, self, self.address or self)
+                return True, 0.0
+            except ChannelCapReached:
+                refusal = self.cap_reached(channel)
+            except Exception as exc:
+                logger.warning("pushgateway: joining %r failed: %r", channel, exc)
+                refusal = self.session.subscribe_failed(channel)
+        await self.send_frame(refusal)
+        return False, wait
+
+    def refusal(self, channel: str) -> tuple[str | None, float]:
+        """The answer to a subscribe that would make the process join `channel` and may
+        not (None if it may), and the seconds until it may."""
+        if self.hub.full():
+            return self.cap_reached(channel), 0.0
+        wait = self.admission.join(self.address)
+        if wait is None:
+            return None, 0.0
+        wait = math.ceil(wait * 10) / 10
+        joins = self.admission.joins
+        frame = self.session.subscribe_refused(
+            channel,
+            ErrorCode.RATE_LIMITED,
+            f"your address joined more than {joins.burst:g} new channels at once or "
+            f"{joins.rate:g} per second; try again in {wait:g} s",
+            retry_after=wait,
+        )
+        return frame, wait
+
+    def cap_reached(self, channel: str) -> str:
+        if self.hub.metrics:
+            self.hub.metrics.subscribes_refused.labels("channel_cap").inc()
+        return self.session.subscribe_refused(
+            channel,
+            ErrorCode.UNAVAILABLE,
+            "the server has joined as many channels as it may (MAX_CHANNELS); try again later",
+        )
 
     async def close(self, code: int) -> None:
         if not self.closing:
@@ -182,7 +281,7 @@ class PushGatewayConsumer:
         if self.closing:
             return
         if self.backlog is not None:
-            self.backlog_bytes += len(message["text"])
+            self.backlog_bytes += message_size(message)
             if self.backlog_bytes > MAX_PENDING_BYTES:
                 return self.too_slow()
             self.backlog.append(message)
@@ -211,7 +310,7 @@ class PushGatewayConsumer:
             await sending
             while self.backlog and not self.closing:
                 message = self.backlog.popleft()
-                self.backlog_bytes -= len(message["text"])
+                self.backlog_bytes -= message_size(message)
                 await self.send(message)
         except Exception:  # the connection is gone; its disconnect event ends the consumer
             logger.debug("pushgateway: a socket closed while frames waited for it")

@@ -52,6 +52,10 @@ VERIFY_SECONDS = 15.0
 RENEW_SECONDS = 3600
 
 
+class ChannelCapReached(Exception):
+    """The process has joined as many channels as OPTIONS["MAX_CHANNELS"] allows."""
+
+
 class Socket(Protocol):
     def push(self, message: dict) -> None:
         """Send an ASGI message without waiting (see PushGatewayConsumer.push)."""
@@ -80,13 +84,16 @@ class Hub:
         metrics=None,
         heartbeat_groups: Sequence[str] = (),
         incarnations: Callable[[], Awaitable[list[str]]] | None = None,
+        max_channels: int | None = None,
     ) -> None:
         """`positions` reads stream positions (a backend's read_positions/aread_positions);
         `timeout` bounds every channel-layer call; `metrics` counts (pushgateway.metrics);
         `heartbeat_groups` are the groups heartbeats go through, at least one through each
         shard of the layer (default: one group); `incarnations` tells which Redis
-        incarnation each shard of the position store is (RedisPositions.aincarnations)."""
+        incarnation each shard of the position store is (RedisPositions.aincarnations);
+        `max_channels` caps the groups joined at once (OPTIONS["MAX_CHANNELS"])."""
         self.layer = layer
+        self.max_channels = max_channels
         self.incarnations = incarnations
         self._incarnations: list[str] | None = None
         self._check_after: dict[str, int] = {}  # group -> the beat that must come back first
@@ -103,7 +110,9 @@ class Hub:
         self.channel_name: str | None = None
         groups = heartbeat_groups or [f"pushgateway.heartbeat.{uuid.uuid4().hex}"]
         self._beats = {group: _Beats() for group in groups}
-        self._pending: dict[str, None] = {}  # channels whose membership to reconcile, in order
+        # Channels whose membership to reconcile, in order, per client that asked (None:
+        # leaves and the hub's own): served in turn, one channel of each client at a time.
+        self._pending: dict[object, dict[str, None]] = {}
         self._joins: dict[str, asyncio.Future] = {}  # joins awaited by subscribers
         self._reconciler: asyncio.Task | None = None
         self._reads: dict[str, asyncio.Future] = {}
@@ -116,9 +125,13 @@ class Hub:
 
     # Subscriptions
 
-    async def subscribe(self, channel: str, socket: Socket) -> None:
+    async def subscribe(self, channel: str, socket: Socket, client: object = None) -> None:
         """Deliver `channel`'s messages to `socket`; returns once the group is joined, and
-        raises if it cannot be joined now."""
+        raises if it cannot be joined now (ChannelCapReached: the process is at
+        `max_channels`). Joins are made in turn per `client` (the socket's address, say):
+        one client's flood of joins delays another's by one join at a time, not all."""
+        if channel not in self.sockets and self.full():
+            raise ChannelCapReached(channel)
         self.sockets.setdefault(channel, set()).add(socket)
         if channel in self.joined:
             return
@@ -126,12 +139,27 @@ class Hub:
         if future is None:
             future = self._joins[channel] = asyncio.get_running_loop().create_future()
             future.add_done_callback(_retrieve)
-            self._reconcile_soon(channel)
+            self._reconcile_soon(channel, client)
+        started = time.monotonic()
         try:
             await asyncio.shield(future)
         except BaseException:
             self.drop(socket, [channel])
             raise
+        if self.metrics:
+            self.metrics.join_wait.observe(time.monotonic() - started)
+
+    def serves(self, channel: str) -> bool:
+        """Whether a socket here is on `channel` (joined, or its join on the way): one more
+        costs the layer nothing."""
+        return channel in self.sockets
+
+    def full(self) -> bool:
+        """Whether one more channel would take the process past `max_channels` (those
+        joined, or wanted by a socket and on their way)."""
+        if self.max_channels is None:
+            return False
+        return max(len(self.sockets), len(self.joined)) >= self.max_channels
 
     async def unsubscribe(self, channel: str, socket: Socket) -> None:
         """Stop delivering `channel` to `socket`; returns once the layer is in step."""
@@ -151,28 +179,49 @@ class Hub:
                     if not self.exiting:
                         self._reconcile_soon(channel)
 
-    def _reconcile_soon(self, channel: str) -> None:
-        self._pending[channel] = None
+    def _reconcile_soon(self, channel: str, client: object = None) -> None:
+        self._pending.setdefault(client, {})[channel] = None
         if self._reconciler is None or self._reconciler.done():
             self._reconciler = asyncio.create_task(self._reconcile())
 
+    def _next_pending(self) -> tuple[object, str]:
+        """The client whose turn it is, and its oldest channel to reconcile (taken off)."""
+        client, queue = next(iter(self._pending.items()))
+        channel = next(iter(queue))
+        del queue[channel]
+        if not queue:
+            del self._pending[client]
+        return client, channel
+
     async def _reconcile(self) -> None:
         # One worker makes the layer match the local sockets, one channel at a time, as they
-        # are when it gets to each: a join racing a leave always ends in the right state.
-        # A storm of joins waits its turn here (channels_redis serialises them anyway), and
-        # only the layer call itself has the deadline.
+        # are when it gets to each: a join racing a leave always ends in the right state
+        # (a channel pending for two clients is looked at twice, the second time for
+        # nothing). A storm of joins waits its turn here (channels_redis serialises them
+        # anyway), and only the layer call itself has the deadline. Clients take turns: after
+        # each of its channels a client goes behind every other one waiting, those that
+        # came meanwhile included.
         while self._pending:
-            channel = next(iter(self._pending))
-            del self._pending[channel]
+            client, channel = self._next_pending()
             if await self._match_layer(channel):
                 future = self._joins.pop(channel, None)
                 if future is not None and not future.done():
                     future.set_result(None)
+            queue = self._pending.pop(client, None)
+            if queue:
+                self._pending[client] = queue
 
     async def _match_layer(self, channel: str) -> bool:
         """Join or leave `channel`'s group as its local sockets want; whether that worked."""
         want, have = channel in self.sockets, channel in self.joined
         if want and not have:
+            if self.max_channels is not None and len(self.joined) >= self.max_channels:
+                # Channels left by now but whose leave is still pending keep the process at
+                # the cap: this join fails (the page asks again later) rather than pass it.
+                future = self._joins.pop(channel, None)
+                if future is not None and not future.done():
+                    future.set_exception(ChannelCapReached(channel))
+                return False
             try:
                 await self._join(channel)
             except Exception as exc:
@@ -450,10 +499,13 @@ class Hub:
         while True:
             await asyncio.sleep(VERIFY_SECONDS)
             if self.joined and self.healthy:
+                started = time.monotonic()
                 try:
                     await self.verify(tuple(self.joined))
                 except Exception:
                     logger.exception("pushgateway hub: checking positions failed")
+                if self.metrics:
+                    self.metrics.verify.observe(time.monotonic() - started)
 
     # Tokens: a live private subscription ends when its token expires or its key is dropped.
 
@@ -536,4 +588,5 @@ def backend_hub(backend) -> Hub:
         metrics.get(),
         heartbeat_groups=groups(base) if groups else (),
         incarnations=getattr(backend.positions, "aincarnations", None),
+        max_channels=backend.limits.MAX_CHANNELS,
     )

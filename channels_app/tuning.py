@@ -167,7 +167,7 @@ frames = True
 
 
 def socket_opened() -> None:
-    """Called by the ASGI application for each new WebSocket."""
+    """Called by the ASGI application for each new WebSocket or stream."""
     if socket_gc is not None:
         socket_gc.socket_opened()
 

@@ -59,3 +59,29 @@ def event_detail(request, pk):
 def comments_json(request, pk):
     event = get_object_or_404(Event, pk=pk)
     return JsonResponse({"comments": [c.as_json() for c in event.comments.all()]})
+
+
+def _live_comments(request, pk):
+    """What the comments fragment shows, its channel watched first."""
+    channel = f"comments-{pk}"
+    pushgateway.watch(request, channel)
+    event = get_object_or_404(Event, pk=pk)
+    return {"event": event, "channel": channel, "comments": event.comments.all()}
+
+
+def event_live(request, pk):
+    """The event without a script of its own: its comments are an htmx fragment that
+    refetches itself when its channel changes ({% pushgateway_fragment %})."""
+    context = _live_comments(request, pk)
+    form = CommentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        form.instance.event = context["event"]
+        form.save()
+        return redirect("event_live", pk)
+    return render(request, "demo/event_live.html", {**context, "form": form})
+
+
+@require_GET
+def event_comments(request, pk):
+    """The comments fragment alone: what the page's htmx fetches."""
+    return render(request, "demo/comments_fragment.html", _live_comments(request, pk))

@@ -214,6 +214,17 @@ def pending_bytes(transport) -> int:
     return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
 
 
+def transport_closed(transport) -> bool:
+    """Whether a Twisted TCP transport (daphne_transport) has lost its connection: the peer
+    closed or reset it. daphne still hands the application the frames it read before, and
+    drops what the application sends to a closed connection without a word, so this is how
+    the consumer learns the client is gone before it reaches the disconnect event.
+
+    Relies on Twisted's FileDescriptor setting ``disconnected`` in ``connectionLost``
+    (tests/integration/test_server_adapters.py checks it under the installed daphne)."""
+    return bool(getattr(transport, "disconnected", False))
+
+
 def start_send_coroutine(sending: Awaitable) -> Awaitable | None:
     """Run a server's `send(message)` coroutine to its first wait, here and now.
 
@@ -433,6 +444,26 @@ class WsprotoFrameWriter(FrameWriter):
             and not any(e.enabled() for e in connection._proto.extensions)
             and not self.transport.is_closing()
         )
+
+
+class TransportBytes(FrameWriter):
+    """A Twisted transport under daphne whose unsent bytes are counted, written only by the
+    server (channels_app.stream's HTTP responses): ``write`` always refuses."""
+
+    __slots__ = ()
+
+    def pending(self) -> int:
+        return pending_bytes(self.transport)
+
+    def writable(self) -> bool:
+        return False
+
+
+def transport_bytes(send) -> TransportBytes | None:
+    """What counts the bytes daphne's transport behind `send` holds, or None under another
+    server. Relies on what daphne_transport relies on."""
+    transport = daphne_transport(send)
+    return None if transport is None else TransportBytes(None, transport)
 
 
 # uvicorn's WebSocket protocol classes, by module and name, and their writers.

@@ -19,7 +19,8 @@ VERSION = 2
 
 class CloseCode(enum.IntEnum):
     """Close codes the server sends. In the application range, which every ASGI server can
-    send (daphne refuses 1008 and 1009 themselves): 4000 + the RFC 6455 code each stands for."""
+    send (daphne refuses 1008 and 1009 themselves): 4000 + the RFC 6455 code each stands for
+    (4029: + HTTP's 429 Too Many Requests, which RFC 6455 has no code for)."""
 
     #: The connection caused more than MAX_ERRORS errors.
     POLICY_VIOLATION = 4008
@@ -29,11 +30,17 @@ class CloseCode(enum.IntEnum):
     SERVICE_RESTART = 4012
     #: The client does not read what it is sent (over MAX_PENDING_BYTES waiting).
     TRY_AGAIN_LATER = 4013
+    #: The client's address has OPTIONS["MAX_CONNECTIONS_PER_ADDRESS"] sockets open already.
+    TOO_MANY_CONNECTIONS = 4029
 
 
 #: Closes after which reconnecting at once would only be refused again: the browser module
 #: waits its longest backoff.
-POLICY_CLOSES = (CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG)
+POLICY_CLOSES = (
+    CloseCode.POLICY_VIOLATION,
+    CloseCode.MESSAGE_TOO_BIG,
+    CloseCode.TOO_MANY_CONNECTIONS,
+)
 
 #: RFC 6455's "service restart", which uvicorn sends to every socket when it shuts down.
 RFC_SERVICE_RESTART = 1012
@@ -116,6 +123,22 @@ PROXY_KEEP_ALIVE_SECONDS = 20
 MAX_POSITIONS_PER_REQUEST = 100
 #: A POST body to the positions view at most: 100 names with their tokens fit in 32 KiB.
 MAX_POSITIONS_BODY_BYTES = 64 * 1024
+#: A body that opens a stream (its subscribe frames, with tokens) at most, and the frames in it:
+#: past either the request is refused with 400. A page's subscriptions fit well within both.
+MAX_STREAM_BODY_BYTES = 64 * 1024
+MAX_STREAM_FRAMES = 2 * MAX_SUBSCRIPTIONS
+#: Seconds between the keep-alive comments of an idle stream (proxies close idle responses,
+#: often after 30-60 s); the browser takes STREAM_IDLE_FACTOR times as long without a byte for
+#: a dead stream.
+STREAM_KEEPALIVE_SECONDS = 15
+STREAM_IDLE_FACTOR = 2.5
+#: Channels one Lua script reads positions of: the periodic check of every joined channel
+#: (and any other large read) goes in chunks this size, so no single call holds Redis (or the
+#: event loop parsing its answer) for long, however many channels a process has joined.
+POSITION_READ_CHUNK = 200
+#: Client addresses whose subscribe budgets a server process remembers (about 200 bytes
+#: each); past it, those with a full budget are forgotten first, then the least recently seen.
+MAX_TRACKED_ADDRESSES = 10_000
 #: Unsent bytes a socket may hold before it is closed as too slow (about 1,500 hints).
 MAX_PENDING_BYTES = 256 * 1024
 
@@ -125,8 +148,26 @@ NO_PONG_CLOSE = 4000
 # Where the browser finds the server (channels_app.urls and channels_app.routing).
 WEBSOCKET_PATH = "/ws/pushgateway/"
 POSITIONS_PATH = "/pushgateway/positions/"
+#: The streaming HTTP transport (Server-Sent Events framing), opened with a POST.
+STREAM_PATH = "/pushgateway/stream/"
+#: A stream's answer says so when the page should check positions soon after its
+#: `subscribed` frames (behind a GRIP proxy, a hint published while the proxy took the
+#: stream's channels over can be lost on the way; nothing else on a held stream checks).
+STREAM_RECHECK_HEADER = "X-PushGateway-Recheck"
 #: The id of the element {% pushgateway_script %} renders the browser's configuration into.
 CONFIG_ELEMENT_ID = "pushgateway-config"
+#: The attributes of a live fragment, an element that follows a channel ({% pushgateway_fragment
+#: %} renders them; the browser module reads them): the channel, the position and the token
+#: its view rendered (pushgateway.watch()), and an optional throttle in milliseconds.
+FRAGMENT_ATTRIBUTES = {
+    "channel": "data-pushgateway-channel",
+    "since": "data-pushgateway-since",
+    "token": "data-pushgateway-token",
+    "throttle": "data-pushgateway-throttle",
+}
+#: The DOM event the browser module dispatches on a fragment whose channel changed (it
+#: bubbles; `detail` is what a subscribe() callback receives).
+FRAGMENT_EVENT = "pushgateway:change"
 
 # How a page's requests say which page made them, so the hints they cause skip that page.
 CLIENT_HEADER = "X-PushGateway-Client"
@@ -145,6 +186,7 @@ BAYEUX_DOT = "~"
 CLIENT_DEFAULTS = {
     "url": WEBSOCKET_PATH,
     "positionsUrl": POSITIONS_PATH,
+    "streamUrl": STREAM_PATH,
     "throttle": 500,  # between callbacks of one subscription
     "pollDown": 5000,  # between position checks while a channel is not live
     "pollUp": 300000,  # between position checks while it is
@@ -162,10 +204,14 @@ def browser_facts() -> dict[str, Any]:
         "errorCodes": {code.name: code.value for code in ErrorCode},
         "channelPattern": CHANNEL_PATTERN,
         "maxPositionsPerRequest": MAX_POSITIONS_PER_REQUEST,
+        "streamIdle": int(STREAM_KEEPALIVE_SECONDS * STREAM_IDLE_FACTOR * 1000),
+        "streamRecheckHeader": STREAM_RECHECK_HEADER,
         "clientHeader": CLIENT_HEADER,
         "clientField": CLIENT_FIELD,
         "clientTagLength": CLIENT_TAG_LENGTH,
         "configElement": CONFIG_ELEMENT_ID,
+        "fragmentAttributes": FRAGMENT_ATTRIBUTES,
+        "fragmentEvent": FRAGMENT_EVENT,
         "bayeuxDot": BAYEUX_DOT,
         "defaults": CLIENT_DEFAULTS,
     }

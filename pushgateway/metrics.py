@@ -41,61 +41,122 @@ class Metrics:
     """The metrics of this process; names follow Prometheus' conventions. No label ever
     holds a channel name (unbounded), only small fixed sets."""
 
-    def __init__(self) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
+    def __init__(self, registry: Any = None) -> None:
+        """Registered in prometheus_client's default registry, or in `registry`."""
+        from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+
+        registry = REGISTRY if registry is None else registry
 
         live = "livesum"  # gauges add up over the processes that are alive
         self.sockets = Gauge(
-            "pushgateway_sockets", "Open WebSockets in this process.", multiprocess_mode=live
+            "pushgateway_sockets",
+            "Open WebSockets in this process.",
+            multiprocess_mode=live,
+            registry=registry,
+        )
+        self.streams = Gauge(
+            "pushgateway_streams",
+            "Open Server-Sent Events streams in this process.",
+            multiprocess_mode=live,
+            registry=registry,
         )
         self.subscriptions = Gauge(
             "pushgateway_subscriptions",
             "Channel subscriptions of the open WebSockets.",
             multiprocess_mode=live,
+            registry=registry,
         )
         self.channels = Gauge(
             "pushgateway_channels_joined",
             "Channel-layer groups the hub has joined (one per channel with local sockets).",
             multiprocess_mode=live,
+            registry=registry,
         )
         self.published = Counter(
-            "pushgateway_hints_published", "Hints handed to the backend (after commit)."
+            "pushgateway_hints_published",
+            "Hints handed to the backend (after commit).",
+            registry=registry,
         )
         self.sent = Counter(
-            "pushgateway_hints_sent", "Hints the backend delivered to the layer or to Fanout."
+            "pushgateway_hints_sent",
+            "Hints the backend delivered to the layer or to Fanout.",
+            registry=registry,
         )
         self.dropped = Counter(
             "pushgateway_hints_dropped",
             "Hints given up: queue_full (the queue was full), failed (retries ran out), "
             "rejected (refused by the service).",
             ["reason"],
+            registry=registry,
         )
         self.repaired = Counter(
             "pushgateway_channels_repaired",
             "Channels whose pages were told to refetch after their hints were dropped.",
+            registry=registry,
         )
         self.frames = Counter(
-            "pushgateway_frames_delivered", "Message and resync frames written to WebSockets."
+            "pushgateway_frames_delivered",
+            "Message and resync frames written to WebSockets.",
+            registry=registry,
         )
         self.resyncs = Counter(
             "pushgateway_resyncs_sent",
             "resync frames sent by the hub: healed (its layer came back), checked (the "
             "periodic or after-join check found a hint lost on the way).",
             ["cause"],
+            registry=registry,
         )
         self.slow_clients = Counter(
             "pushgateway_slow_clients_closed",
             "WebSockets closed because the client did not read what it was sent.",
+            registry=registry,
         )
         self.layer_outages = Counter(
             "pushgateway_layer_outages",
             "Times the hub lost its channel layer (and, when it came back, healed).",
+            registry=registry,
+        )
+        self.subscribes_refused = Counter(
+            "pushgateway_subscribes_refused",
+            "Subscribes refused for what they would cost: channel_cap (the process has "
+            "joined MAX_CHANNELS channels; unavailable), address_budget (the client's "
+            "address spent its ADDRESS_JOIN_BURST; rate_limited).",
+            ["reason"],
+            registry=registry,
+        )
+        self.connections_refused = Counter(
+            "pushgateway_connections_refused",
+            "WebSockets closed at once for what they would cost: address_limit (the "
+            "client's address has MAX_CONNECTIONS_PER_ADDRESS open; closed 4029).",
+            ["reason"],
+            registry=registry,
+        )
+        self.addresses = Gauge(
+            "pushgateway_addresses_tracked",
+            "Client addresses whose join budget this process remembers (at most 10,000).",
+            multiprocess_mode=live,
+            registry=registry,
+        )
+        self.join_wait = Histogram(
+            "pushgateway_join_wait_seconds",
+            "From a subscribe that needs a channel-layer join to the join being made (the "
+            "joins of one client address are served in turn with everyone else's).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
+        )
+        self.verify = Histogram(
+            "pushgateway_verify_seconds",
+            "One periodic check of every joined channel's position (read in chunks of "
+            "200 per Lua call).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=registry,
         )
         self.lag = Histogram(
             "pushgateway_delivery_lag_seconds",
             "From publishing a hint to writing it to the local WebSockets (clocks of the "
             "publishing and serving hosts must agree).",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
         )
 
 

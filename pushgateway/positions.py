@@ -36,6 +36,7 @@ from typing import Any
 
 from . import redisretry
 from .adapters import CHANNELS_REDIS_PREFIX, channels_redis_shard, pubsub_group_channel
+from .constants import POSITION_READ_CHUNK
 from .layer import group_name
 from .protocol import START, Position
 
@@ -233,6 +234,15 @@ class RedisPositions:
             shards.setdefault(index, []).append(channel)
         return shards
 
+    def read_chunks(self, channels: Iterable[str]) -> list[tuple[int, list[str]]]:
+        """`channels` as (shard index, at most POSITION_READ_CHUNK channels) pairs: one read
+        script each, so a read of many channels never holds a Redis for long."""
+        return [
+            (index, names[start : start + POSITION_READ_CHUNK])
+            for index, names in self.by_shard(channels).items()
+            for start in range(0, len(names), POSITION_READ_CHUNK)
+        ]
+
     def _connect(self, cls, sentinel_cls, host: dict) -> _Shard:
         """A client (redis-py's `cls`, sync or asyncio) of `host`, in any of the forms
         channels_redis takes: an address URL, connection keywords, or a primary that
@@ -290,7 +300,7 @@ class RedisPositions:
 
     def read(self, channels: Iterable[str]) -> dict[str, Position]:
         out = {}
-        for index, names in self.by_shard(channels).items():
+        for index, names in self.read_chunks(channels):
             keys = [self.key(c) for c in names]
             found = self.shards()[index].script(READ_LUA)(keys=keys, args=self._read_args())
             out.update(zip(names, map(_position, found), strict=True))
@@ -299,7 +309,7 @@ class RedisPositions:
     async def aread(self, channels: Iterable[str]) -> dict[str, Position]:
         out = {}
         shards = self._ashards()
-        for index, names in self.by_shard(channels).items():
+        for index, names in self.read_chunks(channels):
             keys = [self.key(c) for c in names]
             try:
                 found = await self._aread_shard(shards[index], keys)

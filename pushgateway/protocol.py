@@ -29,6 +29,8 @@ from .constants import (
     MAX_FRAME_BYTES,
     MAX_FRAME_BYTES_HARD,
     MAX_SEQ,
+    MAX_STREAM_BODY_BYTES,
+    MAX_STREAM_FRAMES,
     MAX_SUBSCRIPTIONS,
     PRIVATE_PREFIX,
     CloseCode,
@@ -182,13 +184,16 @@ class Reply:
 
     Join each of `subscribe` and answer it with a `subscribed` frame (it needs the current
     position, which only the transport can read), leave each of `unsubscribe`, send
-    `frames`, then close with `close` if it is set.
+    `frames`, then close with `close` if it is set. A transport that can should then read
+    nothing more from the client for `hold` seconds: it went past its budget and was told
+    when to come back (`retry_after`), so what it sends meanwhile can wait.
     """
 
     frames: list[str] = field(default_factory=list)
     subscribe: list[Subscribe] = field(default_factory=list)
     unsubscribe: list[str] = field(default_factory=list)
     close: int | None = None
+    hold: float = 0.0
 
 
 # A function that says whether `token` lets a client subscribe to the private `channel`.
@@ -264,9 +269,16 @@ class Session:
 
     def subscribe_failed(self, channel: str) -> str:
         """Undo a subscription the transport could not join; returns the error frame to send."""
+        return self.subscribe_refused(
+            channel, ErrorCode.UNAVAILABLE, "subscribe failed; try again later"
+        )
+
+    def subscribe_refused(self, channel: str, code: ErrorCode, message: str, **extra: Any) -> str:
+        """Undo a subscription the transport refuses for what it would cost the server (a
+        refusal: it does not count as an error); returns the error frame to send."""
         self.subscriptions.discard(channel)
         self.tokens.pop(channel, None)
-        return error_frame(ErrorCode.UNAVAILABLE, "subscribe failed; try again later", channel)
+        return error_frame(code, message, channel, **extra)
 
     def _subscribe(self, frame: dict[str, Any]) -> Reply:
         channel = frame.get("channel")
@@ -305,13 +317,15 @@ class Session:
             # A refusal, not misbehaviour: a page that navigates a lot is slowed, never
             # disconnected, and a refused subscribe costs the server nothing.
             wait = math.ceil(self.churn.wait() * 10) / 10
-            return self._refuse(
+            reply = self._refuse(
                 ErrorCode.RATE_LIMITED,
                 f"more than {self.churn.burst:g} subscribes and unsubscribes at once "
                 f"or {self.churn.rate:g} per second; try again in {wait:g} s",
                 channel,
                 retry_after=wait,
             )
+            reply.hold = wait
+            return reply
         self.subscriptions.add(channel)
         if is_private(channel):
             self.tokens[channel] = frame["token"]
@@ -358,6 +372,41 @@ class Session:
         if self.errors > MAX_ERRORS:
             reply.close = CloseCode.POLICY_VIOLATION
         return reply
+
+
+# The streaming HTTP transport: the request that opens a stream carries the client frames a
+# socket would send first, and the stream carries the server frames in Server-Sent Events
+# framing (docs/protocol.md). A JSON frame holds no line break, so it is one `data:` line.
+
+#: What an idle stream sends every STREAM_KEEPALIVE_SECONDS: an SSE comment.
+SSE_KEEPALIVE = ":\n\n"
+
+
+def sse_event(frame: str) -> str:
+    """A server frame as one Server-Sent Event."""
+    return f"data: {frame}\n\n"
+
+
+def sse_close(code: int) -> str:
+    """The last event of a stream the server ends, with the close code a socket would get."""
+    return f'event: close\ndata: {{"code":{int(code)}}}\n\n'
+
+
+def stream_frames(body: bytes) -> list[str] | str:
+    """The client frames (as text, for Session.receive_text) of a request that opens a
+    stream, `{"frames": [FRAME, ...]}`; or why the body is not one (answered 400)."""
+    if len(body) > MAX_STREAM_BODY_BYTES:
+        return f"a body of at most {MAX_STREAM_BODY_BYTES} bytes"
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        return "a body of JSON"
+    frames = data.get("frames") if isinstance(data, dict) else None
+    if not isinstance(frames, list):
+        return 'a JSON object {"frames": [{"type": "subscribe", ...}, ...]}'
+    if len(frames) > MAX_STREAM_FRAMES:
+        return f"at most {MAX_STREAM_FRAMES} frames"
+    return [_encode(frame) for frame in frames]
 
 
 def _show(value: object) -> str:

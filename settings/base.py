@@ -63,6 +63,11 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # is served.
 browser_module_dir = BASE_DIR / "static" / "js"
 STATICFILES_DIRS = [("pushgateway", browser_module_dir)] if browser_module_dir.is_dir() else []
+# htmx for the demo's page without JavaScript of its own, from the npm registry (demo/package.json;
+# ./dev setup and ./dev demo install it), served as static/htmx/htmx.min.js.
+htmx_dir = BASE_DIR / "demo" / "node_modules" / "htmx.org" / "dist"
+if htmx_dir.is_dir():
+    STATICFILES_DIRS.append(("htmx", htmx_dir))
 
 LOGGING = {
     "version": 1,

@@ -35,13 +35,25 @@ class Limits(NamedTuple):
     SUBSCRIBE_RATE: float = 10.0
     #: ...this many at once (a page's whole set of channels fits).
     SUBSCRIBE_BURST: int = 100
+    #: Channel-layer groups (Redis SUBSCRIBEs) one server process joins at most; a subscribe
+    #: that would join one more is refused `unavailable`.
+    MAX_CHANNELS: int = 10_000
+    #: Joins of channels the process does not serve yet, per second per client address
+    #: (across all its connections and reconnects), after a burst of...
+    ADDRESS_JOIN_RATE: float = 50.0
+    #: ...this many at once.
+    ADDRESS_JOIN_BURST: int = 500
+    #: Open WebSockets per client address in one process; None: no limit.
+    MAX_CONNECTIONS_PER_ADDRESS: int | None = None
 
     @classmethod
     def problems(cls, options: dict[str, Any]) -> list[str]:
         """What is wrong with the limits among `options` (other names are not looked at)."""
         problems = []
         for name in sorted(set(cls._fields) & set(options)):
-            value, whole = options[name], name != "SUBSCRIBE_RATE"
+            value, whole = options[name], name not in _RATES
+            if value is None and name in _OPTIONAL:
+                continue
             kind = int if whole else int | float
             if isinstance(value, bool) or not isinstance(value, kind):
                 problems.append(
@@ -52,6 +64,12 @@ class Limits(NamedTuple):
                     f"{name} must be {'at least 1' if whole else 'positive'}, not {value!r}"
                 )
         return problems
+
+
+#: Limits that are rates (any positive number; the others are whole numbers).
+_RATES = ("SUBSCRIBE_RATE", "ADDRESS_JOIN_RATE")
+#: Limits that None turns off.
+_OPTIONAL = ("MAX_CONNECTIONS_PER_ADDRESS",)
 
 
 #: Options every backend accepts that are seconds: name -> what 0 means (None: 0 is refused).
@@ -203,8 +221,9 @@ class BaseBackend:
         return True
 
     def client_config(self) -> dict[str, Any]:
-        """Settings the browser module needs for this backend (rendered as JSON)."""
-        return {"transport": "websocket"}
+        """Settings the browser module needs for this backend (rendered as JSON): the
+        WebSocket, falling back to the stream (Server-Sent Events) where it is refused."""
+        return {"transport": "auto"}
 
     def close(self) -> None:
         """Release resources (threads, connections); called when settings change."""

@@ -1,7 +1,8 @@
 """Publish through GRIP to Fastly Fanout or a self-run Pushpin.
 
-Each hint is a `ws-message` item whose content is the wire protocol's `message` frame, so a
-browser connected through the proxy sees exactly what the self-hosted layer sends. GRIP_URL
+Each hint is an item whose content is the wire protocol's `message` frame, as a `ws-message`
+for sockets and as an `http-stream` Server-Sent Event for streams, so a browser connected
+through the proxy sees exactly what the self-hosted layer sends. GRIP_URL
 is django-grip's format: `key=` signs (with `iss=`, as a JWT) or authorises (without, as a
 bearer token) the publish requests; `key=`/`verify-key=` with `verify-iss=` verify the
 `Grip-Sig` of requests that come through the proxy (channels_app's WebSocket-over-HTTP view).
@@ -18,6 +19,7 @@ from django.core.checks import Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
 from .. import extras
+from ..protocol import sse_event
 from .httppublish import EXTRA, HttpPublishBackend
 
 
@@ -63,11 +65,14 @@ class GripBackend(HttpPublishBackend):
         super().__init__(**options)
 
     def item(self, message, position) -> dict:
-        from gripcontrol import WebSocketMessageFormat
+        from gripcontrol import HttpStreamFormat, WebSocketMessageFormat
         from pubcontrol import Item
 
-        content = WebSocketMessageFormat(message.frame(position))
-        return {"channel": message.channel, **Item(content).export(formats_field=True)}
+        # One frame, two formats: sockets get it as a ws-message, streams held with
+        # Grip-Hold: stream (channels_app.gripstream) as a Server-Sent Event.
+        frame = message.frame(position)
+        formats = [WebSocketMessageFormat(frame), HttpStreamFormat(sse_event(frame))]
+        return {"channel": message.channel, **Item(formats).export(formats_field=True)}
 
     @classmethod
     def check(cls, options):

@@ -30,6 +30,9 @@ export interface SubscribeOptions {
   /** For `private-` channels; rendered for you by pushgateway.watch(). */
   token?: string;
   getToken?: TokenSource;
+  /** The position what this subscription shows was rendered at: a new channel starts from it,
+   * and a channel the page knows to be further on calls back "resync" at once. */
+  since?: Position;
 }
 
 export interface Config {
@@ -56,7 +59,21 @@ export interface Config {
    * token is renewed by fetching the page (window.location.href) again and reading its
    * rendered configuration. */
   getToken?: TokenSource;
-  transport?: "websocket" | "faye";
+  /** "auto" (the default): the WebSocket, moving to the stream (Server-Sent Events over a
+   * POSTed fetch) when the upgrade fails or sockets die before stableAfter twice in a row;
+   * remembered for the session (sessionStorage), WebSockets tried again after websocketRetry
+   * ms. "websocket" or "stream" alone; "faye" for the legacy Fanout.io realm mode. */
+  transport?: "auto" | "websocket" | "stream" | "faye";
+  streamUrl?: string;
+  /** ms on the stream before WebSockets are tried again (doubled after each failed retry). */
+  websocketRetry?: number;
+  /** ms without a byte on a stream (keep-alives included) after which it is dead. */
+  streamIdle?: number;
+  /** Where the move to the stream is remembered; default: window.sessionStorage. */
+  sessionStorage?: Pick<Storage, "getItem" | "setItem" | "removeItem">;
+  /** Tabs of one origin (and clients of one page) share one connection, a leader tab's, when
+   * the browser has BroadcastChannel and Web Locks; false: a connection of this client's own. */
+  share?: boolean;
   fayeUrl?: string;
   fayeScript?: string;
   fayeIntegrity?: string;
@@ -68,6 +85,9 @@ export interface Config {
   now?: () => number;
   random?: () => number;
   WebSocket?: typeof WebSocket;
+  /** What tabs share a connection with (the global BroadcastChannel and navigator.locks). */
+  BroadcastChannel?: typeof BroadcastChannel;
+  locks?: Pick<LockManager, "request">;
   fetch?: typeof fetch;
   /** Web Crypto, whose SHA-256 computes the tag of this client's hints. */
   crypto?: { subtle?: Pick<SubtleCrypto, "digest"> };
@@ -90,6 +110,11 @@ export interface Client {
   /** Sent with the page's own requests (header X-PushGateway-Client or form field). */
   readonly clientId: string;
   readonly state: State;
+  /** The transport the connection uses now. */
+  readonly transport: "websocket" | "stream" | "faye";
+  /** "leader": this tab holds the connection its origin's tabs share; "follower": it uses
+   * another tab's; null: its connection is its own, or it has none yet. */
+  readonly sharing: "leader" | "follower" | null;
 }
 
 /** A client of its own: DEFAULTS, then the page's rendered configuration (#pushgateway-config in
@@ -98,10 +123,27 @@ export declare function createClient(config?: Config): Client;
 /** The page's client: the configuration {% pushgateway_script %} rendered into `doc`, and
  * its forms' client fields filled in on submit. */
 export declare function fromDocument(doc: Document): Client;
+
+/** The event dispatched on a fragment at each callback of its channel (it bubbles). */
+export type ChangeEvent<Data = unknown> = CustomEvent<PushEvent<Data>>;
+
+export interface WatchFragmentsOptions {
+  /** The observer of later changes; the global MutationObserver by default. */
+  MutationObserver?: typeof MutationObserver;
+}
+
+/** Follows the fragments under `root` (elements with FACTS.fragmentAttributes.channel): each
+ * is subscribed on `client` while it is in the document and hears FACTS.fragmentEvent.
+ * fromDocument() does it for its document. Returns stop(). */
+export declare function watchFragments(
+  client: Client,
+  root: Document | Element,
+  options?: WatchFragmentsOptions,
+): () => void;
 export declare const DEFAULTS: Readonly<Required<Pick<Config,
   "url" | "positionsUrl" | "throttle" | "pollDown" | "pollUp" | "backoffInitial" | "backoffMax" |
   "stableAfter" | "restartDelay" | "pingInterval" | "pongTimeout" | "checkAfterSubscribe" |
-  "resyncGrace" | "ignoreOwn">>>;
+  "resyncGrace" | "ignoreOwn" | "share" | "transport" | "websocketRetry" | "streamIdle">>>;
 
 /** The protocol's facts, generated from pushgateway/constants.py (docs/protocol.md). */
 export interface Facts {
@@ -120,18 +162,27 @@ export interface Facts {
   channelPattern: string;
   /** Channels one request to the positions view may ask about. */
   maxPositionsPerRequest: number;
+  /** ms without a byte after which a stream is dead (its keep-alives come more often). */
+  streamIdle: number;
+  /** The response header that asks the page to check positions soon after a stream opens. */
+  streamRecheckHeader: string;
   clientHeader: string;
   clientField: string;
   /** Hex characters of the SHA-256 of a client id that hints carry instead of the id. */
   clientTagLength: number;
   /** The id of the element the template tag renders the configuration into. */
   configElement: string;
+  /** The attributes of a fragment ({% pushgateway_fragment %}): channel, since, token, throttle. */
+  fragmentAttributes: Readonly<{ channel: string; since: string; token: string; throttle: string }>;
+  /** The event a fragment hears at each callback: "pushgateway:change". */
+  fragmentEvent: string;
   /** What a "." in a channel name becomes in its Bayeux (Faye) name. */
   bayeuxDot: string;
   /** The browser's defaults that {% pushgateway_script %} may override. */
   defaults: Readonly<{
     url: string;
     positionsUrl: string;
+    streamUrl: string;
     throttle: number;
     pollDown: number;
     pollUp: number;
@@ -144,4 +195,10 @@ export declare const CLIENT_FIELD: "pushgateway_client";
 declare global {
   /** The page's client, set by the classic script from {% pushgateway_script %}. */
   var PushGateway: Client & { createClient: typeof createClient };
+  interface HTMLElementEventMap {
+    "pushgateway:change": ChangeEvent;
+  }
+  interface DocumentEventMap {
+    "pushgateway:change": ChangeEvent;
+  }
 }

@@ -16,18 +16,27 @@
  *
  * Per subscription callbacks are throttled (leading and trailing edge, so the last hint is
  * never lost; the strongest reason of a window wins: resync > poll > message). One socket per
- * page, opened on first subscribe, reconnected with capped exponential backoff and jitter.
+ * page, opened on first subscribe, reconnected with capped exponential backoff and jitter;
+ * the tabs of one origin share one socket where the browser lets them (the shared connection:
+ * createShareTable and createSharedTransport, just before newClient). Where the WebSocket is
+ * refused (or cut young, twice), the same frames come over a stream: Server-Sent Events read
+ * from a POSTed fetch(), remembered for the session (shared by the tabs the same way).
  *
  * Connection states: "idle" (no subscriptions, no socket), "connecting", "connected",
  * "waiting" (backing off before the next attempt).
+ *
+ * Live fragments (watchFragments, its own section before fromDocument): an element with a
+ * data-pushgateway-channel attribute is subscribed while it is in the document and told of
+ * each callback by a pushgateway:change DOM event, for htmx, Turbo or a plain listener.
  *
  * The file, top to bottom: positions (pure functions); createThrottle (one subscription's
  * callback window); createChannel (one channel's state: what the page knows, what a frame
  * means); createRefusals and createPageTokens (renewing refused tokens); the positions view
  * (positionsRequests, createChecker) and createPoller; the WebSocket transport
- * (createHeartbeat, createWebSocketTransport); the Faye transport; the connection state
- * machine (createBackoff, createStates, createConnection); and newClient, which wires them
- * into what createClient and fromDocument return.
+ * (createHeartbeat, createWebSocketTransport); the stream transport (createEventParser,
+ * createStreamTransport); the Faye transport; the choice between them (createTransports);
+ * the connection state machine (createBackoff, createStates, createConnection); and
+ * newClient, which wires them into what createClient and fromDocument return.
  */
 (function (root, factory) {
   "use strict";
@@ -59,8 +68,9 @@
       MESSAGE_TOO_BIG: 4009,
       SERVICE_RESTART: 4012,
       TRY_AGAIN_LATER: 4013,
+      TOO_MANY_CONNECTIONS: 4029,
     },
-    policyCloses: [4008, 4009],
+    policyCloses: [4008, 4009, 4029],
     restartCloses: [1012, 4012],
     noPongClose: 4000,
     errorCodes: {
@@ -79,14 +89,24 @@
     },
     channelPattern: "[A-Za-z0-9._-]{1,100}",
     maxPositionsPerRequest: 100,
+    streamIdle: 37500,
+    streamRecheckHeader: "X-PushGateway-Recheck",
     clientHeader: "X-PushGateway-Client",
     clientField: "pushgateway_client",
     clientTagLength: 32,
     configElement: "pushgateway-config",
+    fragmentAttributes: {
+      channel: "data-pushgateway-channel",
+      since: "data-pushgateway-since",
+      token: "data-pushgateway-token",
+      throttle: "data-pushgateway-throttle",
+    },
+    fragmentEvent: "pushgateway:change",
     bayeuxDot: "~",
     defaults: {
       url: "/ws/pushgateway/",
       positionsUrl: "/pushgateway/positions/",
+      streamUrl: "/pushgateway/stream/",
       throttle: 500,
       pollDown: 5000,
       pollUp: 300000,
@@ -98,12 +118,16 @@
     backoffInitial: 1000,
     backoffMax: 30000,
     stableAfter: 10000, // a connection up this long resets the backoff
+    transport: "auto", // "websocket", falling back to "stream"; or either alone, or "faye"
+    websocketRetry: 300000, // ms on the stream before WebSockets are tried again
+    streamIdle: FACTS.streamIdle, // ms without a byte (keep-alives included): a dead stream
     restartDelay: 3000, // after a service-restart close: reconnect within this, at random
     pingInterval: 25000, // keeps proxies from idling the socket out
     pongTimeout: 10000, // no pong by then: the socket is dead, reconnect
     checkAfterSubscribe: 1500, // an early ping lets a proxied server check positions again
     resyncGrace: 500, // ms a resync from the server waits for hints still on their way
     ignoreOwn: true, // skip hints caused by this page's own requests (see clientId)
+    share: true, // tabs of one origin share one connection (createSharedTransport)
     positionTtl: null, // ms the server remembers an idle channel (see positions.py)
     positions: {}, // channel -> position, rendered by the view (pushgateway.watch)
     tokens: {}, // channel -> token for private channels, rendered likewise
@@ -161,6 +185,9 @@
       now: () => (config.now || Date.now)(),
       random: () => (config.random || Math.random)(),
       WebSocket: () => config.WebSocket || globalThis.WebSocket,
+      // For tabs that share a connection (createSharedTransport).
+      BroadcastChannel: () => config.BroadcastChannel || globalThis.BroadcastChannel,
+      locks: () => config.locks || (globalThis.navigator && globalThis.navigator.locks),
       fetch: (url, init) => (config.fetch || globalThis.fetch)(url, init),
       // Web Crypto's SubtleCrypto: only in secure contexts (https:, localhost).
       subtle: () => (config.crypto || globalThis.crypto || {}).subtle,
@@ -707,6 +734,204 @@
     };
   }
 
+  // ---- Stream transport: Server-Sent Events over a POSTed fetch() (transport "stream") ----
+
+  // Server-Sent Events from text chunks: each complete event as onEvent(name, data). Comment
+  // lines (the server's keep-alives) carry nothing but the fact that the stream is alive.
+  function createEventParser(onEvent) {
+    let buffer = "";
+    return function feed(text) {
+      buffer += text;
+      let end;
+      while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + buffer.slice(end).match(/^\r?\n\r?\n/)[0].length);
+        let name = "message";
+        const data = [];
+        for (const line of block.split(/\r?\n/)) {
+          if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+          else if (line.startsWith("event:")) name = line.slice(6).trim();
+        }
+        if (data.length) onEvent(name, data.join("\n"));
+      }
+    };
+  }
+
+  // Reads a fetch() response's body as text: onText(chunk) for each chunk; resolves at its end.
+  function readText(response, onText) {
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    function next() {
+      return reader.read().then((chunk) => {
+        if (chunk.done) return;
+        onText(decoder.decode(chunk.value, {stream: true}));
+        return next();
+      });
+    }
+    return next();
+  }
+
+  // fetch()'s init for a stream that opens with `frames` (tokens in the body, never in a URL).
+  function streamInit(frames, controller) {
+    const headers = {Accept: "text/event-stream", "Content-Type": "application/json"};
+    const init = {method: "POST", headers: headers, body: JSON.stringify({frames: frames})};
+    init.cache = "no-store";
+    init.credentials = "same-origin";
+    if (controller) init.signal = controller.signal;
+    return init;
+  }
+
+  // One stream at a time, opened with a subscribe frame per channel (since its position, with
+  // its token). A channel subscribed later opens a new stream with every channel's position
+  // (nothing is lost between two streams: the server says which moved); unsubscribing only
+  // stops reading a channel until the next stream. No byte for streamIdle ms (the server sends
+  // keep-alive comments) is a dead stream. Tells ctx.connection opened() and failed(kind).
+  function createStreamTransport(ctx) {
+    let current = null; // {names, tokens, controller, open, parse}: the stream open or opening
+    let idle = null; // timer: nothing heard for streamIdle ms
+    let reopening = null; // timer: a new stream for channels subscribed since
+    const later = (fn, ms) => ctx.time.setTimeout(fn, ms);
+    const on = {
+      extra: new Map(), // name -> channel the transport was given that is not the page's
+      current: () => current,
+      started(stream, response) {
+        watch();
+        streamStarted(ctx, stream, response, () => stream === current);
+      },
+      heard: watch,
+      ended: ended,
+    };
+    // A stream for every channel; `again` when it replaces an open one (the connection stays
+    // up: a re-open is not a new connection, and the tabs that share it keep their places).
+    function open(again) {
+      forget();
+      const stream = {names: new Set(), tokens: new Map(), open: false, again: again === true};
+      current = stream;
+      later(() => stream === current && sendStream(ctx, stream, on), 0); // with this task's channels
+    }
+    function watch() {
+      if (idle !== null) ctx.time.clearTimeout(idle);
+      const stream = current;
+      idle = later(() => ended(stream, "drop"), ctx.config.streamIdle);
+    }
+    function ended(stream, kind) {
+      if (stream !== current) return;
+      forget();
+      ctx.connection.failed(kind);
+    }
+    function forget() {
+      const stream = current;
+      current = null;
+      for (const timer of [idle, reopening]) if (timer !== null) ctx.time.clearTimeout(timer);
+      idle = reopening = null;
+      if (stream && stream.controller) stream.controller.abort();
+    }
+    return createStreamHandle(ctx, {
+      open: open,
+      close() {
+        on.extra.clear(); // a new connection is given its channels again
+        forget();
+      },
+      current: on.current,
+      extra: on.extra,
+      reopen() {
+        if (reopening !== null || !current || !current.open) return;
+        reopening = later(() => {
+          reopening = null;
+          if (current && current.open) open(true);
+        }, 0);
+      },
+    });
+  }
+
+  // POSTs `stream`'s request (a subscribe frame per channel of the page now) and reads the
+  // answer: on.started(stream, response), on.heard() for every chunk, each frame to ctx.frame,
+  // on.ended(stream, kind) when it ends (a `close` event gives the server's close code).
+  function sendStream(ctx, stream, on) {
+    stream.controller = typeof AbortController === "function" ? new AbortController() : null;
+    stream.sent = true;
+    // The page's channels, and those the transport was given besides (a leader tab's
+    // followers'): by name, the page's own with the position it knows now.
+    const wanted = new Map(on.extra);
+    pageChannels(ctx).forEach((channel) => wanted.set(channel.name, channel));
+    for (const channel of wanted.values()) {
+      stream.names.add(channel.name);
+      stream.tokens.set(channel.name, channel.token);
+    }
+    const frames = Array.from(wanted.values(), subscribeFrame);
+    stream.parse = createEventParser((name, data) => {
+      if (stream !== on.current()) return;
+      const frame = parseFrame(data);
+      if (name === "close") return on.ended(stream, closeKind(frame || {}));
+      if (frame !== null) ctx.frame(frame);
+    });
+    Promise.resolve()
+      .then(() => ctx.time.fetch(ctx.config.streamUrl, streamInit(frames, stream.controller)))
+      .then((response) => {
+        if (stream !== on.current()) return;
+        if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+        stream.open = true;
+        on.started(stream, response);
+        return readText(response, (text) => {
+          if (stream !== on.current()) return;
+          on.heard();
+          stream.parse(text);
+        });
+      })
+      .then(() => on.ended(stream, "drop"), () => on.ended(stream, "drop"));
+  }
+
+  // A stream's answer began: its channels were asked for, and the connection is open (unless
+  // the stream replaces an open one). `isCurrent()`: the stream is still the transport's.
+  function streamStarted(ctx, stream, response, isCurrent) {
+    pageChannels(ctx).forEach((c) => (c.requested = stream.names.has(c.name)));
+    if (!stream.again) ctx.connection.opened();
+    const check = () => isCurrent() && checkLive(ctx, stream.names);
+    if (response.headers && response.headers.get(FACTS.streamRecheckHeader)) {
+      ctx.time.setTimeout(check, ctx.config.checkAfterSubscribe);
+    }
+  }
+
+  // Behind a GRIP proxy a hint published while the proxy took a stream's channels over can be
+  // lost, and nothing on a held stream checks later: ask the positions view once.
+  function checkLive(ctx, names) {
+    const live = Array.from(pageChannels(ctx).values()).filter((c) => c.live && names.has(c.name));
+    if (live.length) ctx.checker.check(live, "resync");
+  }
+
+  // The page's own channels (name -> channel). A leader tab's transport is made on a ctx whose
+  // `channels` answers only has() (createSharedTransport's sharedInnerCtx, made with
+  // Object.create(ctx)): its page's channels are the ctx it was made from.
+  function pageChannels(ctx) {
+    const channels = ctx.channels;
+    if (channels && typeof channels.values === "function") return channels;
+    const page = Object.getPrototypeOf(ctx).channels;
+    return page && typeof page.values === "function" ? page : new Map();
+  }
+
+  // What the connection calls on a stream transport (see createStreamTransport).
+  function createStreamHandle(ctx, stream) {
+    return {
+      open: stream.open,
+      close: stream.close,
+      subscribe(channel) {
+        const own = pageChannels(ctx).get(channel.name) === channel;
+        if (!own) stream.extra.set(channel.name, channel); // e.g. a follower tab's, by name
+        const now = stream.current();
+        if (!now || !now.sent) return; // not sent yet: it goes with the others
+        const same = now.names.has(channel.name) && now.tokens.get(channel.name) === channel.token;
+        // A channel of the page refused on this stream (requested false) is asked again.
+        if (same && (channel.requested || !own)) return; // the open stream carries it
+        stream.reopen();
+      },
+      unsubscribe(channel) {
+        stream.extra.delete(channel.name);
+        const now = stream.current();
+        if (now) now.names.delete(channel.name);
+      },
+    };
+  }
+
   // ---- Faye transport: legacy Fanout.io realm mode (transport "faye") ----
 
   // Fanout's Faye client script, added to the page with Subresource Integrity (a tampered
@@ -801,6 +1026,186 @@
         faye = null;
       },
     };
+  }
+
+  // ---- Transports: which one the connection uses ----
+
+  // The session's memory of a move to the stream (sessionStorage, where the page has one):
+  // {retryAt, retryAfter}, when to try WebSockets again and how long the last wait was.
+  function createTransportMemory(ctx) {
+    const KEY = "pushgateway:transport";
+    function storage() {
+      try {
+        return ctx.config.sessionStorage || (ctx.window && ctx.window.sessionStorage) || null;
+      } catch (error) {
+        return null; // a sandboxed frame may refuse even to hand it over
+      }
+    }
+    return {
+      load() {
+        try {
+          const saved = JSON.parse(storage().getItem(KEY));
+          return saved && Number.isFinite(saved.retryAt) ? saved : null;
+        } catch (error) {
+          return null;
+        }
+      },
+      save(value) {
+        try {
+          storage().setItem(KEY, JSON.stringify(value));
+        } catch (error) {
+          // no memory: the next page starts on WebSockets again
+        }
+      },
+      clear() {
+        try {
+          storage().removeItem(KEY);
+        } catch (error) {
+          // nothing to forget
+        }
+      },
+    };
+  }
+
+  // config.transport "websocket", "stream" or "faye" fixes the transport. "auto" starts on
+  // the WebSocket and moves to the stream when the upgrade fails (a socket that never opens,
+  // while a stream then does) or when sockets die before stableAfter twice in a row (a proxy
+  // that lets them open and then cuts them). The move is remembered for the session; after
+  // websocketRetry ms on the stream the WebSocket is tried again, and each retry that fails
+  // doubles the wait (up to 8 times), so a socket that opens and dies is not retried forever.
+  function createTransports(ctx, parts) {
+    const memory = createTransportMemory(ctx);
+    const t = transportState(ctx, memory.load());
+    const auto = () => !["websocket", "stream", "faye"].includes(ctx.config.transport);
+    function clearTimer() {
+      if (t.timer !== null) ctx.time.clearTimeout(t.timer);
+      t.timer = null;
+    }
+    // Back to WebSockets: the stream closes as for a restart (tabs that share it wait for
+    // the leader's new connection), and the next attempt is a socket.
+    function retry() {
+      t.timer = null;
+      if (t.mode !== "stream" || ctx.connection.state !== "connected") return;
+      clearTimer();
+      t.mode = "websocket";
+      t.switching = true;
+      parts.stream.close();
+      ctx.connection.failed("restart");
+    }
+    const current = () => parts[auto() ? t.mode : ctx.config.transport] || parts.websocket;
+    return {
+      current: current,
+      name: () => (auto() ? t.mode : ctx.config.transport),
+      transport: chosenTransport(parts, current),
+      opened() {
+        clearTimer();
+        if (!auto()) return;
+        if (t.mode === "websocket") {
+          t.openedAt = ctx.time.now();
+          t.timer = ctx.time.setTimeout(() => stayedUp(ctx, t, memory), ctx.config.stableAfter);
+          return;
+        }
+        t.proven = true;
+        memory.save({retryAt: t.retryAt, retryAfter: t.retryAfter});
+        t.timer = ctx.time.setTimeout(retry, Math.max(0, t.retryAt - ctx.time.now()));
+        // After a socket that never opened: a server that was down (and is back) looks the
+        // same as a proxy that refuses the upgrade. One socket beside the stream tells them
+        // apart: if it opens, the page goes back to WebSockets at once.
+        if (!t.probe) return;
+        probeWebSocket(ctx, t, () => {
+          clearTimer();
+          stayedUp(ctx, t, memory); // WebSockets work: forget the move, and go back
+          retry();
+        });
+      },
+      // The current transport is gone (closeKind's `kind`): whether the next attempt uses
+      // another transport.
+      failed(kind) {
+        clearTimer();
+        if (t.switching) return (t.switching = false); // retry() chose already
+        return auto() ? transportFailed(ctx, t, kind) : false;
+      },
+    };
+  }
+
+  // What createTransports remembers; `saved` is the session's memory of a move, if any.
+  function transportState(ctx, saved) {
+    const onStream = Boolean(saved) && saved.retryAt > ctx.time.now(); // else: time to retry
+    return {
+      mode: onStream ? "stream" : "websocket",
+      proven: onStream, // a stream opened since the move: a proxy, not an outage
+      retryAfter: saved ? saved.retryAfter : ctx.config.websocketRetry,
+      retryAt: saved ? saved.retryAt : 0,
+      openedAt: null, // when the current socket opened
+      early: 0, // sockets in a row that died before stableAfter
+      timer: null, // the socket has stayed up, or the retry of WebSockets
+      probe: false, // the stream, once open, tries one socket beside it
+      switching: false, // retry() closes the stream to go back to WebSockets
+    };
+  }
+
+  // What the connection drives (through the tabs' sharing): whichever transport is chosen now.
+  function chosenTransport(parts, current) {
+    return {
+      open: () => current().open(),
+      close() {
+        parts.websocket.close();
+        parts.stream.close();
+      },
+      subscribe: (channel) => current().subscribe(channel),
+      unsubscribe: (channel) => current().unsubscribe(channel),
+    };
+  }
+
+  // A WebSocket opened beside the stream (createTransports): `opened()` if it opens (it is
+  // closed at once), nothing if it fails.
+  function probeWebSocket(ctx, t, opened) {
+    t.probe = false;
+    const ws = newSocket(ctx.time, ctx.config.url);
+    if (ws === null) return;
+    ws.onopen = () => {
+      ws.close(1000);
+      if (t.mode === "stream") opened();
+    };
+    ws.onclose = ws.onerror = () => {};
+  }
+
+  // A socket stayed up stableAfter ms: WebSockets work here (again); the session forgets the move.
+  function stayedUp(ctx, t, memory) {
+    t.timer = null;
+    t.early = 0;
+    t.retryAt = 0;
+    t.retryAfter = ctx.config.websocketRetry;
+    memory.clear();
+  }
+
+  // createTransports' choice after the current transport failed; whether it changed.
+  function transportFailed(ctx, t, kind) {
+    if (t.mode === "stream") {
+      if (t.proven) return false;
+      t.mode = "websocket"; // neither opens: the server is down, not a proxy in the way
+      return true;
+    }
+    const lived = t.openedAt === null ? null : ctx.time.now() - t.openedAt;
+    t.openedAt = null;
+    if (lived !== null) {
+      if (kind === "restart" || kind === "policy" || lived >= ctx.config.stableAfter) {
+        t.early = 0;
+        return false;
+      }
+      t.early += 1;
+      if (t.early < 2) return false;
+    }
+    t.probe = lived === null; // a socket that never opened: a proxy, or a server down?
+    // The upgrade failed, or sockets die young: to the stream, until t.retryAt.
+    if (t.retryAt && ctx.time.now() >= t.retryAt) {
+      t.retryAfter = Math.min(t.retryAfter * 2, ctx.config.websocketRetry * 8); // a retry failed
+    }
+    t.retryAt = ctx.time.now() + t.retryAfter;
+    t.mode = "stream";
+    t.proven = false;
+    t.early = 0;
+    return true;
   }
 
   // ---- Connection: the state machine the transports drive ----
@@ -898,6 +1303,7 @@
       connect: connect,
       opened() {
         backoff.opened();
+        ctx.transports.opened();
         // A channel idle for longer than the server remembers it reads as "nothing published"
         // again: after so long away, a page cannot tell that from what it saw, so it refetches.
         if (ctx.config.positionTtl && ctx.time.now() - contactLost > ctx.config.positionTtl) {
@@ -909,6 +1315,7 @@
       // The transport is gone: "drop", "policy" or "restart" (see closeKind).
       failed(kind) {
         backoff.dropped(kind);
+        if (ctx.transports.failed(kind)) backoff.reset(); // another transport: try it soon
         if (ctx.channels.size === 0) return states.set("idle");
         states.set("waiting");
         timer = ctx.time.setTimeout(connect, backoff.next(kind));
@@ -934,6 +1341,319 @@
     };
   }
 
+  // ---- Shared connection: one connection per browser, not per tab ----
+
+  // Tabs of one origin share one connection. The tab that holds a Web Lock named for the
+  // connection's URL is the leader: its transport (the WebSocket today) is the real one, and
+  // it forwards each server frame over a BroadcastChannel of the same name to the tabs it
+  // concerns. The other tabs follow: their subscribes (with their own positions and tokens)
+  // and unsubscribes go to the leader, which sends them on. Every tab keeps its own channels,
+  // positions, throttle, tokens and self-echo check: it dispatches a frame as if its own
+  // socket had carried it. When the leader's tab closes (or it has no subscription left) the
+  // lock goes to the next tab in line, which opens a connection; every tab subscribes again
+  // with its positions, so only channels that moved meanwhile resync. Messages on the bus:
+  // {kind, from, ...}: "hello" (a follower asks), "leader" (a new leader), "up" (its
+  // connection is open; `to` a tab that said hello, or every tab), "down" (it is gone:
+  // `close` as closeKind says), "subscribe" (`frame`), "unsubscribe" (`channel`), "bye" (a
+  // follower leaves) and "frame" (a server frame, `to` the ids of the tabs it concerns).
+
+  // What the leader knows of each channel of the shared connection: which tabs the server
+  // confirmed it for (hints go to those), and whose subscribes it has yet to answer, in order
+  // (the server answers a connection's frames in order). Reset with each new connection.
+  function createShareTable() {
+    const entries = new Map(); // name -> {confirmed: Set of tab ids, pending: [tab id or null]}
+    function entry(name) {
+      if (!entries.has(name)) entries.set(name, {confirmed: new Set(), pending: []});
+      return entries.get(name);
+    }
+    const wanted = (e) => e.confirmed.size > 0 || e.pending.some((tab) => tab !== null);
+    return {
+      reset: () => entries.clear(),
+      has: (name) => entries.has(name) && wanted(entries.get(name)),
+      subscribe: (tab, name) => entry(name).pending.push(tab),
+      // `tab` leaves `name`: true when no tab wants it any more (the server is told).
+      unsubscribe(tab, name) {
+        const e = entries.get(name);
+        if (!e || !wanted(e)) return false;
+        e.confirmed.delete(tab);
+        e.pending = e.pending.map((waiting) => (waiting === tab ? null : waiting));
+        return !wanted(e);
+      },
+      // Every tab the table holds a subscription or an answer for.
+      tabs() {
+        const tabs = new Set();
+        for (const e of entries.values()) {
+          for (const t of [...e.confirmed, ...e.pending]) tabs.add(t);
+        }
+        tabs.delete(null);
+        return tabs;
+      },
+      // The channels `tab` had that no tab wants now.
+      leave(tab) {
+        return Array.from(entries.keys()).filter((name) => this.unsubscribe(tab, name));
+      },
+      // The ids of the tabs a server frame is for, or null for every tab.
+      route(frame) {
+        const e = entries.get(frame.channel);
+        if (!e) return frame.type === "error" && !frame.channel ? null : [];
+        const answer = frame.type === "subscribed" || frame.type === "error";
+        if (answer && e.pending.length) {
+          const tab = e.pending.shift();
+          if (tab === null) return [];
+          if (frame.type === "subscribed") e.confirmed.add(tab);
+          else e.confirmed.delete(tab);
+          return [tab];
+        }
+        const tabs = Array.from(e.confirmed);
+        if (frame.type === "error") e.confirmed.clear(); // the server ended it (a token expired)
+        return frame.type === "unsubscribed" ? [] : tabs;
+      },
+    };
+  }
+
+  // Whether this page can share: BroadcastChannel and Web Locks, and `share` not turned off.
+  function canShare(ctx) {
+    return ctx.config.share !== false && Boolean(ctx.time.BroadcastChannel() && ctx.time.locks());
+  }
+
+  // The transport `make(innerCtx)` makes, shared between the tabs of one origin when they can
+  // (see above); otherwise, or once this tab has left sharing, it is this tab's own. `make`
+  // returns a transport ({open, close, subscribe, unsubscribe}) that reports to innerCtx (its
+  // connection's opened() and failed(kind), and frame()); where a client chooses between
+  // transports, the chooser is what `make` returns, so the tabs share whichever is in use. A follower
+  // whose subscribe the shared connection refuses as too_many_subscriptions (the tabs'
+  // channels together are past the server's limit) leaves sharing and opens its own.
+  function createSharedTransport(ctx, make) {
+    const tab = newClientId(ctx.time.random);
+    const table = createShareTable();
+    const s = {tab: tab, table: table, role: null, solo: false, bus: null, lock: null};
+    s.up = false; // the leader's connection is open
+    s.attached = false; // a follower whose subscribes go to an open leader connection
+    s.awaiting = false; // a follower that wants to attach once the leader's connection is up
+    s.inner = make(sharedInnerCtx(ctx, s));
+    s.post = (message) => s.bus && s.bus.postMessage(Object.assign({from: tab}, message));
+    const shared = () => !s.solo && canShare(ctx);
+    return {
+      open() {
+        if (!shared()) return s.inner.open();
+        if (!s.bus) joinShare(ctx, s);
+        if (s.role === "leader") return s.inner.open();
+        s.awaiting = true;
+        s.post({kind: "hello"});
+      },
+      close() {
+        if (s.role === "leader") s.post({kind: "down", close: "restart"});
+        else if (s.attached) s.post({kind: "bye"});
+        leaveShare(s);
+        s.inner.close();
+      },
+      subscribe(channel) {
+        if (!s.bus) return s.inner.subscribe(channel); // this tab's own connection
+        const frame = subscribeFrame(channel);
+        const leading = s.role === "leader" && s.up;
+        channel.requested = leading || s.attached; // otherwise sent once attached
+        if (leading) {
+          table.subscribe(tab, channel.name);
+          s.inner.subscribe(innerChannel(frame));
+        } else if (s.attached) {
+          s.post({kind: "subscribe", frame: frame});
+        }
+      },
+      unsubscribe(channel) {
+        if (!s.bus) return s.inner.unsubscribe(channel);
+        if (s.role === "leader") return leaderUnsubscribe(s, tab, channel.name);
+        if (s.attached) s.post({kind: "unsubscribe", channel: channel.name});
+      },
+      get sharing() {
+        return s.role;
+      },
+    };
+  }
+
+  // What the inner transport is given for a subscribe frame (subscribeFrame reads it back).
+  function innerChannel(frame) {
+    return {name: frame.channel, position: frame.since, token: frame.token, requested: false};
+  }
+
+  function leaderUnsubscribe(s, tab, name) {
+    if (s.up && s.table.unsubscribe(tab, name)) s.inner.unsubscribe({name: name, requested: true});
+  }
+
+  // The ctx the inner transport is made on: as a leader's, its connection's news and frames
+  // go to every tab; otherwise they are this tab's alone.
+  function sharedInnerCtx(ctx, s) {
+    const inner = Object.create(ctx);
+    const leads = () => s.role === "leader";
+    inner.connection = Object.assign(Object.create(ctx.connection), {
+      opened() {
+        if (!leads()) return ctx.connection.opened();
+        s.up = true;
+        s.table.reset();
+        ctx.connection.opened(); // this tab's subscribes first
+        s.post({kind: "up"});
+        sweepTabs(ctx, s);
+      },
+      failed(kind) {
+        if (leads()) {
+          s.up = false;
+          s.table.reset();
+          s.post({kind: "down", close: kind});
+        }
+        ctx.connection.failed(kind);
+      },
+    });
+    inner.frame = (frame) => {
+      if (!leads()) return ctx.frame(frame);
+      const to = s.table.route(frame);
+      if (to === null || to.includes(s.tab)) ctx.frame(frame);
+      const others = to === null ? null : to.filter((tab) => tab !== s.tab);
+      if (others === null || others.length) s.post({kind: "frame", to: others, frame: frame});
+    };
+    // A subscribe confirmed on the connection, for any tab, asks for an early ping.
+    const union = {has: (name) => s.table.has(name) || ctx.channels.has(name)};
+    Object.defineProperty(inner, "channels", {get: () => (leads() ? union : ctx.channels)});
+    return inner;
+  }
+
+  // Joins the bus and queues for the lock: granted, this tab leads until it leaves sharing or
+  // closes (the browser releases a closed tab's locks).
+  function joinShare(ctx, s) {
+    // Versioned: tabs running another version of this module (a deploy while tabs stay
+    // open) keep to their own leader rather than misread each other's messages.
+    const name = "pushgateway:share1:" + socketUrl(ctx.config.url);
+    const Channel = ctx.time.BroadcastChannel();
+    s.bus = new Channel(name);
+    s.bus.onmessage = (event) => onShareMessage(ctx, s, event.data || {});
+    const abort = new AbortController();
+    const lock = {abort: abort, release: null};
+    const held = new Promise((resolve) => (lock.release = resolve));
+    s.lock = lock;
+    s.name = name;
+    const locks = ctx.time.locks();
+    Promise.resolve()
+      .then(() => locks.request(name, {signal: abort.signal}, () => {
+        if (s.lock !== lock) return null;
+        becomeLeader(ctx, s);
+        return held;
+      }))
+      .catch(() => {}); // aborted: this tab left sharing before its turn
+    // This tab's presence, which the leader checks (sweepTabs): held until it leaves.
+    Promise.resolve()
+      .then(() => locks.request(presence(name, s.tab), {signal: abort.signal}, () => held))
+      .catch(() => {});
+    if (ctx.window && ctx.window.addEventListener && !s.hides) {
+      s.hides = true;
+      ctx.window.addEventListener("pagehide", () => followerHides(ctx, s));
+    }
+  }
+
+  // A follower's page going away: the leader drops its subscriptions. Should the page come
+  // back (the back-forward cache), it attaches again as after a drop.
+  function followerHides(ctx, s) {
+    if (!s.attached) return;
+    s.post({kind: "bye"});
+    s.attached = false;
+    ctx.connection.failed("restart");
+  }
+
+  function leaveShare(s) {
+    if (s.lock) {
+      s.lock.abort.abort();
+      s.lock.release();
+    }
+    if (s.bus) s.bus.close();
+    s.bus = s.lock = s.role = null;
+    s.up = s.attached = s.awaiting = false;
+    s.table.reset();
+  }
+
+  // The lock is this tab's: it opens the connection every tab will share.
+  function becomeLeader(ctx, s) {
+    s.role = "leader";
+    s.attached = s.awaiting = false;
+    s.post({kind: "leader"});
+    const state = ctx.connection.state;
+    if (state === "waiting") return ctx.connection.wake();
+    if (state === "idle") return;
+    ctx.connection.setState("connecting");
+    s.inner.open();
+  }
+
+  function onShareMessage(ctx, s, message) {
+    if (s.role === "leader") return leaderHears(s, message);
+    const forMe = (to) => to === null || to === undefined || to.includes(s.tab);
+    if (message.kind === "up" && forMe(message.to && [message.to])) {
+      if (s.awaiting) {
+        s.awaiting = false;
+        s.attached = true;
+        s.role = "follower";
+        ctx.connection.opened();
+      } else if (ctx.connection.state === "waiting") {
+        ctx.connection.wake();
+      }
+    } else if (message.kind === "down" || message.kind === "leader") {
+      // The connection this tab followed is gone (a new leader opens another).
+      const was = s.attached || s.awaiting;
+      s.attached = s.awaiting = false;
+      if (was) ctx.connection.failed(message.close || "restart");
+    } else if (message.kind === "frame" && s.attached && forMe(message.to)) {
+      followerFrame(ctx, s, message.frame);
+    }
+  }
+
+  // A server frame for this follower. A subscribe refused for the shared connection's limit
+  // makes this tab leave sharing for a connection of its own.
+  function followerFrame(ctx, s, frame) {
+    if (frame.type !== "error" || frame.code !== ERRORS.TOO_MANY_SUBSCRIPTIONS) {
+      return ctx.frame(frame);
+    }
+    s.post({kind: "bye"});
+    leaveShare(s);
+    s.solo = true;
+    ctx.connection.setState("connecting");
+    s.inner.open();
+  }
+
+  function leaderHears(s, message) {
+    const from = message.from;
+    if (message.kind === "hello" && s.up) s.post({kind: "up", to: from});
+    if (!s.up) return;
+    if (message.kind === "subscribe") {
+      s.table.subscribe(from, message.frame.channel);
+      s.inner.subscribe(innerChannel(message.frame));
+    } else if (message.kind === "unsubscribe") {
+      leaderUnsubscribe(s, from, message.channel);
+    } else if (message.kind === "bye") {
+      leaveTab(s, from);
+    }
+  }
+
+  function leaveTab(s, tab) {
+    for (const name of s.table.leave(tab)) s.inner.unsubscribe({name: name, requested: true});
+  }
+
+  const presence = (name, tab) => name + "#" + tab;
+
+  // Every pingInterval while it leads: the tabs that closed without a word (a crash, a killed
+  // process: no pagehide) no longer hold their presence lock; their channels are left.
+  function sweepTabs(ctx, s) {
+    ctx.time.clearTimeout(s.sweep);
+    s.sweep = ctx.time.setTimeout(() => {
+      if (s.role !== "leader" || !s.up) return;
+      sweepTabs(ctx, s);
+      Promise.resolve()
+        .then(() => ctx.time.locks().query())
+        .then((state) => {
+          if (s.role !== "leader" || !s.up) return;
+          const present = new Set((state.held || []).map((lock) => lock.name));
+          for (const tab of s.table.tabs()) {
+            if (tab !== s.tab && !present.has(presence(s.name, tab))) leaveTab(s, tab);
+          }
+        })
+        .catch(() => {}); // a browser without query(): tabs leave by pagehide only
+    }, ctx.config.pingInterval);
+  }
+
   // ---- Client: the parts wired, and what a page calls ----
 
   // A server frame, to the channel it is about.
@@ -951,8 +1671,9 @@
     }
   }
 
-  // The channel `name`, made and subscribed on first use; a subscribe's token and getToken,
-  // when given, replace the channel's.
+  // The channel `name`, made and subscribed on first use (from the subscribe's `since`, else
+  // the rendered position); a subscribe's token and getToken, when given, replace the
+  // channel's.
   function joinChannel(ctx, name, options) {
     let channel = ctx.channels.get(name);
     if (channel) {
@@ -960,8 +1681,9 @@
       if (options.getToken) channel.getToken = options.getToken;
       return channel;
     }
+    const since = isPosition(options.since) ? options.since : undefined;
     channel = createChannel(name, {
-      position: (ctx.config.positions || {})[name],
+      position: since || (ctx.config.positions || {})[name],
       token: options.token || (ctx.config.tokens || {})[name],
       getToken: options.getToken,
     }, ctx);
@@ -989,9 +1711,16 @@
         console.error("PushGateway callback for " + name + " failed", error);
       }
     });
+    const joined = ctx.channels.get(name);
     const channel = joinChannel(ctx, name, options);
     channel.subscriptions.add(throttle);
     if (ctx.connection.state === "idle") ctx.connection.connect();
+    // Content rendered at `since` joins a channel the page knows to be further on (a fragment
+    // swapped in after a hint it does not show): it missed that hint.
+    const known = joined && channel.position;
+    if (known && isPosition(options.since) && behind(options.since, known)) {
+      Promise.resolve().then(() => throttle.push("resync", null));
+    }
     let subscribed = true;
     return function unsubscribe() {
       if (!subscribed) return;
@@ -1038,9 +1767,16 @@
     ctx.poller = createPoller(ctx);
     ctx.checker = createChecker(ctx);
     ctx.refusals = createRefusals(ctx);
-    const websocket = createWebSocketTransport(ctx);
+    // The tabs share whichever transport the chooser uses (the leader's choice).
+    const chosen = createSharedTransport(ctx, (inner) => {
+      ctx.transports = createTransports(inner, {
+        websocket: createWebSocketTransport(inner),
+        stream: createStreamTransport(inner),
+      });
+      return ctx.transports.transport;
+    });
     const faye = createFayeTransport(ctx);
-    ctx.transport = () => (config.transport === "faye" ? faye : websocket);
+    ctx.transport = () => (config.transport === "faye" ? faye : chosen);
     watchPage(ctx);
     const client = {
       subscribe: (channel, callback, options) => subscribe(ctx, channel, callback, options),
@@ -1056,11 +1792,116 @@
         return time.fetch(input, Object.assign({}, init, {headers: headers}));
       },
       clientId: ctx.clientId,
+      // The transport in use: "websocket", "stream" or "faye".
+      get transport() {
+        return ctx.transports.name();
+      },
       get state() {
         return ctx.connection.state;
       },
+      // "leader", "follower", or null: this tab's connection is its own (or it has none).
+      get sharing() {
+        return config.transport === "faye" ? null : chosen.sharing;
+      },
     };
     return client;
+  }
+
+  // ---- Fragments: elements that follow a channel ----
+
+  // An element with FACTS.fragmentAttributes.channel (rendered by {% pushgateway_fragment %})
+  // is subscribed to that channel while it is in the document, and told of each callback by
+  // a FACTS.fragmentEvent event on itself (bubbling; `detail` is the callback's argument), so
+  // htmx (hx-trigger), Turbo or a plain listener can refetch it without a script of the page.
+  const FRAGMENT = FACTS.fragmentAttributes;
+  const FRAGMENT_SELECTOR = "[" + FRAGMENT.channel + "]";
+
+  // The subscribe options a fragment's attributes give: `since` (the position its view
+  // rendered), `token` and `throttle`. An attribute that does not parse is left out.
+  function fragmentOptions(element) {
+    const options = {};
+    const since = element.getAttribute(FRAGMENT.since);
+    if (since) {
+      try {
+        options.since = JSON.parse(since);
+      } catch (error) {
+        console.warn("PushGateway: " + FRAGMENT.since + " is not JSON", element);
+      }
+    }
+    const token = element.getAttribute(FRAGMENT.token);
+    if (token) options.token = token;
+    const throttle = Number(element.getAttribute(FRAGMENT.throttle) || NaN);
+    if (throttle >= 0) options.throttle = throttle;
+    return options;
+  }
+
+  // Subscribes `element` to `channel` on `client`: {channel, unsubscribe}. A name the client
+  // refuses is logged, and followed by nothing.
+  function followFragment(client, element, channel) {
+    const changed = (event) => {
+      const init = {bubbles: true, detail: event};
+      element.dispatchEvent(new CustomEvent(FACTS.fragmentEvent, init));
+    };
+    let unsubscribe = () => {};
+    try {
+      unsubscribe = client.subscribe(channel, changed, fragmentOptions(element));
+    } catch (error) {
+      console.error(error.message, element);
+    }
+    return {channel: channel, unsubscribe: unsubscribe};
+  }
+
+  // The fragments among `nodes` and under them (nodes of any kind: text, comments too).
+  function fragmentsIn(nodes) {
+    const found = [];
+    for (const node of nodes) {
+      if (node.nodeType !== 1) continue;
+      if (node.matches(FRAGMENT_SELECTOR)) found.push(node);
+      found.push(...node.querySelectorAll(FRAGMENT_SELECTOR));
+    }
+    return found;
+  }
+
+  // Follows the fragments under `root` (a document or an element) on `client`: those there
+  // now, those added later (a MutationObserver: options.MutationObserver, else the global
+  // one), until they leave the document or change channel; returns stop(). New fragments
+  // subscribe before those gone unsubscribe, so a fragment replaced by its refetched self
+  // (an htmx outerHTML swap) keeps its channel's subscription and position; the new one is
+  // called back ("resync") when its `since` is behind a hint the page already had.
+  function watchFragments(client, root, options) {
+    const followed = new Map(); // element -> {channel, unsubscribe}
+    function reconcile(candidates) {
+      const gone = [];
+      for (const element of new Set([...candidates, ...followed.keys()])) {
+        const entry = followed.get(element);
+        const channel = element.isConnected ? element.getAttribute(FRAGMENT.channel) : null;
+        if (entry && entry.channel === channel) continue;
+        if (entry) gone.push(entry);
+        if (channel === null) followed.delete(element);
+        else followed.set(element, followFragment(client, element, channel));
+      }
+      gone.forEach((entry) => entry.unsubscribe());
+    }
+    function changed(records) {
+      const candidates = [];
+      for (const record of records) {
+        if (record.type === "attributes") candidates.push(record.target);
+        else candidates.push(...fragmentsIn(record.addedNodes));
+      }
+      reconcile(candidates);
+    }
+    const Observer = (options && options.MutationObserver) || globalThis.MutationObserver;
+    const observer = Observer ? new Observer(changed) : null;
+    if (observer) {
+      const filter = [FRAGMENT.channel];
+      observer.observe(root, {childList: true, subtree: true, attributeFilter: filter});
+    }
+    reconcile(fragmentsIn([root]).concat(root.nodeType === 1 ? [] : fragmentsIn(root.children)));
+    return function stop() {
+      if (observer) observer.disconnect();
+      followed.forEach((entry) => entry.unsubscribe());
+      followed.clear();
+    };
   }
 
   // The configuration {% pushgateway_script %} rendered into `doc`, or {} where there is none.
@@ -1084,7 +1925,8 @@
     return newClient(Object.assign({}, DEFAULTS, renderedConfig(doc), options));
   }
 
-  // The page's client: the configuration rendered into `doc`, and its forms' client fields.
+  // The page's client: the configuration rendered into `doc`, its forms' client fields, and
+  // its fragments.
   function fromDocument(doc) {
     const client = newClient(Object.assign({}, DEFAULTS, renderedConfig(doc)));
     // Forms with {% pushgateway_client_field %} say which page posted them, like fetch().
@@ -1101,12 +1943,15 @@
         true
       );
     }
+    // Its fragments: elements that follow a channel (watchFragments).
+    if (doc && doc.querySelectorAll) watchFragments(client, doc);
     return client;
   }
 
   return {
     createClient: createClient,
     fromDocument: fromDocument,
+    watchFragments: watchFragments,
     DEFAULTS: DEFAULTS,
     FACTS: FACTS,
     CLIENT_HEADER: CLIENT_HEADER,
@@ -1124,10 +1969,15 @@
       createPoller: createPoller,
       createHeartbeat: createHeartbeat,
       createWebSocketTransport: createWebSocketTransport,
+      createEventParser: createEventParser,
+      createStreamTransport: createStreamTransport,
+      createTransports: createTransports,
       createFayeTransport: createFayeTransport,
       createBackoff: createBackoff,
       createStates: createStates,
       createConnection: createConnection,
+      createShareTable: createShareTable,
+      createSharedTransport: createSharedTransport,
     },
   };
 });

@@ -13,5 +13,6 @@ import "./pushgateway.js";
 
 const api = globalThis.PushGatewayAPI;
 
-export const {createClient, fromDocument, DEFAULTS, FACTS, CLIENT_HEADER, CLIENT_FIELD} = api;
+export const {createClient, fromDocument, watchFragments} = api;
+export const {DEFAULTS, FACTS, CLIENT_HEADER, CLIENT_FIELD} = api;
 export default api;

@@ -48,7 +48,7 @@ def grip(settings, fanout):
     get_backend().close()
 
 
-def test_grip_mode_posts_ws_message_items_with_jwt(grip, fanout):
+def test_grip_mode_posts_ws_message_and_http_stream_items_with_jwt(grip, fanout):
     publish("comments-7", {"model": "demo.comment", "pk": "1", "action": "created"})
     assert grip.flush(5)
     [request] = fanout.requests
@@ -59,9 +59,15 @@ def test_grip_mode_posts_ws_message_items_with_jwt(grip, fanout):
     assert frame["type"] == "message" and frame["channel"] == "comments-7"
     assert frame["data"] == {"model": "demo.comment", "pk": "1", "action": "created"}
     assert frame["position"]["seq"] == 1
+    # The same frame for streams held with Grip-Hold: stream, as one Server-Sent Event.
+    assert item["formats"]["http-stream"]["content"] == f"data: {frame_text(item)}\n\n"
     scheme, token = request["headers"]["Authorization"].split()
     claims = jwt.decode(token, base64.b64decode(REALM_KEY), algorithms=["HS256"])
     assert scheme == "Bearer" and claims["iss"] == "abc" and claims["exp"] > time.time()
+
+
+def frame_text(item):
+    return item["formats"]["ws-message"]["content"]
 
 
 def test_grip_url_key_without_iss_is_a_bearer_token(settings, fanout):
@@ -233,7 +239,7 @@ def test_fanout_backend_builds_the_backend_its_options_are_for(fanout):
     grip = FanoutBackend(GRIP_URL=f"{fanout.url}?key=k")
     realm = FanoutBackend(REALM="r", REALM_KEY=REALM_KEY, REALM_URL=fanout.url)
     assert type(grip) is GripBackend and type(realm) is RealmBackend
-    assert grip.client_config() == {"transport": "websocket"}
+    assert grip.client_config() == {"transport": "auto"}
     assert realm.client_config()["transport"] == "faye"
     grip.close()
     realm.close()

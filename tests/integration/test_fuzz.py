@@ -414,6 +414,19 @@ class Sockets:
         raise AssertionError(f"not closed with {close} after {frame!r:.200}")
 
 
+def send_generated(sockets: Sockets, total: int, batch: int) -> None:
+    """`total` generated frames, `batch` per example, each to one of `sockets` at random."""
+    last = len(sockets.open) - 1
+
+    @hypothesis_settings(FUZZ, max_examples=total // batch)
+    @given(st.lists(st.tuples(st.integers(0, last), client_frames), min_size=batch, max_size=batch))
+    def fuzz(frames):
+        for index, frame in frames:
+            sockets.exchange(index, frame)
+
+    fuzz()
+
+
 @pytest.mark.servers
 def test_a_real_daphne_answers_generated_frames_and_keeps_serving(redis, start_daphne):
     from tests.support.servers import recv_json, run_python, subscribe
@@ -421,13 +434,7 @@ def test_a_real_daphne_answers_generated_frames_and_keeps_serving(redis, start_d
     daphne = start_daphne(redis.url)
     sockets = Sockets(daphne, 4)
 
-    @hypothesis_settings(FUZZ, max_examples=DAPHNE_FRAMES // 15)
-    @given(st.lists(st.tuples(st.integers(0, 3), client_frames), min_size=15, max_size=15))
-    def fuzz(frames):
-        for index, frame in frames:
-            sockets.exchange(index, frame)
-
-    fuzz()
+    send_generated(sockets, DAPHNE_FRAMES, 15)
     print(f"sent {sockets.frames} frames to daphne; closes: {dict(sockets.closes)}")
     assert sockets.frames >= DAPHNE_FRAMES
     survivor = next(ws for ws, _ in sockets.open if ws.protocol.close_code is None)
@@ -615,13 +622,7 @@ def test_frames_on_real_websockets_through_pushpin_leak_nothing(pushpin_origin, 
     forged = [{}, {"Meta-Subs": SECRET, "Meta-Pos": f"{SECRET}=x.0"}, {"Meta-State": "x:y:z"}]
     sockets = ProxiedSockets(pushpin_origin, 3, lambda: chosen.choice(forged))
 
-    @hypothesis_settings(FUZZ, max_examples=PROXY_FRAMES // 10)
-    @given(st.lists(st.tuples(st.integers(0, 2), client_frames), min_size=10, max_size=10))
-    def fuzz(frames):
-        for index, frame in frames:
-            sockets.exchange(index, frame)
-
-    fuzz()
+    send_generated(sockets, PROXY_FRAMES, 10)
     print(f"sent {sockets.frames} frames through Pushpin; closes: {dict(sockets.closes)}")
     assert sockets.frames >= PROXY_FRAMES and sockets.leaked == []
     assert set(sockets.closes) <= {4008, 4009}  # never 1011
@@ -667,3 +668,87 @@ def test_the_positions_view_answers_every_generated_body_without_a_500(client, c
         fuzz()
     assert [r for r in caplog.records if r.name == "django.request"] == []
     assert statuses[200] >= 50 and statuses[400] >= 20  # both answers explored
+
+
+# The stream's opening body (channels_app.stream, channels_app.gripstream): JSON mostly in
+# the expected shape, its frames the generated client frames.
+
+
+@st.composite
+def stream_bodies(draw):
+    if draw(st.integers(0, 7)) == 0:  # not even the shape: any JSON, or bytes that are not
+        return draw(st.one_of(values.map(json.dumps), st.binary(max_size=16)))
+    frames = []
+    for _ in range(draw(st.integers(0, 6))):
+        text = draw(client_frames)
+        try:
+            frames.append(json.loads(text))
+        except (ValueError, TypeError, RecursionError):
+            frames.append(text if isinstance(text, str) else None)
+    return json.dumps({"frames": mostly(draw, st.just(frames), values)}, ensure_ascii=False)
+
+
+def stream_events(text: str) -> list[tuple[str, str]]:
+    """(event name, data) of each event in a Server-Sent Events body."""
+    events = []
+    for block in text.split("\n\n")[:-1]:
+        lines = block.split("\n")
+        name = lines[0][7:] if lines[0].startswith("event: ") else "message"
+        [data] = [line[6:] for line in lines if line.startswith("data: ")]
+        events.append((name, data))
+    return events
+
+
+def test_the_grip_stream_view_answers_every_generated_body_without_a_500(client, settings, caplog):
+    from channels_app.gripstream import NO_CHANNEL
+    from pushgateway.constants import STREAM_PATH
+
+    settings.PUSHGATEWAY = GRIP
+    grip_sig = jwt.encode({"iss": "pushpin", "exp": int(time.time()) + 3600}, GRIP_KEY, "HS256")
+    statuses = Counter()
+
+    @hypothesis_settings(FUZZ, max_examples=300)
+    @given(stream_bodies())
+    def fuzz(body):
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogatepass")
+        headers = {"Grip-Sig": grip_sig, "Origin": "http://testserver"}
+        response = client.post(STREAM_PATH, body, content_type="application/json", headers=headers)
+        statuses[response.status_code] += 1
+        assert response.status_code in (200, 400), response
+        if response.status_code == 400:
+            return
+        for name, data in stream_events(response.content.decode("utf-8")):  # strict UTF-8
+            if name == "close":
+                assert json.loads(data)["code"] in (4008, 4009)
+            else:
+                assert name == "message" and not leaks(data)
+        held = response.get("Grip-Channel")
+        for channel in held.split(", ") if held else []:
+            assert channel == NO_CHANNEL or not protocol.channel_error(channel)
+            assert channel != SECRET  # its token never verifies
+
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        fuzz()
+    assert [r for r in caplog.records if r.name == "django.request"] == []
+    assert statuses[200] >= 100 and statuses[400] >= 20  # both answers explored
+
+
+def test_a_stream_body_is_frames_or_a_reason_never_an_exception():
+    """What the ASGI stream endpoint parses before it answers 400 or opens the stream."""
+    kinds = Counter()
+
+    @hypothesis_settings(FUZZ, max_examples=500)
+    @given(st.one_of(stream_bodies(), st.binary(max_size=64)))
+    def fuzz(body):
+        if isinstance(body, str):
+            body = body.encode("utf-8", "surrogatepass")
+        frames = protocol.stream_frames(body)
+        kinds[type(frames).__name__] += 1
+        if isinstance(frames, list):
+            session = Session()
+            for text in frames:
+                session.receive_text(text)  # a Reply, never an exception
+
+    fuzz()
+    assert kinds["list"] >= 100 and kinds["str"] >= 50

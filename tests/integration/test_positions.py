@@ -7,6 +7,7 @@ import time
 import pytest
 
 from pushgateway.backends.dummy import DummyBackend
+from pushgateway.constants import POSITION_READ_CHUNK
 from pushgateway.message import Message
 from pushgateway.positions import MemoryPositions, RedisPositions
 from pushgateway.protocol import START, Position
@@ -48,6 +49,22 @@ def test_a_forgotten_channel_starts_a_fresh_epoch(redis, kind):
     assert store.read(["a"]) == {"a": START}
     [new] = store.advance(["a"])
     assert new.seq == 1 and new.epoch != old.epoch
+
+
+def test_a_large_read_goes_in_bounded_chunks(own_redis):
+    """The hub's check of every joined channel reads them all at once: it reaches Redis as
+    scripts of at most POSITION_READ_CHUNK channels, each answer in place."""
+    store = RedisPositions([own_redis.url], prefix="t-chunks")
+    channels = [f"chunk-{n}" for n in range(2 * POSITION_READ_CHUNK + 50)]
+    published = dict(zip(channels[::3], store.advance(channels[::3]), strict=True))
+    store.read(["warm-up"])  # the script is loaded once; count only the reads below
+    with own_redis.client() as client:
+        for read in (store.read, lambda c: asyncio.run(store.aread(c))):
+            client.config_resetstat()
+            found = read(channels)
+            assert found == {c: published.get(c, START) for c in channels}
+            calls = client.info("commandstats")["cmdstat_evalsha"]["calls"]
+            assert calls == 3  # 450 channels: 200 + 200 + 50
 
 
 def test_redis_positions_survive_the_process_and_are_shared(redis):

@@ -218,6 +218,17 @@ def test_daphne_transport_counts_what_twisted_has_not_written_yet(probe_client):
 
 
 @pytest.mark.servers
+def test_daphne_transport_says_when_its_client_has_gone(probe_client):
+    # daphne drops sends to a closed connection silently: the consumer asks the transport.
+    client = probe_client("daphne")
+    assert client.probe("watch_close") == {"closed": False}
+    client.close()
+    other = Client(client.port)
+    assert other.probe("close_seen") == {"seen": [True]}
+    other.close()
+
+
+@pytest.mark.servers
 def test_no_daphne_transport_is_found_under_another_server(probe_client):
     assert probe_client("uvicorn").probe("transport") == {"transport": None}
 

@@ -11,7 +11,7 @@ test("the ES module entry exports the same API", async () => {
   assert.equal(esm.createClient, cjs.createClient);
   assert.equal(esm.default.createClient, cjs.createClient);
   assert.deepEqual(esm.DEFAULTS, cjs.DEFAULTS);
-  for (const name of ["fromDocument", "FACTS", "CLIENT_HEADER", "CLIENT_FIELD"]) {
+  for (const name of ["fromDocument", "watchFragments", "FACTS", "CLIENT_HEADER", "CLIENT_FIELD"]) {
     assert.equal(esm[name], cjs[name], name);
   }
 });

@@ -105,6 +105,96 @@ class FakeSocket {
   }
 }
 
+// One origin's BroadcastChannels and Web Locks, as the tabs of one browser share them.
+// tab() gives what one tab's client is configured with ({BroadcastChannel, locks}) and
+// close(), which ends that tab as closing it does: its channels closed, its locks released,
+// nothing said. Messages arrive in order, each in a later task (settleAll() lets them).
+class FakeBrowser {
+  constructor() {
+    this.buses = new Set(); // open channels of every tab
+    this.held = new Map(); // lock name -> the request holding it
+    this.queues = new Map(); // lock name -> requests waiting, in order
+    this.posted = []; // every message, for tests that look at the bus
+  }
+  tab() {
+    const browser = this;
+    const tab = {closed: false};
+    tab.BroadcastChannel = class {
+      constructor(name) {
+        Object.assign(this, {name, tab, closed: false, onmessage: null});
+        browser.buses.add(this);
+      }
+      postMessage(data) {
+        if (this.closed) throw new Error("InvalidStateError: the channel is closed");
+        const copy = JSON.parse(JSON.stringify(data)); // structured clone, near enough
+        browser.posted.push(copy);
+        for (const bus of browser.buses) {
+          if (bus === this || bus.name !== this.name) continue;
+          setImmediate(() => !bus.closed && bus.onmessage && bus.onmessage({data: copy}));
+        }
+      }
+      close() {
+        this.closed = true;
+        browser.buses.delete(this);
+      }
+    };
+    tab.locks = {
+      request: (name, options, callback) => browser.request(tab, name, options, callback),
+      query: () => Promise.resolve({held: Array.from(browser.held.keys(), (name) => ({name}))}),
+    };
+    tab.close = () => browser.closeTab(tab);
+    return tab;
+  }
+  request(tab, name, options, callback) {
+    return new Promise((resolve, reject) => {
+      const entry = {tab, callback, resolve, reject};
+      const signal = options && options.signal;
+      if (signal) {
+        signal.addEventListener("abort", () => {
+          const queue = this.queues.get(name) || [];
+          if (!queue.includes(entry)) return;
+          queue.splice(queue.indexOf(entry), 1);
+          reject(new Error("AbortError"));
+        });
+      }
+      if (!this.queues.has(name)) this.queues.set(name, []);
+      this.queues.get(name).push(entry);
+      this.grant(name);
+    });
+  }
+  grant(name) {
+    const queue = this.queues.get(name) || [];
+    if (this.held.has(name) || queue.length === 0) return;
+    const entry = queue.shift();
+    this.held.set(name, entry);
+    const done = () => {
+      if (this.held.get(name) !== entry) return;
+      this.held.delete(name);
+      this.grant(name);
+    };
+    Promise.resolve()
+      .then(() => entry.callback({name}))
+      .then((value) => (done(), entry.resolve(value)), (error) => (done(), entry.reject(error)));
+  }
+  closeTab(tab) {
+    tab.closed = true;
+    for (const bus of Array.from(this.buses)) if (bus.tab === tab) bus.close();
+    for (const [name, queue] of this.queues) {
+      this.queues.set(name, queue.filter((entry) => entry.tab !== tab));
+    }
+    for (const [name, entry] of Array.from(this.held)) {
+      if (entry.tab !== tab) continue;
+      this.held.delete(name);
+      this.grant(name);
+    }
+  }
+}
+
+// Lets every message, lock grant and promise chain run (the bus delivers in later tasks).
+async function settleAll(rounds = 20) {
+  for (let i = 0; i < rounds; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 const latest = () => FakeSocket.all[FakeSocket.all.length - 1];
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -124,9 +214,11 @@ function client(options) {
         url: "ws://test/ws/pushgateway/",
         positionsUrl: "/pushgateway/positions/",
         WebSocket: FakeSocket,
+        transport: "websocket", // the stream's tests (stream.test.js) choose "auto"
         fetch: (url, init) => server.fetch(url, init),
         crypto: fakeCrypto,
         random: () => 0.5,
+        share: false, // tests of sharing turn it on, with a FakeBrowser's tab
       },
       options
     )
@@ -197,6 +289,8 @@ module.exports = {
   START,
   FakeServer,
   FakeSocket,
+  FakeBrowser,
+  settleAll,
   server,
   latest,
   settle,

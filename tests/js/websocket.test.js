@@ -59,6 +59,21 @@ test("a policy close backs off long instead of reconnecting at once", () => {
   assert.equal(pg.state, "connecting");
 });
 
+test("too many connections from the page's address (4029) backs off long, like a policy close", () => {
+  const pg = client({backoffInitial: 1000, backoffMax: 30000, pollDown: 0, random: () => 0});
+  pg.subscribe("a", () => {});
+  latest().open();
+  quietly("warn", () => {
+    latest().drop(FACTS.closeCodes.TOO_MANY_CONNECTIONS); // accepted, then closed at once
+  });
+  assert.equal(FACTS.closeCodes.TOO_MANY_CONNECTIONS, 4029);
+  const before = FakeSocket.all.length;
+  mock.timers.tick(14999); // reconnecting at once would only be refused again
+  assert.equal(FakeSocket.all.length, before);
+  mock.timers.tick(1);
+  assert.equal(FakeSocket.all.length, before + 1);
+});
+
 test("a service-restart close reconnects soon with jitter and does not climb the backoff", () => {
   let random = 0.5;
   const pg = client({

@@ -25,6 +25,8 @@ def post_comment(page, event_url, body):
 # Each client starts from the positions the positions view gives now, as pushgateway.watch()
 # would render them; every callback goes to window.calls with the page's clock (comparable
 # with time.time() x 1000). `options` go to each createClient, `throttle` to each subscribe.
+# Each client has a connection of its own (share: false; clients of one page share one
+# otherwise, as tabs do), which is what these tests are about.
 CLIENTS = """async ({channels, options, throttle}) => {
     const base = JSON.parse(document.getElementById("pushgateway-config").textContent);
     const query = channels.map((c) => "c=" + c).join("&");
@@ -32,7 +34,8 @@ CLIENTS = """async ({channels, options, throttle}) => {
     window.calls = [];
     window.clients = channels.map((channel) => {
         const rendered = {[channel]: positions[channel]};
-        const client = PushGateway.createClient({...base, ...options, positions: rendered});
+        const client = PushGateway.createClient(
+            {...base, share: false, ...options, positions: rendered});
         const record = (e) => window.calls.push(
             {channel: e.channel, reason: e.reason, at: performance.timeOrigin + performance.now()});
         client.subscribe(channel, record, {throttle});
@@ -45,6 +48,29 @@ def open_clients(page, channels, options=None, throttle=500) -> None:
     """A client per channel on `page`, once every one of them is connected."""
     arg = {"channels": list(channels), "options": options or {}, "throttle": throttle}
     page.evaluate(CLIENTS, arg)
+    all_connected(page)
+
+
+# One client on every channel, from the positions the positions view gives now; callbacks
+# recorded as CLIENTS records them.
+CLIENT = """async ({channels, options, throttle}) => {
+    const base = JSON.parse(document.getElementById("pushgateway-config").textContent);
+    const response = await fetch(base.positionsUrl, {method: "POST",
+        headers: {"Content-Type": "application/json"}, body: JSON.stringify({channels})});
+    const {positions} = await response.json();
+    window.calls = [];
+    const client = PushGateway.createClient({...base, ...options, positions});
+    const record = (e) => window.calls.push(
+        {channel: e.channel, reason: e.reason, at: performance.timeOrigin + performance.now()});
+    for (const channel of channels) client.subscribe(channel, record, {throttle});
+    window.clients = [client];
+}"""
+
+
+def open_client(page, channels, options=None, throttle=500) -> None:
+    """One client on all `channels` (at most 100: the positions view's limit), once connected."""
+    arg = {"channels": list(channels), "options": options or {}, "throttle": throttle}
+    page.evaluate(CLIENT, arg)
     all_connected(page)
 
 

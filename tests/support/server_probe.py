@@ -17,6 +17,7 @@ from pushgateway.adapters import (
     server_shutdown_handler,
     start_send_coroutine,
     stop_listening,
+    transport_closed,
 )
 
 BIG_FRAME = 200_000  # bytes: more than one write to the kernel takes
@@ -145,10 +146,39 @@ async def closing(send) -> dict:
     return None
 
 
+_closes_seen: list[bool] = []
+
+
+async def watch_close(send) -> dict:
+    """transport_closed of this connection now, and (in the background, for 5 s) whether it
+    turns true once the client has gone: `close_seen` asks from another connection."""
+    found = daphne_transport(send)
+
+    async def watch() -> None:
+        for _ in range(250):
+            if transport_closed(found):
+                break
+            await asyncio.sleep(0.02)
+        _closes_seen.append(transport_closed(found))
+
+    asyncio.ensure_future(watch())
+    return {"closed": transport_closed(found)}
+
+
+async def close_seen(send) -> dict:
+    for _ in range(300):
+        if _closes_seen:
+            break
+        await asyncio.sleep(0.02)
+    return {"seen": _closes_seen}
+
+
 PROBES = {
     "writer": writer,
     "burst": burst,
     "closing": closing,
+    "watch_close": watch_close,
+    "close_seen": close_seen,
     "transport": transport,
     "drained": drained,
     "stall": stall,

@@ -240,13 +240,20 @@ def project_env(**extra: str | None) -> dict:
     return env
 
 
-def options_env(options: dict) -> dict[str, str]:
+def options_env(options: dict, base: str = "settings.dev") -> dict[str, str]:
     """The environment of a server process of this project with these OPTIONS, e.g.
-    `start_daphne(**options_env({"DRAIN_SECONDS": 2}))` (tests/support/options_settings.py)."""
+    `start_daphne(**options_env({"DRAIN_SECONDS": 2}))`, on the settings module `base`
+    (tests/support/options_settings.py)."""
     return {
         "DJANGO_SETTINGS_MODULE": "tests.support.options_settings",
         "PUSHGATEWAY_TEST_OPTIONS": json.dumps(options),
+        "PUSHGATEWAY_TEST_BASE_SETTINGS": base,
     }
+
+
+#: The per-address join budget of a load generator: thousands of pages from one address (a
+#: benchmark, a churn test) would otherwise measure the budget (docs/security.md).
+ONE_HOST_OF_PAGES = {"ADDRESS_JOIN_BURST": 1_000_000, "ADDRESS_JOIN_RATE": 1_000_000}
 
 
 def migrate(env: dict) -> None:

@@ -179,11 +179,12 @@ def test_a_private_channel_polls_with_its_token_in_the_body_and_renews_it_from_t
     page.route(page.url, lambda route: route.fulfill(body=html, content_type="text/html"))
     page.evaluate(
         """([channel, token, fresh]) => {
-            window.pg = PushGateway.createClient({tokens: {[channel]: token}});
+            // share: false: each client has a connection of its own, as the test needs.
+            window.pg = PushGateway.createClient({tokens: {[channel]: token}, share: false});
             window.pg.subscribe(channel, () => {});
             // A second client that cannot open a socket polls the positions view with it.
             const WebSocket = function () { throw new Error("refused"); };
-            const polling = PushGateway.createClient({WebSocket, pollDown: 300});
+            const polling = PushGateway.createClient({WebSocket, pollDown: 300, share: false});
             polling.subscribe(channel, () => {}, {token: fresh});
         }""",
         [channel, expired, fresh],

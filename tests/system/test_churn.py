@@ -27,7 +27,7 @@ from pushgateway.layer import group_name
 from tests.support.host_clients import Clients, in_order, messages
 from tests.support.host_publisher import Publisher
 from tests.support.netns import HTTP_PORT, REDIS_PORT, NamespacesUnavailable, Network
-from tests.support.servers import PYTHON, SqliteDatabase, require
+from tests.support.servers import ONE_HOST_OF_PAGES, PYTHON, SqliteDatabase, options_env, require
 
 pytestmark = pytest.mark.servers
 
@@ -79,6 +79,8 @@ class Server:
         database = SqliteDatabase(tmp_path / "churn.sqlite3")
         redis_url = f"redis://{self.host.address}:{REDIS_PORT}/0"
         self.env = self.host.env(REDIS_URL=redis_url, **database.env)
+        # Every churning page comes from the clients host: no per-address join budget.
+        self.env.update(options_env(ONE_HOST_OF_PAGES, base="settings.production"))
         self.daphne = self.keep(self.host.start_daphne(self.log_dir, self.env))
         self.clients_host.wait_for_port(self.host.address, HTTP_PORT)
         self.pid = self.daphne.proc.pid

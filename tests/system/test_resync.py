@@ -16,9 +16,17 @@ import pytest
 from playwright.sync_api import expect
 
 from demo import pushpin as pushpin_config
+from pushgateway.constants import STREAM_PATH
 from pushgateway.pages import DEFAULT_WATCH_TIMEOUT
 from tests.support.fake_fanout import FakeFanout
-from tests.support.pages import all_connected, calls, new_event, open_clients, post_comment
+from tests.support.pages import (
+    all_connected,
+    calls,
+    new_event,
+    open_client,
+    open_clients,
+    post_comment,
+)
 from tests.support.servers import Pushpin, run_python
 
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
@@ -47,14 +55,20 @@ def watch(page, event_url):
     return channel
 
 
-@pytest.mark.parametrize("layer", ["pubsub", "core"])
+@pytest.mark.parametrize(
+    ("layer", "transport"),
+    [("pubsub", "websocket"), ("core", "websocket"), ("pubsub", "stream")],
+)
 def test_a_hint_published_while_redis_is_down_reaches_the_page_once_it_is_back(
-    browser, start_daphne, own_redis, layer
+    browser, start_daphne, own_redis, layer, transport
 ):
     daphne = start_daphne(own_redis.url, REDIS_LAYER=layer)
     poster, watcher = browser.new_page(), browser.new_page()
     event_url = new_event(poster, daphne.url)
+    if transport == "stream":
+        watcher.add_init_script(REFUSED_WEBSOCKET)
     watch(watcher, event_url)
+    assert watcher.evaluate("PushGateway.transport") == transport
 
     own_redis.stop()
     # Saved while Redis is down: the save succeeds, the hint cannot go out.
@@ -77,12 +91,16 @@ def test_a_hint_published_while_redis_is_down_reaches_the_page_once_it_is_back(
     expect(watcher.locator("#comments li", has_text="After the outage")).to_have_count(1)
 
 
-def test_a_comment_saved_between_render_and_subscribe_shows_without_reload(browser, start_daphne):
+@pytest.mark.parametrize("transport", ["websocket", "stream"])
+def test_a_comment_saved_between_render_and_subscribe_shows_without_reload(
+    browser, start_daphne, transport
+):
     daphne = start_daphne()
     poster = browser.new_page()
     event_url = new_event(poster, daphne.url)
     # The page as the server rendered it, before a comment is saved...
     rendered = urllib.request.urlopen(event_url).read().decode()
+    rendered = rendered.replace('"transport": "auto"', f'"transport": "{transport}"')
     post_comment(poster, event_url, "Between render and subscribe")
     # ...and only then its scripts run and subscribe (same origin, the HTML of that render).
     watcher = browser.new_page()
@@ -94,6 +112,7 @@ def test_a_comment_saved_between_render_and_subscribe_shows_without_reload(brows
         1, timeout=2000
     )
     assert time.monotonic() - subscribed < 2
+    assert watcher.evaluate("PushGateway.transport") == transport
 
 
 # Milliseconds from the request for the page's HTML to its last byte.
@@ -139,15 +158,20 @@ def test_a_page_rendered_while_redis_is_stopped_renders_in_time_and_resyncs_once
     assert watcher.locator("#push-log .reason").all_inner_texts() == ["resync"]
 
 
-def restart_with_changes(browser, base_url, stop, start, publish):
-    """100 clients on 100 channels; the server stops, 10 channels change, it starts again."""
+def restart_with_changes(browser, base_url, stop, start, publish, transport="websocket"):
+    """100 clients on 100 channels (on the stream, one client: a browser opens at most six
+    HTTP/1.1 connections per origin); the server stops, 10 channels change, it starts again."""
     channels = [f"storm-{uuid.uuid4().hex[:6]}-{n}" for n in range(100)]
     page = browser.new_page()
     page.goto(base_url + "/")
     # pollDown is long so the test sees what the reconnect does, not blind polls while the
     # server is unreachable (those are tested below); a short backoff, so it does not wait
     # out a long one.
-    open_clients(page, channels, {"pollDown": 60000, "backoffMax": 1000})
+    options = {"pollDown": 60000, "backoffMax": 1000, "transport": transport}
+    if transport == "stream":
+        open_client(page, channels, options)
+    else:
+        open_clients(page, channels, options)
     time.sleep(2)  # confirmations and the early ping
     assert calls(page) == []
 
@@ -162,14 +186,19 @@ def restart_with_changes(browser, base_url, stop, start, publish):
     return changed, called
 
 
-def test_after_a_daphne_restart_only_the_changed_channels_resync(browser, start_daphne, redis):
+@pytest.mark.parametrize("transport", ["websocket", "stream"])
+def test_after_a_daphne_restart_only_the_changed_channels_resync(
+    browser, start_daphne, redis, transport
+):
     daphne = start_daphne(redis.url)
 
     def publish(channels):
         code = f"import pushgateway\nfor c in {channels!r}: pushgateway.publish(c)"
         assert run_python(code, redis.url).returncode == 0
 
-    changed, called = restart_with_changes(browser, daphne.url, daphne.stop, daphne.start, publish)
+    changed, called = restart_with_changes(
+        browser, daphne.url, daphne.stop, daphne.start, publish, transport
+    )
     assert sorted(called) == sorted((c, "resync") for c in changed)
 
 
@@ -254,6 +283,7 @@ def page_on_300_channels_without_websocket(browser, base_url):
     requests it makes, as (channels asked about, HTTP status)."""
     page = browser.new_page()
     page.add_init_script(REFUSED_WEBSOCKET)
+    page.route("**" + STREAM_PATH, lambda route: route.abort())  # and the stream
     asked = []
 
     def positions(response):
@@ -267,7 +297,8 @@ def page_on_300_channels_without_websocket(browser, base_url):
     return page, asked
 
 
-# A client of its own on 130 channels, counting the WebSockets it opens and its callbacks.
+# A client of its own (share: false) on 130 channels, counting the WebSockets it opens and its
+# callbacks.
 CROWDED = """() => {
     const base = JSON.parse(document.getElementById("pushgateway-config").textContent);
     window.opens = 0;
@@ -275,7 +306,7 @@ CROWDED = """() => {
         constructor(url) { super(url); window.opens += 1; }
     }
     window.calls = {};
-    const client = PushGateway.createClient({...base, WebSocket: Counting});
+    const client = PushGateway.createClient({...base, WebSocket: Counting, share: false});
     for (let n = 0; n < 130; n++) {
         client.subscribe("crowded-" + n, (e) => {
             window.calls[e.channel] = (window.calls[e.channel] || 0) + 1;
@@ -298,8 +329,10 @@ def test_a_page_whose_websocket_is_refused_polls_positions_not_data(browser, sta
     event_url = new_event(poster, daphne.url)
     refetches = []
     watcher.on("request", lambda r: refetches.append(r.url) if "comments.json" in r.url else None)
-    # A proxy in the way closes every WebSocket at once.
+    # A proxy in the way closes every WebSocket at once, and every stream: polling is the
+    # last resort.
     watcher.route_web_socket("**/ws/pushgateway/", lambda ws: ws.close())
+    watcher.route("**" + STREAM_PATH, lambda route: route.abort())
     watcher.goto(event_url)
     channel = watcher.locator("#comments").get_attribute("data-channel")
     watcher.evaluate(RECORDER, channel)

@@ -132,7 +132,15 @@ def test_what_a_redis_layer_can_get_wrong_is_a_warning(settings, layer, hosts, e
     assert all("CHANNEL_LAYERS['push']" in m.msg for m in messages)
 
 
-LIMITS = {"MAX_DATA_BYTES": 1024, "SUBSCRIBE_RATE": 2.5, "SUBSCRIBE_BURST": 20}
+LIMITS = {
+    "MAX_DATA_BYTES": 1024,
+    "SUBSCRIBE_RATE": 2.5,
+    "SUBSCRIBE_BURST": 20,
+    "MAX_CHANNELS": 500,
+    "ADDRESS_JOIN_RATE": 0.5,
+    "ADDRESS_JOIN_BURST": 50,
+    "MAX_CONNECTIONS_PER_ADDRESS": 30,
+}
 
 
 @pytest.mark.parametrize(
@@ -166,6 +174,10 @@ def test_every_backend_accepts_the_limits(settings, backend):
         ({"SUBSCRIBE_RATE": 0}, "SUBSCRIBE_RATE must be positive, not 0"),
         ({"SUBSCRIBE_RATE": True}, "SUBSCRIBE_RATE must be a number, not True"),
         ({"SUBSCRIBE_RATE": float("nan")}, "SUBSCRIBE_RATE must be positive, not nan"),
+        ({"MAX_CHANNELS": None}, "MAX_CHANNELS must be a whole number, not None"),
+        ({"ADDRESS_JOIN_RATE": -1}, "ADDRESS_JOIN_RATE must be positive, not -1"),
+        ({"ADDRESS_JOIN_BURST": 0}, "ADDRESS_JOIN_BURST must be at least 1, not 0"),
+        ({"MAX_CONNECTIONS_PER_ADDRESS": 0}, "MAX_CONNECTIONS_PER_ADDRESS must be at least 1"),
         ({"DRAIN_SECONDS": -1}, "DRAIN_SECONDS must be seconds >= 0"),
         ({"DRAIN_SECONDS": "5"}, "DRAIN_SECONDS must be seconds >= 0"),
         ({"WATCH_TIMEOUT": 0}, "WATCH_TIMEOUT must be seconds > 0, not 0"),

@@ -58,6 +58,8 @@ def test_the_browser_module_runs_with_the_python_facts():
         *(f'"{name}"' for name in (constants.CLIENT_HEADER, constants.CLIENT_FIELD)),
         *(f'"{path}"' for path in (constants.WEBSOCKET_PATH, constants.POSITIONS_PATH)),
         f'"{constants.BAYEUX_DOT}"',
+        *(f'"{name}"' for name in constants.FRAGMENT_ATTRIBUTES.values()),
+        f'"{constants.FRAGMENT_EVENT}"',
         "A-Za-z0-9._-",
     ],
 )

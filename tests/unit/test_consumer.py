@@ -10,6 +10,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 import pushgateway
+from channels_app import consumer as consumer_module
 from channels_app import hub as hub_module
 from channels_app.asgi import application
 from channels_app.consumer import PushGatewayConsumer
@@ -282,7 +283,11 @@ async def test_a_socket_that_could_never_receive_is_refused(settings):
     assert not connected
 
 
-async def test_subscribes_past_the_rate_limit_are_refused_and_the_socket_keeps_working(settings):
+async def test_subscribes_past_the_rate_limit_are_refused_and_the_socket_keeps_working(
+    settings, monkeypatch
+):
+    # Not read for a while after each refusal (Reply.hold): not here, where time is short.
+    monkeypatch.setattr(consumer_module, "MAX_HOLD_SECONDS", 0)
     settings.PUSHGATEWAY = {
         "BACKEND": "pushgateway.backends.channels.ChannelsBackend",
         "OPTIONS": {"SUBSCRIBE_BURST": 3, "SUBSCRIBE_RATE": 0.5},
@@ -305,6 +310,7 @@ async def test_answers_count_toward_the_slow_reader_cap(monkeypatch):
 
     class Writer:  # what the consumer reads of a known server's transport (adapters)
         held = 0
+        transport = None
 
         def pending(self):
             return self.held

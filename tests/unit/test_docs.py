@@ -15,8 +15,9 @@ The convention, by the language a block's fence names (every fence names one):
     parts (up to this block) over the demo's, so `from .models import Event` works as in an
     app. It runs with the locmem backend and the doc's own settings (those Django does not
     define); in tests.py every `test_*` function is called, without arguments.
-- django, html: compiled by Django's template engine, rendered with a request and an
-  `event` in the context.
+- django, html: compiled by Django's template engine, rendered with a request that watched
+  `comments-7` (as the event's view does) and with an `event` (pk 7) and its `channel`
+  (`comments-7`) in the context.
 - js: parsed as an ES module by node (`node --check`); ts: parsed by TypeScript (tests/ts).
 - json: parses.
 - sh: not run; the `./dev` subcommands, `python -m` modules, `manage.py` commands, pip extras
@@ -112,7 +113,10 @@ def test_python_block_runs(block, project, outbox):
 def test_template_block_compiles_and_renders(block, outbox):
     template = engines["django"].from_string(block.source)
     event = {"pk": 7, "title": "Party"}
-    assert template.render({"event": event}, RequestFactory().get("/events/7/")).strip()
+    request = RequestFactory().get("/events/7/")
+    pushgateway.watch(request, "comments-7")  # as the event's view does, before its query
+    context = {"event": event, "channel": "comments-7"}
+    assert template.render(context, request).strip()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -58,6 +58,8 @@ def test_text_no_frame_can_carry_is_left_to_the_servers_send():
 class Writer:
     """What the consumer sees of a known server's transport."""
 
+    transport = None
+
     def __init__(self, accepts=True):
         self.accepts = accepts
         self.frames = []

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import random
 import time
 
 import pytest
@@ -309,3 +310,82 @@ async def test_each_join_is_checked_again_its_own_while_after(monkeypatch):
     await asyncio.sleep(0.5)
     read_for_frame, check = [at for channels, at in reads if "late" in channels][:2]
     assert check - joined >= 0.3 * 0.9
+
+
+class RecordingLayer(InMemoryChannelLayer):
+    """Joins take a while, as Redis round trips do; records the groups joined, in order, and
+    the most it was in at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.added: list[str] = []
+        self.inside: set[str] = set()
+        self.most = 0
+
+    async def group_add(self, group, channel):
+        await asyncio.sleep(0.001)
+        await super().group_add(group, channel)
+        if not group.startswith("pushgateway.heartbeat"):
+            self.added.append(group)
+            self.inside.add(group)
+            self.most = max(self.most, len(self.inside))
+
+    async def group_discard(self, group, channel):
+        await super().group_discard(group, channel)
+        self.inside.discard(group)
+
+
+async def test_joins_of_one_client_do_not_hold_up_another_clients():
+    layer = RecordingLayer()
+    hub = Hub(layer, MemoryPositions().aread)
+    flood = [
+        asyncio.ensure_future(hub.subscribe(f"flood-{n}", Socket(), "attacker")) for n in range(50)
+    ]
+    await asyncio.sleep(0.005)  # the flood's joins are queued and on their way
+    queued = len(layer.added)
+    await hub.subscribe("page", Socket(), "page")
+    # The page's join came after at most one more of the attacker's (joins are made in
+    # turn per client), not after the whole queue.
+    assert layer.added.index(group_name("page")) <= queued + 1
+    assert len(layer.added) < 10
+    await asyncio.gather(*flood)
+    assert hub.joined == {"page", *(f"flood-{n}" for n in range(50))}
+
+
+async def test_the_channels_joined_never_pass_max_channels_whatever_the_churn():
+    layer = RecordingLayer()
+    hub = Hub(layer, MemoryPositions().aread, max_channels=5)
+    rng = random.Random(16)
+    sockets = [Socket() for _ in range(8)]
+    refused = 0
+
+    async def subscriber(socket):
+        nonlocal refused
+        for _ in range(40):
+            channel = f"c{rng.randrange(20)}"
+            if rng.random() < 0.4:
+                hub.drop(socket, [channel])
+                continue
+            try:
+                await hub.subscribe(channel, socket, client=rng.choice("abc"))
+            except hub_module.ChannelCapReached:
+                refused += 1
+
+    await asyncio.gather(*(subscriber(s) for s in sockets))
+    await until(lambda: not hub._pending)
+    assert refused > 0 and layer.most == 5  # it reached the cap, never more
+    assert len(hub.joined) <= 5 and layer.inside == set(map(group_name, hub.joined))
+
+
+async def test_the_periodic_check_and_the_wait_for_joins_are_timed(monkeypatch):
+    from prometheus_client import CollectorRegistry
+
+    from pushgateway.metrics import Metrics
+
+    monkeypatch.setattr(hub_module, "VERIFY_SECONDS", 0.05)
+    registry = CollectorRegistry()
+    hub = Hub(InMemoryChannelLayer(), MemoryPositions().aread, metrics=Metrics(registry))
+    await watched(hub, "timed-1", "timed-2")
+    assert registry.get_sample_value("pushgateway_join_wait_seconds_count") == 2
+    assert registry.get_sample_value("pushgateway_channels_joined") == 2
+    await until(lambda: registry.get_sample_value("pushgateway_verify_seconds_count") >= 1)

@@ -702,11 +702,23 @@ def print_report(results: dict[str, dict], configs: list[Config], options: Optio
 
     if options.rate_seconds:
         print(f"\n== one hint per second for {options.rate_seconds:.0f} s to every socket (ms) ==")
-        print(f"{'':{W}}{'sockets':>8}{'p50':>8}{'p99':>8}{'max':>8}{'lost':>8}")
-        for name, r, x in having("rate"):
+        print(f"{'':{W}}{'sockets':>8}{'p50':>8}{'p99':>8}{'max':>8}{'lost':>8}   ratios")
+        bases = {
+            c.processes: results.get(Config(BASELINE, c.processes, c.sockets).name) for c in configs
+        }
+        for config in configs:
+            r = results.get(config.name)
+            if r is None or "rate" not in r:
+                continue
+            x, b = r["rate"], (bases[config.processes] or {}).get("rate")
+            ratios = (
+                f"p50 {ratio(x['p50'], b['p50'])} p99 {ratio(x['p99'], b['p99'])}"
+                if b and b is not x
+                else ""
+            )
             print(
-                f"{name:{W}}{r['held']:8,}{x['p50']:8.0f}{x['p99']:8.0f}{x['max']:8.0f}"
-                f"{x['lost']:8,}"
+                f"{config.name:{W}}{r['held']:8,}{x['p50']:8.0f}{x['p99']:8.0f}{x['max']:8.0f}"
+                f"{x['lost']:8,}   {ratios}"
             )
 
     if options.storm:

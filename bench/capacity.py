@@ -53,10 +53,11 @@ TICK = os.sysconf("SC_CLK_TCK")
 FD_RESERVE = 100
 SOCKETS_PER_CLIENT = 5000
 # Daphne's knobs, each measurable alone as daphne+KNOB (e.g. daphne+gc+ping):
-# gc and autobahn are channels_app.tuning's (off in plain "daphne", today's setup); the
+# gc, frames and autobahn are channels_app.tuning's (off in plain "daphne"); the
 # others are daphne command-line options with the values docs/deployment.md recommends.
 DAPHNE_KNOBS = {
     "gc": [],
+    "frames": [],
     "autobahn": [],
     "ping": ["--ping-interval", "30", "--ping-timeout", "30"],
     "handshake": ["--websocket_connect_timeout", "15"],
@@ -79,10 +80,12 @@ def server_command(server: str, port: int) -> tuple[list[str], dict]:
             args += ["-b", host, "-p", p]
         for knob in knobs:
             args += DAPHNE_KNOBS[knob]
-        tuning = ",".join(k for k in knobs if k in ("gc", "autobahn")) or "off"
+        tuning = ",".join(k for k in knobs if k in ("gc", "frames", "autobahn")) or "off"
         return [*args, APP], {"PUSHGATEWAY_TUNING": tuning}
     if knobs:
         raise ValueError(f"knobs are daphne's: {server}")
+    if name == "bare":  # the practical limit of Python: bench/bare_websockets.py
+        return [py, "-m", "bench.bare_websockets", p, str(BACKLOG)], {}
     if name == "uvicorn":
         args = [py, "-m", "uvicorn", "--host", host, "--port", p, "--ws", "websockets-sansio"]
         args += ["--lifespan", "off", "--no-access-log", "--log-level", "warning"]
@@ -98,9 +101,10 @@ def server_command(server: str, port: int) -> tuple[list[str], dict]:
     raise ValueError(f"unknown server {server!r}")
 
 
-SERVERS = ["daphne", "daphne-tuned", "uvicorn", "hypercorn", "granian"]
-BASELINE = "daphne"
-DEFAULT_MATRIX = ["daphne:2", "daphne-tuned:2", "uvicorn:2", "hypercorn:2", "granian:2"]
+SERVERS = ["bare", "daphne", "daphne-tuned", "uvicorn", "hypercorn", "granian"]
+# Every ratio is against a bare `websockets` server on redis-py with as many processes.
+BASELINE = "bare"
+DEFAULT_MATRIX = ["bare:2", "daphne:2", "daphne-tuned:2", "uvicorn:2", "hypercorn:2", "granian:2"]
 
 
 # ---------------------------------------------------------------- load-client process
@@ -645,7 +649,7 @@ def print_report(results: dict[str, dict], configs: list[Config], options: Optio
     def base_of(config: Config) -> dict | None:
         return results.get(Config(BASELINE, config.processes, config.sockets).name)
 
-    print("\n== sockets, connects, memory, idle, GC before the storm (ratios: against daphne) ==")
+    print("\n== sockets, connects, memory, idle, GC before the storm (ratios: to bare) ==")
     head = ["held", "refused", "conn/s", "ms CPU/conn", "KiB/socket", "idle us/s", "GC max ms"]
     head.append("(CPU ms)")
     print(f"{'':{W}}" + "".join(f"{h:>12}" for h in head) + "   ratios (CPU/conn idle GC)")
@@ -698,11 +702,23 @@ def print_report(results: dict[str, dict], configs: list[Config], options: Optio
 
     if options.rate_seconds:
         print(f"\n== one hint per second for {options.rate_seconds:.0f} s to every socket (ms) ==")
-        print(f"{'':{W}}{'sockets':>8}{'p50':>8}{'p99':>8}{'max':>8}{'lost':>8}")
-        for name, r, x in having("rate"):
+        print(f"{'':{W}}{'sockets':>8}{'p50':>8}{'p99':>8}{'max':>8}{'lost':>8}   ratios")
+        bases = {
+            c.processes: results.get(Config(BASELINE, c.processes, c.sockets).name) for c in configs
+        }
+        for config in configs:
+            r = results.get(config.name)
+            if r is None or "rate" not in r:
+                continue
+            x, b = r["rate"], (bases[config.processes] or {}).get("rate")
+            ratios = (
+                f"p50 {ratio(x['p50'], b['p50'])} p99 {ratio(x['p99'], b['p99'])}"
+                if b and b is not x
+                else ""
+            )
             print(
-                f"{name:{W}}{r['held']:8,}{x['p50']:8.0f}{x['p99']:8.0f}{x['max']:8.0f}"
-                f"{x['lost']:8,}"
+                f"{config.name:{W}}{r['held']:8,}{x['p50']:8.0f}{x['p99']:8.0f}{x['max']:8.0f}"
+                f"{x['lost']:8,}   {ratios}"
             )
 
     if options.storm:

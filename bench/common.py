@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,7 @@ def bench_environment(module: str) -> Iterator[tuple[Path, RedisServer, dict]]:
     redis = RedisServer(log_dir)
     env = environment(log_dir, redis.url)
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} on {os.cpu_count()} cores; logs in {log_dir}")
-    print(f"# reproduce: python -m {module} {' '.join(sys.argv[1:])}".rstrip())
+    print(f"# reproduce: python -m {module} {shlex.join(sys.argv[1:])}".rstrip())
     try:
         yield log_dir, redis, env
     finally:

@@ -1,11 +1,15 @@
-"""Fan-out benchmark: pushgateway's per-process hub against the bare Channels design.
+"""Fan-out benchmark: pushgateway's per-process hub, under daphne and under uvicorn, against
+the practical limit of Python (a bare `websockets` server on redis-py, bench/bare_websockets.py)
+and the bare Channels design (bench/baseline.py).
 
-Both run under the same daphne with the same Redis pub/sub channel layer, one after the
-other on a freshly started server per scenario. WebSocket clients are spread over several
-processes (bench/wsclient.py, a few microseconds per frame); a publisher process sends hints
-carrying a timestamp, through pushgateway.publish() for the hub and layer.group_send() for
-the baseline. Latency is publish timestamp to receipt by the client. A delivery counts as
-lost when it has not arrived GRACE seconds after the last publish.
+Every row is printed with its ratio to the bare `websockets` server of the same run. All
+targets share one Redis and the project's publisher (the bare Channels design takes its
+hints through group_send), one after the other on a freshly started server per scenario.
+WebSocket clients are spread over several processes (bench/wsclient.py, a few microseconds
+per frame); a publisher process sends hints carrying a timestamp, through
+pushgateway.publish() (the bare websockets server reads them off Redis) and
+layer.group_send() for bare Channels. Latency is publish timestamp to receipt by the client.
+A delivery counts as lost when it has not arrived GRACE seconds after the last publish.
 
     .venv/bin/python -m bench.fanout                   # every scenario
     .venv/bin/python -m bench.fanout --only 100x20     # one; --seconds changes the length
@@ -30,10 +34,24 @@ from bench.common import bench_environment, child, read_json, report  # noqa: E4
 from tests.support.servers import Process, free_port  # noqa: E402
 
 GRACE = 5.0
+HUB = "channels_app.asgi:application"
+# name -> (server, application); the first is the baseline every ratio is to.
 TARGETS = {
-    "pushgateway hub": "channels_app.asgi:application",
-    "bare Channels": "bench.baseline:application",
+    "bare websockets": ("bare", None),
+    "hub on daphne": ("daphne", HUB),
+    "hub on uvicorn": ("uvicorn", HUB),
+    "bare Channels": ("daphne", "bench.baseline:application"),
 }
+BASELINE = next(iter(TARGETS))
+
+
+def server_command(server: str, app: str | None, port: int) -> list[str]:
+    if server == "bare":
+        return [sys.executable, "-m", "bench.bare_websockets", str(port)]
+    if server == "uvicorn":
+        args = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)]
+        return [*args, "--log-level", "warning", "--ws", "websockets-sansio", app]
+    return [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), app]
 
 
 @dataclass
@@ -55,7 +73,7 @@ SCENARIOS = [
     Scenario(
         "memory", "server memory per idle subscribed socket, 2000 sockets", 2000, memory_only=True
     ),
-    Scenario("10k", "10,000 sockets on one daphne process, one broadcast", 10_000, count=1),
+    Scenario("10k", "10,000 sockets on one server process, one broadcast", 10_000, count=1),
 ]
 
 
@@ -161,13 +179,11 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def run_target(scenario: Scenario, app: str, env: dict, seconds: float, log_dir: Path) -> dict:
+def run_target(scenario: Scenario, target: str, env: dict, seconds: float, log_dir: Path) -> dict:
+    server, app = TARGETS[target]
     port = free_port()
     daphne = Process(
-        f"daphne-{scenario.name}-{port}",
-        [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), app],
-        log_dir,
-        env,
+        f"{server}-{scenario.name}-{port}", server_command(server, app, port), log_dir, env
     )
     workers_n = max(1, min(4, math.ceil(scenario.sockets / 250)))
     try:
@@ -200,7 +216,7 @@ def run_target(scenario: Scenario, app: str, env: dict, seconds: float, log_dir:
         expected = 0
         if not scenario.memory_only:
             count = scenario.count or int(scenario.rate * seconds)
-            kind = "publish-hub" if app.startswith("channels_app") else "publish-baseline"
+            kind = "publish-baseline" if target == "bare Channels" else "publish-hub"
             publisher = child(
                 "bench.fanout",
                 kind,
@@ -257,19 +273,27 @@ def print_table(scenario: Scenario, rows: dict[str, dict]) -> None:
         top = max(r["kib"] for r in rows.values())
         print(f"{'':18}{'KiB/socket':>12}")
         for name, r in rows.items():
-            print(f"{name:18}{r['kib']:12.1f}  {bar(r['kib'], top)}")
+            print(f"{name:18}{r['kib']:12.1f}{ratio(r, rows, 'kib')}  {bar(r['kib'], top)}")
         return
     top_rate = max(r["rate"] for r in rows.values() if not math.isnan(r["rate"]))
     top_p99 = max(r["p99"] for r in rows.values() if not math.isnan(r["p99"]))
     print(
-        f"{'':18}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'deliv/s':>10}{'loss':>8}"
+        f"{'':18}{'p50 ms':>16}{'p99 ms':>16}{'max ms':>9}{'deliv/s':>17}{'loss':>8}"
         f"  {'delivered/s':24}  p99"
     )
     for name, r in rows.items():
         print(
-            f"{name:18}{r['p50']:9.1f}{r['p99']:9.1f}{r['max']:9.1f}{r['rate']:10,.0f}"
+            f"{name:18}{r['p50']:9.1f}{ratio(r, rows, 'p50')}{r['p99']:9.1f}"
+            f"{ratio(r, rows, 'p99')}{r['max']:9.1f}{r['rate']:10,.0f}{ratio(r, rows, 'rate')}"
             f"{r['loss']:8.2%}  {bar(r['rate'], top_rate):24}  {bar(r['p99'], top_p99)}"
         )
+
+
+def ratio(row: dict, rows: dict[str, dict], key: str) -> str:
+    """`row[key]` as a multiple of the baseline's, 7 characters wide."""
+    base = rows.get(BASELINE, {}).get(key, math.nan)
+    value = row[key] / base if base and not math.isnan(base) else math.nan
+    return f" {value:5.2f}x" if not math.isnan(value) else "       "
 
 
 def main() -> None:
@@ -288,6 +312,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=[s.name for s in SCENARIOS])
     parser.add_argument("--seconds", type=float, default=10.0, help="publishing time per run")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument(
+        "--targets", nargs="*", choices=list(TARGETS), help="besides the baseline (default: all)"
+    )
     options = parser.parse_args()
 
     everything = {}
@@ -296,8 +323,10 @@ def main() -> None:
             if options.only and scenario.name not in options.only:
                 continue
             rows = {}
-            for name, app in TARGETS.items():
-                rows[name] = summarize(run_target(scenario, app, env, options.seconds, log_dir))
+            for name in TARGETS:
+                if options.targets and name != BASELINE and name not in options.targets:
+                    continue
+                rows[name] = summarize(run_target(scenario, name, env, options.seconds, log_dir))
             print_table(scenario, rows)
             everything[scenario.name] = rows
     if options.json:

@@ -17,18 +17,14 @@ from collections import deque
 
 from asgiref.sync import markcoroutinefunction
 
-from pushgateway.adapters import (
-    daphne_transport,
-    pending_bytes,
-    start_send_coroutine,
-    transport_closed,
-)
+from pushgateway.adapters import frame_writer, start_send_coroutine, transport_closed
 from pushgateway.backends import get_backend
 from pushgateway.constants import MAX_PENDING_BYTES, CloseCode, ErrorCode
 from pushgateway.protocol import Reply, Session, subscribed_frame
 from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
+from . import tuning
 from .admission import client_address, get_admission
 from .drain import get_drain
 from .hub import ChannelCapReached, get_hub
@@ -55,7 +51,7 @@ class PushGatewayConsumer:
         "hub",
         "admission",
         "address",
-        "transport",
+        "writer",
         "closing",
         "backlog",
         "backlog_bytes",
@@ -80,6 +76,7 @@ class PushGatewayConsumer:
         self.session = None
         self.closing = False
         self.backlog = None  # frames waiting behind a send the server made wait
+        self.writer = None
         origin = scope_origin(scope)
         self.address = client_address(scope)  # per-address limits (channels_app.admission)
         scope = None  # nothing else is needed from it; an idle socket should not keep it
@@ -108,7 +105,7 @@ class PushGatewayConsumer:
         refused subscribes costs the process little. A client gone meanwhile is answered
         no more (its frames may still be queued for this consumer)."""
         await asyncio.sleep(min(seconds, MAX_HOLD_SECONDS))
-        if self.transport is not None and transport_closed(self.transport):
+        if self.writer is not None and transport_closed(self.writer.transport):
             self.closing = True
 
     async def accept(self, origin: str | None) -> bool:
@@ -140,8 +137,8 @@ class PushGatewayConsumer:
         limits = get_backend().limits
         churn = TokenBucket(limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST, time.monotonic)
         self.session = Session(authorize=check_token, churn=churn)
-        self.transport = daphne_transport(self.send)
         await self.send({"type": "websocket.accept"})
+        self.writer = frame_writer(self.send)  # None: the server is not known, ASGI send
         drain.opened(self)
         self.count(1)
         return True
@@ -271,11 +268,15 @@ class PushGatewayConsumer:
         """Send `message` without waiting: what the hub calls for every socket on a channel,
         with one message dict for all of them.
 
-        daphne's `send` never waits, so this normally writes at once. Other servers (uvicorn,
-        hypercorn, granian) make `send` wait while the client is not reading; then the send
-        goes on in a task and later frames queue behind it, so one stalled client never holds
-        up the others. A client that lets more than MAX_PENDING_BYTES pile up, in the
-        transport (daphne) or in that queue (any server), is closed (4013).
+        A hint's frame, built once by the hub (channels_app.frames), goes straight to the
+        socket's transport where pushgateway.adapters knows the server (daphne, uvicorn) and
+        nothing waits in the queue below: one write, no framing per socket. Otherwise the
+        message goes through the server's ASGI `send`. daphne's `send` never waits, so this
+        normally writes at once. Other servers (uvicorn, hypercorn, granian) make `send` wait
+        while the client is not reading; then the send goes on in a task and later frames
+        queue behind it (no frame may overtake them), so one stalled client never holds up
+        the others. A client that lets more than MAX_PENDING_BYTES pile up, in the transport
+        (where it is known) or in that queue (any server), is closed (4013).
         """
         if self.closing:
             return
@@ -285,8 +286,13 @@ class PushGatewayConsumer:
                 return self.too_slow()
             self.backlog.append(message)
             return
-        if self.transport is not None and pending_bytes(self.transport) > MAX_PENDING_BYTES:
-            return self.too_slow()
+        writer = self.writer
+        if writer is not None:
+            if writer.pending() > MAX_PENDING_BYTES:
+                return self.too_slow()
+            wire = getattr(message, "wire", None) if tuning.frames else None
+            if wire is not None and writer.write(wire):
+                return
         try:
             waiting = start_send_coroutine(self.send(message))
         except (OSError, RuntimeError):

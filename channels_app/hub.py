@@ -26,6 +26,8 @@ from pushgateway.backends import get_backend
 from pushgateway.layer import EVENT_TYPE, group_name
 from pushgateway.protocol import Position, has_news, is_private, resync_frame
 
+from .frames import prepared_send
+
 logger = logging.getLogger("pushgateway.hub")
 
 HEARTBEAT_TYPE = "pushgateway.heartbeat"
@@ -531,7 +533,7 @@ class Hub:
         """Write `frame` to every local socket on `channel`; returns how many. One message
         for all of them, and no socket is waited for."""
         sockets = tuple(self.sockets.get(channel, ()))
-        message = {"type": "websocket.send", "text": frame}
+        message = prepared_send(frame)  # its frame bytes built once, for all of them
         for socket in sockets:
             try:
                 socket.push(message)

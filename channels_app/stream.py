@@ -21,7 +21,7 @@ import time
 
 from asgiref.sync import markcoroutinefunction
 
-from pushgateway.adapters import daphne_transport
+from pushgateway.adapters import transport_bytes
 from pushgateway.backends import get_backend
 from pushgateway.constants import MAX_STREAM_BODY_BYTES, STREAM_KEEPALIVE_SECONDS
 from pushgateway.protocol import SSE_KEEPALIVE, Session, sse_close, sse_event, stream_frames
@@ -99,7 +99,7 @@ class StreamConsumer(PushGatewayConsumer):
         self.session = None
         self.closing = False
         self.backlog = None
-        self.transport = None
+        self.writer = None  # counts the bytes daphne holds for the stream (never writes)
         self.address = client_address(scope)  # per-address limits, as for sockets
         try:
             frames = await self.open(scope, receive)
@@ -137,7 +137,7 @@ class StreamConsumer(PushGatewayConsumer):
         self.session = Session(authorize=check_token, churn=churn)
         self.ended = asyncio.get_running_loop().create_future()
         await self.send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
-        self.transport = daphne_transport(self.send)
+        self.writer = transport_bytes(self.send)
         self.push(KEEPALIVE)  # the headers go out now, whatever the frames
         drain.opened(self)
         self.count(1)

@@ -6,12 +6,15 @@ Two costs that grow with the number of open sockets and buy nothing:
   cyclic collector walks all of them on every full collection, long enough at tens of
   thousands of sockets for handshakes to time out. ``SocketGc`` freezes them out of the
   collector's reach once a burst of accepts has settled (see its docstring).
+- **Framing every hint again for every socket.** The hub builds a hint's frame once
+  (channels_app.frames) and the consumer writes those bytes to each socket's transport
+  where pushgateway.adapters knows the server (``frames``; off: ASGI `send` for all).
 - **Debug lines formatted and thrown away.** autobahn pretty-prints its configuration for
   a debug log line on every connection, before the logger drops it;
   ``pushgateway.adapters.lazy_autobahn_debug_formatting`` formats it only if it is written.
 
 ``apply()`` turns on what ``PUSHGATEWAY_TUNING`` names: ``all`` (the default), ``off``, or
-a comma list of ``gc`` and ``autobahn``. Measured effects are in docs/benchmarks.md.
+a comma list of ``gc``, ``frames`` and ``autobahn``. Measured effects are in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import time
 
 logger = logging.getLogger("pushgateway.tuning")
 
-KNOBS = ("gc", "autobahn")
+KNOBS = ("gc", "frames", "autobahn")
 # A thaw that finds fewer objects in cycles than this per closed socket was not worth it.
 MIN_CYCLE_OBJECTS = 10
 
@@ -159,6 +162,8 @@ class SocketGc:
 
 
 socket_gc: SocketGc | None = None
+#: Write hints' prepared frames to transports (on unless apply() is told otherwise).
+frames = True
 
 
 def socket_opened() -> None:
@@ -169,7 +174,7 @@ def socket_opened() -> None:
 
 def apply(knobs: str | None = None) -> set[str]:
     """Turn on the tuning knobs named (default: ``$PUSHGATEWAY_TUNING`` or ``all``)."""
-    global socket_gc
+    global socket_gc, frames
     if knobs is None:
         knobs = os.environ.get("PUSHGATEWAY_TUNING", "all")
     wanted = set(KNOBS) if knobs == "all" else {k for k in knobs.split(",") if k and k != "off"}
@@ -179,6 +184,7 @@ def apply(knobs: str | None = None) -> set[str]:
     if "gc" in wanted and socket_gc is None:
         socket_gc = SocketGc()
         socket_gc.install()
+    frames = "frames" in wanted
     if "autobahn" in wanted:
         from pushgateway.adapters import lazy_autobahn_debug_formatting
 

@@ -293,3 +293,209 @@ def stop_listening(handler: Callable) -> int:
     for port in ports:
         port.stopListening()
     return len(ports)
+
+
+# Frame once, write many: a socket's transport behind the server's `send` ------------------
+
+# For channels_app.consumer (contract tests: tests/integration/test_server_adapters.py). The
+# hub builds each hint's frame bytes once (channels_app.frames); a FrameWriter hands them to
+# one socket's transport, as the server itself would write a frame it built. Every writer is
+# used only from the event loop thread (where the server writes its own frames: ping, pong,
+# close), writes a whole frame in one transport.write, and refuses (write() returns False,
+# the caller sends through ASGI `send` instead) whenever the server's own framing would differ
+# or must not be bypassed: the handshake is not complete, the socket is closing or closed, or
+# an extension (permessage-deflate) was negotiated.
+
+
+class FrameWriter:
+    """Writes whole server frames to one socket's transport, bypassing the server's framing.
+
+    ``pending()`` is what the transport holds that the kernel has not taken yet (the
+    slow-reader cap counts it); ``write(frame)`` writes one frame built by
+    channels_app.frames and returns True, or returns False without writing anything when
+    the server must frame this message itself."""
+
+    __slots__ = ("owner", "transport", "open_state")
+
+    def __init__(self, owner: Any, transport: Any, open_state: Any = None) -> None:
+        self.owner = owner
+        self.transport = transport
+        self.open_state = open_state  # the library's "open" state, looked up once
+
+    def pending(self) -> int:
+        return self.transport.get_write_buffer_size()
+
+    def writable(self) -> bool:  # pragma: no cover - every subclass says
+        raise NotImplementedError
+
+    def write(self, frame: bytes) -> bool:
+        if not self.writable():
+            return False
+        self.transport.write(frame)
+        return True
+
+
+class TwistedFrameWriter(FrameWriter):
+    """daphne: autobahn's WebSocketServerProtocol on a plain Twisted TCP transport.
+
+    Relies on daphne_transport's parts, on autobahn's ``state`` (``STATE_OPEN``),
+    ``send_state`` (``SEND_STATE_GROUND``: not inside a fragmented message) and
+    ``_perMessageCompress`` (None: no permessage-deflate), and on Twisted's TCP
+    ``Connection``: ``socket``, ``connected``, ``disconnecting``. When Twisted holds nothing
+    unwritten, the frame goes to the kernel at once with one ``send()`` (Twisted's own
+    ``write`` would register for writability and write on the next reactor turn: two
+    ``epoll_ctl`` calls more per socket and broadcast); what the kernel does not take is
+    handed to ``transport.write``, behind which everything later queues, in order."""
+
+    __slots__ = ()
+
+    def pending(self) -> int:
+        return pending_bytes(self.transport)
+
+    def writable(self) -> bool:
+        protocol, transport = self.owner, self.transport
+        return (
+            protocol.state == protocol.STATE_OPEN
+            and protocol.send_state == protocol.SEND_STATE_GROUND
+            and protocol._perMessageCompress is None
+            and transport.connected
+            and not transport.disconnecting
+        )
+
+    def write(self, frame: bytes) -> bool:
+        if not self.writable():
+            return False
+        transport = self.transport
+        sent = 0
+        if not pending_bytes(transport):
+            try:
+                sent = transport.socket.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:  # Twisted finds the error on its own write and closes
+                sent = 0
+        if sent < len(frame):
+            transport.write(frame[sent:] if sent else frame)
+        return True
+
+
+class SansIOFrameWriter(FrameWriter):
+    """uvicorn ``--ws websockets-sansio``: websockets' ServerProtocol on an asyncio transport.
+
+    Relies on uvicorn's WebSocketsSansIOProtocol keeping ``conn`` (websockets'
+    ``ServerProtocol``), ``transport`` and ``close_sent``, and on ``conn.state`` (OPEN once
+    the handshake response went out) and ``conn.extensions`` (negotiated ones)."""
+
+    __slots__ = ()
+
+    def writable(self) -> bool:
+        # conn is OPEN only once the application accepted (not after an HTTP rejection).
+        conn = self.owner.conn
+        return (
+            conn.state is self.open_state
+            and not self.owner.close_sent
+            and not conn.extensions
+            and not self.transport.is_closing()
+        )
+
+
+class LegacyFrameWriter(FrameWriter):
+    """uvicorn ``--ws websockets``: websockets' legacy WebSocketServerProtocol.
+
+    Relies on its ``state`` (OPEN once the handshake completed), ``extensions`` (negotiated
+    ones), ``transport`` and ``_paused`` (the transport asked it to stop writing), and on
+    uvicorn's ``closed_event``. (uvicorn never sends fragmented messages, so no frame of the
+    server's can be in the middle of one.) While paused it refuses: the protocol lets only
+    one writer wait for the transport to drain (a second one, such as its answer to a ping
+    while a `send` waits, fails the connection), so frames then go through `send` and wait
+    behind it in the consumer, as without a writer."""
+
+    __slots__ = ()
+
+    def writable(self) -> bool:
+        owner = self.owner
+        return (
+            owner.state is self.open_state
+            and not owner._paused
+            and not owner.extensions
+            and not owner.closed_event.is_set()
+            and not self.transport.is_closing()
+        )
+
+
+class WsprotoFrameWriter(FrameWriter):
+    """uvicorn ``--ws wsproto``: wsproto's WSConnection on an asyncio transport.
+
+    Relies on uvicorn's WSProtocol keeping ``conn``, ``transport``, ``handshake_complete``
+    and ``close_sent``, and on wsproto keeping the open connection in ``conn.connection``
+    and its extensions (offered by the server; ``enabled()`` once the client accepted) in
+    ``connection._proto.extensions``."""
+
+    __slots__ = ()
+
+    def writable(self) -> bool:
+        owner = self.owner
+        connection = owner.conn.connection
+        return (
+            owner.handshake_complete
+            and not owner.close_sent
+            and connection is not None
+            and connection.state is self.open_state
+            and not any(e.enabled() for e in connection._proto.extensions)
+            and not self.transport.is_closing()
+        )
+
+
+class TransportBytes(FrameWriter):
+    """A Twisted transport under daphne whose unsent bytes are counted, written only by the
+    server (channels_app.stream's HTTP responses): ``write`` always refuses."""
+
+    __slots__ = ()
+
+    def pending(self) -> int:
+        return pending_bytes(self.transport)
+
+    def writable(self) -> bool:
+        return False
+
+
+def transport_bytes(send) -> TransportBytes | None:
+    """What counts the bytes daphne's transport behind `send` holds, or None under another
+    server. Relies on what daphne_transport relies on."""
+    transport = daphne_transport(send)
+    return None if transport is None else TransportBytes(None, transport)
+
+
+# uvicorn's WebSocket protocol classes, by module and name, and their writers.
+UVICORN_WRITERS = {
+    ("uvicorn.protocols.websockets.websockets_sansio_impl", "send"): SansIOFrameWriter,
+    ("uvicorn.protocols.websockets.websockets_impl", "asgi_send"): LegacyFrameWriter,
+    ("uvicorn.protocols.websockets.wsproto_impl", "send"): WsprotoFrameWriter,
+}
+
+
+def frame_writer(send) -> FrameWriter | None:
+    """The FrameWriter for the socket behind a server's ASGI `send`, or None when no adapter
+    knows the server (hypercorn, granian, a TLS transport...): then `send` it is.
+
+    Relies on daphne's `send` (see daphne_transport) and on uvicorn handing the application
+    a bound method of its protocol object, named as in UVICORN_WRITERS."""
+    transport = daphne_transport(send)
+    if transport is not None:
+        from twisted.internet.tcp import Connection
+
+        protocol = send.args[0]
+        plain = isinstance(transport, Connection) and not getattr(transport, "TLS", False)
+        if plain and hasattr(protocol, "_perMessageCompress"):
+            return TwistedFrameWriter(protocol, transport)
+        return None
+    owner = getattr(send, "__self__", None)
+    kind = UVICORN_WRITERS.get((type(owner).__module__, getattr(send, "__name__", None)))
+    transport = getattr(owner, "transport", None)
+    if kind is None or not hasattr(transport, "get_write_buffer_size"):
+        return None
+    if kind is WsprotoFrameWriter:
+        from wsproto.connection import ConnectionState as State
+    else:
+        from websockets.protocol import State
+    return kind(owner, transport, State.OPEN)

@@ -8,6 +8,7 @@ asked of their own code: the applications need no adapter for it (asgiref's publ
 """
 
 import asyncio
+import contextlib
 import inspect
 import json
 import socket
@@ -21,6 +22,7 @@ from asgiref.compatibility import guarantee_single_callable
 from autobahn.websocket import protocol as autobahn_protocol
 from uvicorn import Config
 from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Opcode
 from websockets.uri import parse_uri
 
@@ -47,6 +49,15 @@ SERVERS = {
         *[PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}"],
         *["--ws", "websockets-sansio", PROBE],
     ],
+    "uvicorn-websockets": [
+        *[PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}"],
+        *["--ws", "websockets", PROBE],
+    ],
+    "uvicorn-wsproto": [
+        *[PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}"],
+        *["--ws", "wsproto", PROBE],
+    ],
+    "hypercorn": [PYTHON, "-m", "hypercorn", "-b", "127.0.0.1:{port}", PROBE],
     "gunicorn": [
         *[PYTHON, "-m", "gunicorn", "-k", "uvicorn.workers.UvicornWorker", "-w", "1"],
         *["-b", "127.0.0.1:{port}", PROBE],
@@ -113,14 +124,17 @@ class Client:
     """A WebSocket client that reads only when told to (websockets' sans-I/O protocol over
     a plain socket with a small receive buffer), so a server sees a client stop reading."""
 
-    def __init__(self, port: int, receive_buffer: int = 4096):
+    def __init__(self, port: int, receive_buffer: int = 4096, deflate: bool = False):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         self.sock.settimeout(30)
         self.sock.connect(("127.0.0.1", port))
-        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}/"), max_size=None)
+        extensions = [ClientPerMessageDeflateFactory()] if deflate else None
+        uri = parse_uri(f"ws://127.0.0.1:{port}/")
+        self.protocol = ClientProtocol(uri, max_size=None, extensions=extensions)
         self.protocol.send_request(self.protocol.connect())
         self.events = deque()
+        self.pongs = []
         self.flush()
         while not self.events:
             self.read()
@@ -131,7 +145,10 @@ class Client:
             self.sock.sendall(data)
 
     def read(self) -> None:
-        self.protocol.receive_data(self.sock.recv(1 << 20))
+        data = self.sock.recv(1 << 20)
+        if not data:
+            raise ConnectionError("the server closed the connection")
+        self.protocol.receive_data(data)
         self.events.extend(self.protocol.events_received())
         self.flush()  # pongs
 
@@ -147,6 +164,14 @@ class Client:
             frame = self.events.popleft()
             if frame.opcode == Opcode.TEXT:
                 return frame.data.decode()
+            if frame.opcode == Opcode.PONG:
+                self.pongs.append(frame.data)
+
+    def written(self) -> tuple[list[str], dict]:
+        """The frames of the `writer` probe, then its report."""
+        self.send("writer")
+        frames = [self.recv() for _ in range(5)]
+        return frames, json.loads(self.recv())
 
     def probe(self, name: str) -> dict:
         self.send(name)
@@ -162,12 +187,12 @@ def probe_client(log_dir):
     for it; both are stopped after the test."""
     processes, clients = [], []
 
-    def connect(server: str, receive_buffer: int = 4096) -> Client:
+    def connect(server: str, receive_buffer: int = 4096, deflate: bool = False) -> Client:
         port = free_port()
         args = [arg.format(port=port) for arg in SERVERS[server]]
         processes.append(Process(f"probe-{server}-{port}", args, log_dir, project_env()))
         processes[-1].wait_for_port(port)
-        clients.append(Client(port, receive_buffer))
+        clients.append(Client(port, receive_buffer, deflate))
         clients[-1].port, clients[-1].process = port, processes[-1]
         return clients[-1]
 
@@ -220,6 +245,118 @@ def test_a_uvicorn_send_that_waits_goes_on_in_order_once_the_client_reads(probe_
     assert report["waited"], report
     assert frames == list(range(report["sent"]))  # the one that waited came last
     assert report["sent"] < server_probe.MAX_STALL_FRAMES
+
+
+# Frame once, write many: frame_writer under each server it knows
+
+WRITERS = {
+    "daphne": "TwistedFrameWriter",
+    "uvicorn": "SansIOFrameWriter",
+    "uvicorn-websockets": "LegacyFrameWriter",
+    "uvicorn-wsproto": "WsprotoFrameWriter",
+    "gunicorn": "SansIOFrameWriter",
+}
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("server", list(WRITERS))
+def test_frames_written_once_reach_the_client_in_order_with_the_servers_own(probe_client, server):
+    client = probe_client(server)
+    frames, report = client.written()
+    # Each frame is whole and valid to a strict client (websockets' parser), in the order
+    # written, between frames the server framed itself.
+    assert report["writer"] == WRITERS[server]
+    assert report["wrote"] == [True, True] and report["wrote_idle"]
+    assert frames == [f"frame {n}" for n in range(5)]
+    assert client.written()[1]["wrote"] == [True, True]  # and again: the socket still fine
+    # Nothing held: the kernel took the last frame at once, and under daphne Twisted never
+    # registered for writability (two epoll_ctl calls saved per socket and broadcast).
+    assert report["pending"] == 0
+    assert report.get("registered_for_writing", False) is False
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("server", ["daphne", "uvicorn", "uvicorn-websockets", "uvicorn-wsproto"])
+def test_what_the_kernel_does_not_take_is_counted_and_arrives_in_order(probe_client, server):
+    client = probe_client(server)
+    client.send("burst")
+    # The server's pongs go out between the frames, never inside one. (Not under uvicorn's
+    # legacy `websockets`: it fails a connection whose ping comes while a `send` waits for
+    # the transport to drain, one waiter at a time, with or without prepared frames.)
+    pings = 0 if server == "uvicorn-websockets" else 50
+    for n in range(pings):
+        client.protocol.send_ping(b"%d" % n)
+    client.flush()
+    report = None
+    frames = []
+    while report is None:
+        frame = client.recv()
+        if frame.startswith("{"):
+            report = json.loads(frame)
+        else:
+            frames.append(int(frame[:6]))
+    assert frames == list(range(server_probe.BURST_FRAMES))
+    deadline = time.monotonic() + 30
+    while len(client.pongs) < pings:  # websockets' strict parser read every frame whole
+        assert time.monotonic() < deadline, f"{len(client.pongs)} pongs"
+        while not client.events:
+            client.read()
+            assert not client.protocol.close_rcvd, client.process.log()[-2000:]
+        frame = client.events.popleft()
+        if frame.opcode == Opcode.PONG:
+            client.pongs.append(frame.data)
+    assert client.pongs == [b"%d" % n for n in range(pings)]
+    if server == "uvicorn-websockets":
+        # Paused by its transport, it refused, and `send` waited for the client instead.
+        assert report["refused"] > 0
+    else:
+        # Far more than a client that does not read takes: the rest was held, and counted.
+        assert report["refused"] == 0 and 0 < report["pending"] <= report["total"]
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("server", ["uvicorn", "uvicorn-websockets", "uvicorn-wsproto"])
+def test_a_socket_that_negotiated_permessage_deflate_gets_frames_the_server_framed(
+    probe_client, server
+):
+    client = probe_client(server, deflate=True)
+    assert client.protocol.extensions, "the server accepts permessage-deflate"
+    frames, report = client.written()
+    assert report["wrote"] == [False, False]  # refused: the server compresses them itself
+    assert not report["wrote_idle"]
+    assert frames == [f"frame {n}" for n in range(5)]
+
+
+@pytest.mark.servers
+def test_daphne_declines_permessage_deflate_so_its_writer_always_applies(probe_client):
+    client = probe_client("daphne", deflate=True)
+    assert not client.protocol.extensions
+    assert client.written()[1]["wrote"] == [True, True]
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("server", ["daphne", "uvicorn", "uvicorn-websockets", "uvicorn-wsproto"])
+def test_a_closing_socket_is_skipped(probe_client, server):
+    client = probe_client(server)
+    client.send("closing")
+    client.sock.settimeout(0.1)
+    deadline = time.monotonic() + 10
+    while "probe-closing" not in client.process.log() and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            client.read()  # answers the server's close (uvicorn's `websockets` waits for it)
+        if client.protocol.close_rcvd is not None:
+            client.sock.close()  # and for the connection to end
+    line = next(x for x in client.process.log().splitlines() if x.startswith("probe-closing"))
+    assert json.loads(line.split(" ", 1)[1]) == {"refused": True}
+
+
+@pytest.mark.servers
+def test_no_frame_writer_is_found_under_an_unknown_server(probe_client):
+    pytest.importorskip("hypercorn", reason="hypercorn comes with the bench extra")
+    client = probe_client("hypercorn")
+    frames, report = client.written()
+    assert report == {"writer": None, "wrote": [False, False]}
+    assert frames == [f"frame {n}" for n in range(5)]
 
 
 class Granian(Daphne):

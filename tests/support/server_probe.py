@@ -9,8 +9,10 @@ import asyncio
 import json
 import signal
 
+from channels_app.frames import prepared_send
 from pushgateway.adapters import (
     daphne_transport,
+    frame_writer,
     pending_bytes,
     server_shutdown_handler,
     start_send_coroutine,
@@ -84,6 +86,66 @@ async def shut_down(send) -> dict:
     return {"called": True}
 
 
+BURST_FRAMES = 300  # of STALL_FRAME bytes (20 MB): more than the kernel takes for a client
+
+
+async def writer(send) -> dict:
+    """frame_writer's writer: ASGI sends and frames written by it, alternately (a frame the
+    writer refuses goes through ASGI `send`); then, once all is written, one more frame by
+    the writer and whether that left Twisted registered for writability (daphne)."""
+    found = frame_writer(send)
+    wrote = []
+    for n in range(4):
+        message = prepared_send(f"frame {n}")
+        if n % 2 == 0:
+            await send(message)
+        else:
+            wrote.append(found is not None and found.write(message.wire))
+            if not wrote[-1]:
+                await send(message)
+    report = {"writer": type(found).__name__ if found else None, "wrote": wrote}
+    if found is None:
+        await send(prepared_send("frame 4"))
+        return report
+    for _ in range(250):
+        if found.pending() == 0:
+            break
+        await asyncio.sleep(0.02)
+    report["wrote_idle"] = found.write(prepared_send("frame 4").wire)
+    if not report["wrote_idle"]:
+        await send(prepared_send("frame 4"))
+    report["pending"] = found.pending()
+    reactor = getattr(found.transport, "reactor", None)
+    if reactor is not None:
+        report["registered_for_writing"] = found.transport in reactor.getWriters()
+    return report
+
+
+async def burst(send) -> dict:
+    """BURST_FRAMES numbered frames through the writer while the client does not read: what
+    the kernel does not take is held, in order, and counted by pending(); a frame the writer
+    refuses (uvicorn's `websockets` while its transport is paused) goes through `send`."""
+    found = frame_writer(send)
+    refused = 0
+    for n in range(BURST_FRAMES):
+        message = prepared_send(f"{n:06d}" + "x" * STALL_FRAME)
+        if not found.write(message.wire):  # as the consumer does: through `send`, in order
+            refused += 1
+            await send(message)
+    total = BURST_FRAMES * (STALL_FRAME + 6 + 4)
+    return {"pending": found.pending(), "total": total, "refused": refused}
+
+
+async def closing(send) -> dict:
+    """Close the socket through ASGI, then ask the writer to write: it must refuse. The
+    answer goes to the server's standard output (the socket is closing)."""
+    found = frame_writer(send)
+    await send({"type": "websocket.close", "code": 4000})
+    refused = not found.write(prepared_send("after close").wire)
+    print("probe-closing " + json.dumps({"refused": refused}), flush=True)
+    return None
+
+
 _closes_seen: list[bool] = []
 
 
@@ -112,6 +174,9 @@ async def close_seen(send) -> dict:
 
 
 PROBES = {
+    "writer": writer,
+    "burst": burst,
+    "closing": closing,
     "watch_close": watch_close,
     "close_seen": close_seen,
     "transport": transport,
@@ -135,4 +200,5 @@ async def application(scope, receive, send):
     await send({"type": "websocket.accept"})
     while (event := await receive())["type"] == "websocket.receive":
         report = await PROBES[event["text"]](send)
-        await send(text(json.dumps(report)))
+        if report is not None:
+            await send(text(json.dumps(report)))

@@ -11,6 +11,7 @@ from django.core import signing
 from playwright.sync_api import expect
 
 import pushgateway
+from tests.support.servers import Daphne, Uvicorn, run_python
 
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
 
@@ -200,4 +201,48 @@ def test_a_private_channel_polls_with_its_token_in_the_body_and_renews_it_from_t
     assert json.loads(posts[0].post_data) == {"channels": [channel], "tokens": {channel: fresh}}
     answer = posts[0].response().json()
     assert channel in answer["positions"] and answer["errors"] == {}
+    page.close()
+
+
+# Sizes around the frame header's length forms: 7-bit and 16-bit (a hint's data is at most
+# MAX_DATA_BYTES; 64-bit lengths are checked by tests/integration/test_server_adapters.py).
+PADS = [0, 60, 130, 4000, 3]
+
+
+@pytest.mark.parametrize("server", [Daphne, Uvicorn], ids=["daphne", "uvicorn"])
+def test_hints_reach_chromium_as_valid_messages_with_and_without_permessage_deflate(
+    browser, redis, start_daphne, server
+):
+    """Chromium offers permessage-deflate on every socket. uvicorn accepts it, so hints go
+    through its `send` and are compressed; daphne declines it, so hints are frames the hub
+    built once and wrote to the transport itself. Either way the page gets every hint whole,
+    in order, at both length forms of the frame header a hint can take."""
+    site = start_daphne(redis.url, server=server)
+    page = browser.new_page()
+    page.goto(site.url + "/")
+    extensions = page.evaluate(
+        """(url) => new Promise((resolve) => {
+            window.got = [];
+            const ws = new WebSocket(url);
+            ws.onopen = () => ws.send(JSON.stringify({type: "subscribe", channel: "deflate"}));
+            ws.onmessage = (event) => {
+                const frame = JSON.parse(event.data);
+                window.got.push(frame);
+                if (frame.type === "subscribed") resolve(ws.extensions);
+            };
+        })""",
+        site.url.replace("http", "ws", 1) + "/ws/pushgateway/",
+    )
+    if server is Uvicorn:
+        assert extensions.startswith("permessage-deflate")
+    else:
+        assert extensions == ""
+    publish = f"import pushgateway\nfor n, pad in enumerate({PADS}): "
+    publish += "pushgateway.publish('deflate', {'n': n, 'pad': 'x' * pad})"
+    assert run_python(publish, redis.url).returncode == 0
+    page.wait_for_function(f"window.got.length > {len(PADS)}")
+    hints = page.evaluate("window.got.slice(1)")
+    assert [(h["type"], h["data"]["n"], len(h["data"]["pad"])) for h in hints] == [
+        ("message", n, pad) for n, pad in enumerate(PADS)
+    ]
     page.close()

@@ -308,15 +308,21 @@ async def test_answers_count_toward_the_slow_reader_cap(monkeypatch):
     read its hints (under daphne; tests/integration/test_slow_client.py runs the real thing)."""
     from channels_app import consumer
 
-    class Transport:  # what the consumer reads of daphne's Twisted transport
-        pending = 0
+    class Writer:  # what the consumer reads of a known server's transport (adapters)
+        held = 0
+        transport = None
 
-    transport = Transport()
-    monkeypatch.setattr(consumer, "daphne_transport", lambda send: transport)
-    monkeypatch.setattr(consumer, "pending_bytes", lambda t: t.pending)
+        def pending(self):
+            return self.held
+
+        def write(self, frame):
+            return False  # the test's communicator reads ASGI messages only
+
+    writer = Writer()
+    monkeypatch.setattr(consumer, "frame_writer", lambda send: writer)
     socket = await connect()
     assert await send(socket, {"type": "ping"}) == {"type": "pong"}
-    transport.pending = consumer.MAX_PENDING_BYTES + 1  # the pongs pile up unread
+    writer.held = consumer.MAX_PENDING_BYTES + 1  # the pongs pile up unread
     await socket.send_to(text_data='{"type": "ping"}')
     assert await socket.receive_output(timeout=2) == {"type": "websocket.close", "code": 4013}
 

@@ -117,8 +117,11 @@ def test_socket_gc_freezes_what_survives_a_full_collection(thawed):
     assert gc.get_freeze_count() == unfrozen
 
 
-def test_apply_names_its_knobs():
+def test_apply_names_its_knobs(monkeypatch):
+    monkeypatch.setattr(tuning, "frames", tuning.frames)  # restored after the test
     assert tuning.apply("off") == set()
-    assert tuning.apply("autobahn") == {"autobahn"}
+    assert tuning.frames is False
+    assert tuning.apply("autobahn,frames") == {"autobahn", "frames"}
+    assert tuning.frames is True
     with pytest.raises(ValueError, match="unknown"):
         tuning.apply("gc,fast")

@@ -165,9 +165,9 @@ def restart_with_changes(browser, base_url, stop, start, publish, transport="web
     page = browser.new_page()
     page.goto(base_url + "/")
     # pollDown is long so the test sees what the reconnect does, not blind polls while the
-    # server is unreachable (those are tested below); a short backoff, so it does not wait
-    # out a long one.
-    options = {"pollDown": 60000, "backoffMax": 1000, "transport": transport}
+    # server is unreachable (those are tested below); a short backoff and restart delay, so
+    # it does not wait out long ones.
+    options = {"pollDown": 60000, "backoffMax": 1000, "restartDelay": 500, "transport": transport}
     if transport == "stream":
         open_client(page, channels, options)
     else:

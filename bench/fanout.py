@@ -80,9 +80,20 @@ SCENARIOS = [
 # ---------------------------------------------------------------- client worker process
 
 
-async def run_clients(port: int, first: int, sockets: int, channels: int) -> None:
+async def open_socket(port: int, channel: str, on_text) -> asyncio.Transport:
+    """A WebSocket subscribed to `channel`; `on_text` gets each text frame's payload."""
     from bench.wsclient import connect
 
+    client = await connect("127.0.0.1", port, "/ws/pushgateway/", on_text)
+    client.send_json({"type": "subscribe", "channel": channel})
+    return client.transport
+
+
+async def run_clients(
+    port: int, first: int, sockets: int, channels: int, open_client=open_socket
+) -> None:
+    """`sockets` clients (numbered from `first`) opened with `open_client`, each on one of
+    `channels`; reports when all are subscribed, and their latencies once told on stdin."""
     latencies: list[float] = []
     last_receipt = 0.0
     subscribed = 0
@@ -99,18 +110,16 @@ async def run_clients(port: int, first: int, sockets: int, channels: int) -> Non
 
     async def open_one(i: int):
         async with gate:
-            client = await connect("127.0.0.1", port, "/ws/pushgateway/", on_text)
-        client.send_json({"type": "subscribe", "channel": f"bench-{i % channels}"})
-        return client
+            return await open_client(port, f"bench-{i % channels}", on_text)
 
-    clients = await asyncio.gather(*(open_one(i) for i in range(first, first + sockets)))
+    transports = await asyncio.gather(*(open_one(i) for i in range(first, first + sockets)))
     while subscribed < sockets:
         await asyncio.sleep(0.05)
     report({"ready": sockets})
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     report({"latencies": latencies, "last": last_receipt})
-    for client in clients:
-        client.transport.close()
+    for transport in transports:
+        transport.close()
 
 
 # ---------------------------------------------------------------- publisher process

@@ -25,8 +25,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import bench_environment, child, read_json, report  # noqa: E402
-from bench.fanout import GRACE, Scenario, print_table, rss_kib, summarize  # noqa: E402
+from bench.common import bench_environment, child, read_json  # noqa: E402
+from bench.fanout import (  # noqa: E402
+    GRACE,
+    Scenario,
+    print_table,
+    rss_kib,
+    run_clients,
+    summarize,
+)
 from pushgateway.constants import STREAM_PATH  # noqa: E402
 from tests.support.servers import Process, free_port  # noqa: E402
 
@@ -86,35 +93,6 @@ async def open_stream(port: int, channel: str, on_event) -> asyncio.Transport:
         + body
     )
     return transport
-
-
-async def run_clients(port: int, first: int, count: int, channels: int) -> None:
-    latencies: list[float] = []
-    last_receipt = 0.0
-    subscribed = 0
-
-    def on_event(payload: bytes) -> None:
-        nonlocal subscribed, last_receipt
-        if payload.startswith(b'{"type":"message"'):
-            last_receipt = time.time()
-            latencies.append(last_receipt - json.loads(payload)["data"]["t"])
-        elif payload.startswith(b'{"type":"subscribed"'):
-            subscribed += 1
-
-    gate = asyncio.Semaphore(50)  # daphne's listen backlog is 50
-
-    async def open_one(i: int):
-        async with gate:
-            return await open_stream(port, f"bench-{i % channels}", on_event)
-
-    transports = await asyncio.gather(*(open_one(i) for i in range(first, first + count)))
-    while subscribed < count:
-        await asyncio.sleep(0.05)
-    report({"ready": count})
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    report({"latencies": latencies, "last": last_receipt})
-    for transport in transports:
-        transport.close()
 
 
 # ---------------------------------------------------------------- orchestration
@@ -183,7 +161,7 @@ def collect(result: dict, workers: list, warm) -> dict:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "clients":
         port, first, count, channels = map(int, sys.argv[2:])
-        asyncio.run(run_clients(port, first, count, channels))
+        asyncio.run(run_clients(port, first, count, channels, open_stream))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", choices=[s.name for s in SCENARIOS])

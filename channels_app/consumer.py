@@ -71,14 +71,18 @@ class PushGatewayConsumer:
         app.consumer_class = cls
         return app
 
-    async def __call__(self, scope, receive, send) -> None:
+    def begin(self, scope, send) -> None:
+        """The state of a new connection, before the client said anything."""
         self.send = send
         self.session = None
         self.closing = False
         self.backlog = None  # frames waiting behind a send the server made wait
-        self.writer = None
-        origin = scope_origin(scope)
+        self.writer = None  # writes prepared frames to the transport (channels_app.frames)
         self.address = client_address(scope)  # per-address limits (channels_app.admission)
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.begin(scope, send)
+        origin = scope_origin(scope)
         scope = None  # nothing else is needed from it; an idle socket should not keep it
         try:
             while True:

@@ -28,7 +28,7 @@ from pushgateway.protocol import SSE_KEEPALIVE, Session, sse_close, sse_event, s
 from pushgateway.ratelimit import TokenBucket
 from pushgateway.tokens import check_token
 
-from .admission import client_address, get_admission
+from .admission import get_admission
 from .consumer import PushGatewayConsumer
 from .drain import get_drain
 from .hub import get_hub
@@ -95,12 +95,7 @@ class StreamConsumer(PushGatewayConsumer):
         return app
 
     async def __call__(self, scope, receive, send) -> None:
-        self.send = send
-        self.session = None
-        self.closing = False
-        self.backlog = None
-        self.writer = None  # counts the bytes daphne holds for the stream (never writes)
-        self.address = client_address(scope)  # per-address limits, as for sockets
+        self.begin(scope, send)
         try:
             frames = await self.open(scope, receive)
             if frames is not None:
@@ -137,7 +132,7 @@ class StreamConsumer(PushGatewayConsumer):
         self.session = Session(authorize=check_token, churn=churn)
         self.ended = asyncio.get_running_loop().create_future()
         await self.send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
-        self.writer = transport_bytes(self.send)
+        self.writer = transport_bytes(self.send)  # counts the bytes daphne holds (never writes)
         self.push(KEEPALIVE)  # the headers go out now, whatever the frames
         drain.opened(self)
         self.count(1)

@@ -31,6 +31,8 @@ logger = logging.getLogger("pushgateway")
 
 #: The extra that brings prometheus_client.
 EXTRA = "metrics"
+#: Histogram buckets of the waits measured in seconds, from 1 ms to 5 s.
+SECONDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 _metrics: Metrics | None = None
 _unavailable = False  # on, but prometheus_client cannot be imported (said once)
@@ -141,21 +143,21 @@ class Metrics:
             "pushgateway_join_wait_seconds",
             "From a subscribe that needs a channel-layer join to the join being made (the "
             "joins of one client address are served in turn with everyone else's).",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            buckets=SECONDS,
             registry=registry,
         )
         self.verify = Histogram(
             "pushgateway_verify_seconds",
             "One periodic check of every joined channel's position (read in chunks of "
             "200 per Lua call).",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            buckets=SECONDS,
             registry=registry,
         )
         self.lag = Histogram(
             "pushgateway_delivery_lag_seconds",
             "From publishing a hint to writing it to the local WebSockets (clocks of the "
             "publishing and serving hosts must agree).",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            buckets=(*SECONDS, 10),
             registry=registry,
         )
 

@@ -121,19 +121,21 @@ test("a refused upgrade moves to the stream: the same frames, positions and call
   assert.equal(last().request.url, STREAM_URL);
 });
 
+// The current socket opens, lives 2 s and dies; 3 s pass.
+async function dieYoung() {
+  latest().open();
+  await pass(2000);
+  latest().drop();
+  await pass(3000);
+}
+
 test("sockets that open and die before stableAfter twice in a row move to the stream", async () => {
   const {pg, streams} = streamingClient({stableAfter: 10000});
   pg.subscribe("a", () => {});
-  latest().open();
-  await pass(2000);
-  latest().drop();
-  await pass(3000);
+  await dieYoung();
   assert.equal(FakeSocket.all.length, 2);
   assert.equal(pg.transport, "websocket"); // once is not yet a pattern
-  latest().open();
-  await pass(2000);
-  latest().drop();
-  await pass(3000);
+  await dieYoung();
   assert.equal(streams.length, 1);
   assert.equal(pg.transport, "stream");
 });
@@ -141,18 +143,12 @@ test("sockets that open and die before stableAfter twice in a row move to the st
 test("a socket that stays up keeps the WebSocket, and one young death is forgiven", async () => {
   const {pg, streams} = streamingClient({stableAfter: 10000});
   pg.subscribe("a", () => {});
-  latest().open();
-  await pass(2000);
-  latest().drop();
-  await pass(3000);
+  await dieYoung();
   latest().open();
   await pass(10000); // stayed up: the count starts over
   latest().drop();
   await pass(3000);
-  latest().open();
-  await pass(2000);
-  latest().drop();
-  await pass(3000);
+  await dieYoung();
   assert.equal(streams.length, 0);
   assert.equal(pg.transport, "websocket");
 });

@@ -81,3 +81,14 @@ def all_connected(page) -> None:
 def calls(page) -> list[tuple[str, str]]:
     """(channel, reason) of every callback so far."""
     return [(call["channel"], call["reason"]) for call in page.evaluate("calls")]
+
+
+# A browser whose WebSocket fails at once, as a proxy that refuses the upgrade looks to a page.
+REFUSED_WEBSOCKET = """window.WebSocket = class {
+    constructor(url) {
+        window.socketsTried = (window.socketsTried || 0) + 1;
+        setTimeout(() => this.onclose && this.onclose({code: 1006, reason: ""}), 0);
+    }
+    send() {}
+    close() {}
+};"""

@@ -20,6 +20,7 @@ from pushgateway.constants import STREAM_PATH
 from pushgateway.pages import DEFAULT_WATCH_TIMEOUT
 from tests.support.fake_fanout import FakeFanout
 from tests.support.pages import (
+    REFUSED_WEBSOCKET,
     all_connected,
     calls,
     new_event,
@@ -256,16 +257,6 @@ def test_a_hint_the_hosted_service_dropped_reaches_the_page_when_it_recovers(
         pushpin.stop()
         service.stop()
 
-
-# A browser whose WebSocket fails at once, as a proxy that refuses the upgrade looks to a page.
-REFUSED_WEBSOCKET = """window.WebSocket = class {
-    constructor(url) {
-        window.socketsTried = (window.socketsTried || 0) + 1;
-        setTimeout(() => this.onclose && this.onclose({code: 1006, reason: ""}), 0);
-    }
-    send() {}
-    close() {}
-};"""
 
 # Subscribes the page's client to `channels`, counting the callbacks of each.
 COUNTER = """(channels) => {

@@ -10,19 +10,10 @@ import uuid
 
 import pytest
 
+from tests.support.pages import REFUSED_WEBSOCKET
 from tests.support.publisher import Publisher
 
 pytestmark = [pytest.mark.browser, pytest.mark.servers]
-
-# A browser whose WebSocket fails at once, as a proxy that refuses the upgrade looks to a page.
-REFUSED_WEBSOCKET = """window.WebSocket = class {
-    constructor(url) {
-        window.socketsTried = (window.socketsTried || 0) + 1;
-        setTimeout(() => this.onclose && this.onclose({code: 1006, reason: ""}), 0);
-    }
-    send() {}
-    close() {}
-};"""
 
 # A proxy that lets sockets open and cuts each 2 s later (Phoenix #6766's trap).
 CUT_WEBSOCKET = """(() => {

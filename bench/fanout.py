@@ -188,33 +188,37 @@ def rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def run_target(scenario: Scenario, target: str, env: dict, seconds: float, log_dir: Path) -> dict:
+def run_target(
+    scenario: Scenario,
+    target: str,
+    env: dict,
+    seconds: float,
+    log_dir: Path,
+    clients: str = "bench.fanout",
+) -> dict:
+    """One scenario against a fresh server of `target`, its clients run by the module
+    `clients` (`python -m CLIENTS clients PORT FIRST COUNT CHANNELS`: WebSockets here)."""
     server, app = TARGETS[target]
     port = free_port()
     daphne = Process(
         f"{server}-{scenario.name}-{port}", server_command(server, app, port), log_dir, env
     )
     workers_n = max(1, min(4, math.ceil(scenario.sockets / 250)))
+
+    def start_clients(first: int, count: int):
+        args = [str(port), str(first), str(count), str(scenario.channels)]
+        return child(clients, "clients", *args, env=env)
+
     try:
         daphne.wait_for_port(port)
         # One socket first: imports, the hub and the layer connection are not per-socket.
-        warm = child(
-            "bench.fanout", "clients", str(port), "0", "1", str(scenario.channels), env=env
-        )
+        warm = start_clients(0, 1)
         read_json(warm)
         time.sleep(0.5)
         rss_before = rss_kib(daphne.proc.pid)
         share = math.ceil(scenario.sockets / workers_n)
         workers = [
-            child(
-                "bench.fanout",
-                "clients",
-                str(port),
-                str(i * share),
-                str(min(share, scenario.sockets - i * share)),
-                str(scenario.channels),
-                env=env,
-            )
+            start_clients(i * share, min(share, scenario.sockets - i * share))
             for i in range(workers_n)
         ]
         for worker in workers:
@@ -222,36 +226,39 @@ def run_target(scenario: Scenario, target: str, env: dict, seconds: float, log_d
         time.sleep(1.0)
         rss_after = rss_kib(daphne.proc.pid)
         result = {"kib_per_socket": (rss_after - rss_before) / scenario.sockets}
-        expected = 0
-        if not scenario.memory_only:
-            count = scenario.count or int(scenario.rate * seconds)
-            kind = "publish-baseline" if target == "bare Channels" else "publish-hub"
-            publisher = child(
-                "bench.fanout",
-                kind,
-                str(scenario.channels),
-                str(scenario.rate),
-                str(count),
-                env=env,
-            )
-            sent = read_json(publisher)
-            publisher.wait(60)
-            time.sleep(GRACE)
-            expected = count * scenario.sockets // scenario.channels
-            result.update(sent)
-        latencies, last = [], 0.0
-        for worker in [*workers, warm]:
-            worker.stdin.write("stop\n")
-            worker.stdin.flush()
-            received = read_json(worker)
-            if worker is not warm:
-                latencies += received["latencies"]
-                last = max(last, received["last"])
-            worker.wait(30)
-        result.update(latencies=latencies, expected=expected, last=last)
-        return result
+        kind = "publish-baseline" if target == "bare Channels" else "publish-hub"
+        result.update(publish(scenario, kind, env, seconds))
+        return collect(result, workers, warm)
     finally:
         daphne.stop()
+
+
+def publish(scenario: Scenario, kind: str, env: dict, seconds: float) -> dict:
+    """The scenario's hints, sent by a `kind` publisher process; what it says, and how many
+    deliveries the clients should get."""
+    if scenario.memory_only:
+        return {"expected": 0}
+    count = scenario.count or int(scenario.rate * seconds)
+    args = [str(scenario.channels), str(scenario.rate), str(count)]
+    publisher = child("bench.fanout", kind, *args, env=env)
+    sent = read_json(publisher)
+    publisher.wait(60)
+    time.sleep(GRACE)
+    return {**sent, "expected": count * scenario.sockets // scenario.channels}
+
+
+def collect(result: dict, workers: list, warm) -> dict:
+    """`result` with the latencies the client `workers` measured (not the `warm` one's)."""
+    latencies, last = [], 0.0
+    for worker in [*workers, warm]:
+        worker.stdin.write("stop\n")
+        worker.stdin.flush()
+        received = read_json(worker)
+        if worker is not warm:
+            latencies += received["latencies"]
+            last = max(last, received["last"])
+        worker.wait(30)
+    return {**result, "latencies": latencies, "last": last}
 
 
 def summarize(result: dict) -> dict:

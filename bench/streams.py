@@ -17,25 +17,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import bench_environment, child, read_json  # noqa: E402
+from bench.common import bench_environment  # noqa: E402
 from bench.fanout import (  # noqa: E402
-    GRACE,
     Scenario,
     print_table,
-    rss_kib,
     run_clients,
+    run_target,
     summarize,
 )
 from pushgateway.constants import STREAM_PATH  # noqa: E402
-from tests.support.servers import Process, free_port  # noqa: E402
 
 SCENARIOS = [
     Scenario("200x50", "200 connections x 50 msg/s, one channel", 200, rate=50),
@@ -98,66 +94,6 @@ async def open_stream(port: int, channel: str, on_event) -> asyncio.Transport:
 # ---------------------------------------------------------------- orchestration
 
 
-def start_clients(module: str, port: int, first: int, count: int, channels: int, env: dict):
-    return child(module, "clients", str(port), str(first), str(count), str(channels), env=env)
-
-
-def run_target(scenario: Scenario, module: str, env: dict, seconds: float, log_dir: Path):
-    """One scenario with the clients of `module` on a fresh daphne (as bench.fanout)."""
-    port = free_port()
-    app = "channels_app.asgi:application"
-    args = [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port), app]
-    daphne = Process(f"daphne-{scenario.name}-{port}", args, log_dir, env)
-    workers_n = max(1, min(4, math.ceil(scenario.sockets / 250)))
-    try:
-        daphne.wait_for_port(port)
-        warm = start_clients(module, port, 0, 1, scenario.channels, env)
-        read_json(warm)
-        time.sleep(0.5)
-        rss_before = rss_kib(daphne.proc.pid)
-        share = math.ceil(scenario.sockets / workers_n)
-        workers = [
-            start_clients(
-                module, port, i * share, min(share, scenario.sockets - i * share),
-                scenario.channels, env,
-            )
-            for i in range(workers_n)
-        ]  # fmt: skip
-        for worker in workers:
-            read_json(worker)
-        time.sleep(1.0)
-        result = {"kib_per_socket": (rss_kib(daphne.proc.pid) - rss_before) / scenario.sockets}
-        result.update(publish(scenario, env, seconds))
-        return collect(result, workers, warm)
-    finally:
-        daphne.stop()
-
-
-def publish(scenario: Scenario, env: dict, seconds: float) -> dict:
-    if scenario.memory_only:
-        return {"expected": 0}
-    count = scenario.count or int(scenario.rate * seconds)
-    args = [str(scenario.channels), str(scenario.rate), str(count)]
-    publisher = child("bench.fanout", "publish-hub", *args, env=env)
-    sent = read_json(publisher)
-    publisher.wait(60)
-    time.sleep(GRACE)
-    return {**sent, "expected": count * scenario.sockets // scenario.channels}
-
-
-def collect(result: dict, workers: list, warm) -> dict:
-    latencies, last = [], 0.0
-    for worker in [*workers, warm]:
-        worker.stdin.write("stop\n")
-        worker.stdin.flush()
-        received = read_json(worker)
-        if worker is not warm:
-            latencies += received["latencies"]
-            last = max(last, received["last"])
-        worker.wait(30)
-    return {**result, "latencies": latencies, "last": last}
-
-
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "clients":
         port, first, count, channels = map(int, sys.argv[2:])
@@ -176,7 +112,9 @@ def main() -> None:
                 continue
             rows = {}
             for name, module in CLIENTS.items():
-                result = run_target(scenario, module, env, options.seconds, log_dir)
+                result = run_target(
+                    scenario, "hub on daphne", env, options.seconds, log_dir, clients=module
+                )
                 rows[name] = summarize(result)
             print_table(scenario, rows)
             everything[scenario.name] = rows

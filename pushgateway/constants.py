@@ -203,6 +203,7 @@ def browser_facts() -> dict[str, Any]:
         "noPongClose": NO_PONG_CLOSE,
         "errorCodes": {code.name: code.value for code in ErrorCode},
         "channelPattern": CHANNEL_PATTERN,
+        "privatePrefix": PRIVATE_PREFIX,
         "maxPositionsPerRequest": MAX_POSITIONS_PER_REQUEST,
         "streamIdle": int(STREAM_KEEPALIVE_SECONDS * STREAM_IDLE_FACTOR * 1000),
         "streamRecheckHeader": STREAM_RECHECK_HEADER,

@@ -160,6 +160,8 @@ export interface Facts {
   errorCodes: Readonly<Record<string, string>>;
   /** What a channel name matches (a regular expression's source, without anchors). */
   channelPattern: string;
+  /** How a private channel's name starts: subscribing to one takes a token. */
+  privatePrefix: string;
   /** Channels one request to the positions view may ask about. */
   maxPositionsPerRequest: number;
   /** ms without a byte after which a stream is dead (its keep-alives come more often). */

@@ -88,6 +88,7 @@
       RATE_LIMITED: "rate_limited",
     },
     channelPattern: "[A-Za-z0-9._-]{1,100}",
+    privatePrefix: "private-",
     maxPositionsPerRequest: 100,
     streamIdle: 37500,
     streamRecheckHeader: "X-PushGateway-Recheck",
@@ -1580,7 +1581,7 @@
   }
 
   function onShareMessage(ctx, s, message) {
-    if (s.role === "leader") return leaderHears(s, message);
+    if (s.role === "leader") return leaderHears(ctx, s, message);
     const forMe = (to) => to === null || to === undefined || to.includes(s.tab);
     if (message.kind === "up" && forMe(message.to && [message.to])) {
       if (s.awaiting) {
@@ -1598,6 +1599,8 @@
       if (was) ctx.connection.failed(message.close || "restart");
     } else if (message.kind === "frame" && s.attached && forMe(message.to)) {
       followerFrame(ctx, s, message.frame);
+    } else if (message.kind === "solo" && s.attached && forMe([message.to])) {
+      goSolo(ctx, s);
     }
   }
 
@@ -1607,6 +1610,10 @@
     if (frame.type !== "error" || frame.code !== ERRORS.TOO_MANY_SUBSCRIPTIONS) {
       return ctx.frame(frame);
     }
+    goSolo(ctx, s);
+  }
+
+  function goSolo(ctx, s) {
     s.post({kind: "bye"});
     leaveShare(s);
     s.solo = true;
@@ -1614,11 +1621,18 @@
     s.inner.open();
   }
 
-  function leaderHears(s, message) {
+  // A stream carries each channel once, with one token, and answers every channel again
+  // when it re-opens: a follower's private channel cannot ride on it with a token of its
+  // own (its answers could be another tab's), so that follower is told to go its own way.
+  function leaderHears(ctx, s, message) {
     const from = message.from;
     if (message.kind === "hello" && s.up) s.post({kind: "up", to: from});
     if (!s.up) return;
-    if (message.kind === "subscribe") {
+    const privately = () => message.frame.channel.startsWith(FACTS.privatePrefix);
+    const onStream = () => ctx.transports && ctx.transports.name() === "stream";
+    if (message.kind === "subscribe" && privately() && onStream()) {
+      s.post({kind: "solo", to: from});
+    } else if (message.kind === "subscribe") {
       s.table.subscribe(from, message.frame.channel);
       s.inner.subscribe(innerChannel(message.frame));
     } else if (message.kind === "unsubscribe") {

@@ -354,3 +354,52 @@ test("tabs share one stream: the leader's stream carries a follower's channel to
   assert.deepEqual(a.cb.reasons(), []);
   assert.ok(streams.length <= 3, `${streams.length} streams`); // no loop of re-opens
 });
+
+test("a follower's private channel does not ride on a shared stream: it goes its own way", async () => {
+  const {FakeBrowser, settleAll} = require("./fakes.js");
+  const browser = new FakeBrowser();
+  const streams = [];
+  const fetch = (url, init) => {
+    if (url !== STREAM_URL) return server.fetch(url, init);
+    const stream = new FakeStream({url, frames: JSON.parse(init.body).frames, signal: init.signal});
+    streams.push(stream);
+    return Promise.resolve(stream.response());
+  };
+  const channel = "private-x";
+  const tab = (token) => {
+    const fakes = browser.tab();
+    const options = {transport: "stream", share: true, fetch, positions: {}};
+    Object.assign(options, {BroadcastChannel: fakes.BroadcastChannel, locks: fakes.locks});
+    const pg = client(options);
+    const callback = recorder();
+    pg.subscribe(channel, callback, {token});
+    return {pg, callback};
+  };
+  // The server answers each subscribe by its own token.
+  const answer = (stream) => {
+    for (const frame of stream.subscribes()) {
+      if (frame.token !== "good") stream.frame({type: "error", code: "forbidden", channel});
+      else stream.frame({type: "subscribed", channel, position: server.position(channel)});
+    }
+  };
+  const a = tab("good");
+  await settleAll();
+  await pass(250);
+  answer(streams[0]);
+  await settleAll();
+  const b = tab("bad");
+  await settleAll();
+  await pass(250);
+  await settleAll();
+  assert.equal(a.pg.sharing, "leader");
+  assert.equal(b.pg.sharing, null); // told to go its own way
+  const own = streams[streams.length - 1];
+  assert.deepEqual(own.subscribes().map((frame) => frame.token), ["bad"]);
+  answer(own);
+  await settleAll();
+  streams[0].message(channel, {secret: 1});
+  await settleAll();
+  await pass(1000);
+  assert.ok(a.callback.calls.some((call) => call.reason === "message"), "the leader's hint");
+  assert.ok(b.callback.calls.every((call) => call.reason !== "message"), "no hint without a token");
+});

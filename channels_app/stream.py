@@ -130,12 +130,12 @@ class StreamConsumer(PushGatewayConsumer):
         limits = get_backend().limits
         churn = TokenBucket(limits.SUBSCRIBE_RATE, limits.SUBSCRIBE_BURST, time.monotonic)
         self.session = Session(authorize=check_token, churn=churn)
+        self.count(1)  # counted out by closed(), whatever happens next
         self.ended = asyncio.get_running_loop().create_future()
         await self.send({"type": "http.response.start", "status": 200, "headers": STREAM_HEADERS})
         self.writer = transport_bytes(self.send)  # counts the bytes daphne holds (never writes)
         self.push(KEEPALIVE)  # the headers go out now, whatever the frames
         drain.opened(self)
-        self.count(1)
         return frames
 
     async def refuse(self, status: int, text: str, headers=()) -> None:

@@ -5,8 +5,10 @@ made when the view rendered the page. It proves the server once decided so, noth
 hints carry no data, so a leaked token reveals only when that channel changes, for as long
 as the token is valid: OPTIONS["TOKEN_MAX_AGE"] seconds (DEFAULT_TOKEN_MAX_AGE, an hour; None:
 never expire). A live subscription whose token expires (or whose key was dropped) is ended
-with `forbidden` within the hub's verify interval on a socket, or at the connection's next
-request behind Pushpin/Fanout (at least every 20 s); the browser module then asks the page's
+with `forbidden` within the hub's verify interval on a socket or a stream, or at the
+connection's next request behind Pushpin/Fanout (at least every 20 s; a stream that
+Pushpin/Fanout holds keeps its channels until the page opens its next stream, see
+docs/protocol.md); the browser module then asks the page's
 `getToken` hook for a fresh one, by default by fetching the page again. They are signed with
 SECRET_KEY and accepted with any key in SECRET_KEY_FALLBACKS (Django's way of rotating
 keys): dropping a key from the fallbacks revokes every token made with it.

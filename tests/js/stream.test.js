@@ -6,7 +6,7 @@ const {test, mock} = require("node:test");
 const assert = require("node:assert/strict");
 const {FACTS, _internals} = require("../../static/js/pushgateway.js");
 const {createEventParser} = _internals;
-const {FakeSocket, server, latest, settle, client, recorder, quietly, useFakes} =
+const {FakeSocket, server, latest, settle, settleAll, client, recorder, quietly, useFakes} =
   require("./fakes.js");
 
 useFakes();
@@ -314,8 +314,9 @@ test("a stream that is refused or not a stream is a failed attempt, with a warni
   assert.notEqual(pg.state, "connected");
 });
 
-test("tabs share one stream: the leader's stream carries a follower's channel to it", async () => {
-  const {FakeBrowser, settleAll} = require("./fakes.js");
+// Tabs of one fake browser sharing the stream; `streams` records each stream opened.
+function streamTabs() {
+  const {FakeBrowser} = require("./fakes.js");
   const browser = new FakeBrowser();
   const streams = [];
   const fetch = (url, init) => {
@@ -324,10 +325,18 @@ test("tabs share one stream: the leader's stream carries a follower's channel to
     streams.push(stream);
     return Promise.resolve(stream.response());
   };
-  const tab = (channel) => {
+  const newTab = (options) => {
     const fakes = browser.tab();
-    const options = {transport: "stream", share: true, fetch, positions: {[channel]: server.position(channel)}};
-    const pg = client(Object.assign(options, {BroadcastChannel: fakes.BroadcastChannel, locks: fakes.locks}));
+    const sharing = {BroadcastChannel: fakes.BroadcastChannel, locks: fakes.locks};
+    return client(Object.assign({transport: "stream", share: true, fetch}, sharing, options));
+  };
+  return {streams, newTab};
+}
+
+test("tabs share one stream: the leader's stream carries a follower's channel to it", async () => {
+  const {streams, newTab} = streamTabs();
+  const tab = (channel) => {
+    const pg = newTab({positions: {[channel]: server.position(channel)}});
     const cb = recorder();
     pg.subscribe(channel, cb);
     return {pg, cb};
@@ -356,21 +365,10 @@ test("tabs share one stream: the leader's stream carries a follower's channel to
 });
 
 test("a follower's private channel does not ride on a shared stream: it goes its own way", async () => {
-  const {FakeBrowser, settleAll} = require("./fakes.js");
-  const browser = new FakeBrowser();
-  const streams = [];
-  const fetch = (url, init) => {
-    if (url !== STREAM_URL) return server.fetch(url, init);
-    const stream = new FakeStream({url, frames: JSON.parse(init.body).frames, signal: init.signal});
-    streams.push(stream);
-    return Promise.resolve(stream.response());
-  };
+  const {streams, newTab} = streamTabs();
   const channel = "private-x";
   const tab = (token) => {
-    const fakes = browser.tab();
-    const options = {transport: "stream", share: true, fetch, positions: {}};
-    Object.assign(options, {BroadcastChannel: fakes.BroadcastChannel, locks: fakes.locks});
-    const pg = client(options);
+    const pg = newTab({positions: {}});
     const callback = recorder();
     pg.subscribe(channel, callback, {token});
     return {pg, callback};

@@ -82,9 +82,11 @@ class Host:
         args += ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
         return self.start("redis", args, log_dir)
 
-    def start_daphne(self, log_dir: Path, env: dict) -> Process:
-        """This project under daphne on this host's address (HTTP_PORT)."""
-        args = [PYTHON, "-m", "daphne", "-b", self.address, "-p", str(HTTP_PORT)]
+    def start_daphne(self, log_dir: Path, env: dict, heap: Path | None = None) -> Process:
+        """This project under daphne on this host's address (HTTP_PORT); with `heap`, daphne
+        answers SIGUSR1 by writing what Python holds live there (tests/support/heap.py)."""
+        args = [PYTHON, "-m", *(["tests.support.heap", str(heap)] if heap else [])]
+        args += ["daphne", "-b", self.address, "-p", str(HTTP_PORT)]
         return self.start("daphne", [*args, "channels_app.asgi:application"], log_dir, env)
 
     def env(self, **extra: str) -> dict:

@@ -334,10 +334,10 @@ def publisher_main() -> None:
 # ---------------------------------------------------------------- orchestration
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` and all its descendants that are alive."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of `pid` and all its descendants that are alive."""
     children: dict[int, list[int]] = {}
-    stats: dict[int, float] = {}
+    stats: dict[int, tuple[float, float]] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -347,13 +347,20 @@ def cpu_seconds(pid: int) -> float:
             continue
         fields = text[text.rindex(")") + 2 :].split()
         children.setdefault(int(fields[1]), []).append(int(entry.name))
-        stats[int(entry.name)] = (int(fields[11]) + int(fields[12])) / TICK
-    total, todo = 0.0, [pid]
+        stats[int(entry.name)] = (int(fields[11]) / TICK, int(fields[12]) / TICK)
+    user = system = 0.0
+    todo = [pid]
     while todo:
         p = todo.pop()
-        total += stats.get(p, 0.0)
+        u, s = stats.get(p, (0.0, 0.0))
+        user, system = user + u, system + s
         todo += children.get(p, [])
-    return total
+    return user, system
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and all its descendants that are alive."""
+    return sum(cpu_times(pid))
 
 
 def rss_kib(pid: int) -> int:

@@ -69,6 +69,7 @@ SCENARIOS = [
     Scenario("100x20", "100 sockets x 20 msg/s, one channel", 100, rate=20),
     Scenario("200x50", "200 sockets x 50 msg/s, one channel", 200, rate=50),
     Scenario("1000x20", "1000 sockets x 20 msg/s, one channel", 1000, rate=20),
+    Scenario("1000x100", "1000 sockets x 100 msg/s, one channel", 1000, rate=100),
     Scenario("1000ch", "1000 sockets on 1000 channels, 2000 hints/s", 1000, 1000, rate=2000),
     Scenario(
         "memory", "server memory per idle subscribed socket, 2000 sockets", 2000, memory_only=True

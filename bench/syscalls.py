@@ -1,11 +1,16 @@
-"""System calls and server CPU per delivered hint, with the frames knob off and on.
+"""System calls and server CPU per delivered hint: the bare `websockets` server, and the
+project with the frames knob off and on.
 
-One server process (daphne or uvicorn) holds SOCKETS subscribed sockets on one channel
-(bench.fanout's client workers); the project's publisher sends BROADCASTS hints to them,
-twice: once to read the server's CPU time from /proc, once under ``strace -c -f`` to count
-its system calls. "frames off" is ``PUSHGATEWAY_TUNING=gc,autobahn`` (every hint through
-ASGI `send`, the server framing it for every socket), "frames on" is the default (the
-hub's frame written to each transport: channels_app.frames, pushgateway.adapters).
+One server process (the bare server, daphne or uvicorn) holds SOCKETS subscribed sockets on
+one channel (bench.fanout's client workers); the project's publisher sends BROADCASTS hints
+to them, twice: once to read the server's CPU time from /proc (user and system: the kernel's
+part of a loopback `send()` includes delivering it to the client's socket), once under
+``strace -c -f`` to count its system calls. "bare websockets" is bench/bare_websockets.py,
+the baseline: its system time is about what the kernel takes for one `send()` per socket,
+which no server writing one frame per socket avoids. "frames off" is
+``PUSHGATEWAY_TUNING=gc,autobahn`` (every hint through ASGI `send`, the server framing it
+for every socket), "frames on" is the default (the hub's frame written to each transport:
+channels_app.frames, pushgateway.adapters).
 
     .venv/bin/python -m bench.syscalls --server daphne --sockets 1000 --broadcasts 20
 """
@@ -25,11 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.capacity import cpu_seconds, server_command  # noqa: E402
+from bench.capacity import cpu_times, server_command  # noqa: E402
 from bench.common import bench_environment, child, read_json  # noqa: E402
 from tests.support.servers import Process, free_port  # noqa: E402
 
-KNOBS = {"frames off": "gc,autobahn", "frames on": "all"}
+# Row -> PUSHGATEWAY_TUNING of the project's server; None: the bare server instead.
+KNOBS = {"bare websockets": None, "frames off": "gc,autobahn", "frames on": "all"}
 CALLS = ("sendto", "write", "writev", "epoll_ctl", "epoll_wait")
 STRACE_LINE = re.compile(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$")
 
@@ -59,14 +65,14 @@ def strace_counts(pid: int, run) -> dict[str, int]:
     return counts
 
 
-def measure(server: str, tuning: str, options, env: dict, log_dir: Path) -> dict:
+def measure(server: str, tuning: str | None, options, env: dict, log_dir: Path) -> dict:
     port = free_port()
+    server = server if tuning else "bare"
     args, extra = server_command(server, port)
     if server == "daphne":
         extra = {}
-    proc = Process(
-        f"{server}-{port}", args, log_dir, {**env, **extra, "PUSHGATEWAY_TUNING": tuning}
-    )
+    env = {**env, **extra, **({"PUSHGATEWAY_TUNING": tuning} if tuning else {})}
+    proc = Process(f"{server}-{port}", args, log_dir, env)
     try:
         proc.wait_for_port(port, timeout=60)
         clients = child(
@@ -75,9 +81,13 @@ def measure(server: str, tuning: str, options, env: dict, log_dir: Path) -> dict
         read_json(clients)
         time.sleep(1.0)
         deliveries = options.sockets * options.broadcasts
-        cpu0 = cpu_seconds(proc.proc.pid)
+        user0, system0 = cpu_times(proc.proc.pid)
         publish(env, options.broadcasts, options.rate)
-        result = {"us_per_delivery": (cpu_seconds(proc.proc.pid) - cpu0) / deliveries * 1e6}
+        user1, system1 = cpu_times(proc.proc.pid)
+        result = {
+            "user": (user1 - user0) / deliveries * 1e6,
+            "system": (system1 - system0) / deliveries * 1e6,
+        }
         if shutil.which("strace"):
             counts = strace_counts(
                 proc.proc.pid, lambda: publish(env, options.broadcasts, options.rate)
@@ -107,10 +117,14 @@ def main() -> None:
             for name, knob in KNOBS.items()
         }
     print(f"\n== {options.server}: {options.sockets} sockets x {options.broadcasts} broadcasts ==")
-    print(f"{'per delivery':14}{'CPU us':>9}" + "".join(f"{c:>12}" for c in CALLS) + "    received")
+    head = f"{'per delivery':16}{'CPU us':>9}{'user':>7}{'system':>7}{'ratio':>7}"
+    print(head + "".join(f"{c:>11}" for c in CALLS) + "    received")
+    base = sum(rows["bare websockets"][k] for k in ("user", "system"))
     for name, r in rows.items():
-        cells = "".join(f"{r.get(c, math.nan):12.3f}" for c in CALLS)
-        print(f"{name:14}{r['us_per_delivery']:9.1f}{cells}    {r['received']}/{r['expected']}")
+        cpu = r["user"] + r["system"]
+        cells = f"{cpu:9.1f}{r['user']:7.1f}{r['system']:7.1f}{cpu / base:6.2f}x"
+        cells += "".join(f"{r.get(c, math.nan):11.3f}" for c in CALLS)
+        print(f"{name:16}{cells}    {r['received']}/{r['expected']}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pushgateway.tokens import check_token
 from . import tuning
 from .admission import client_address, get_admission
 from .drain import get_drain
+from .frames import PreparedBatch, PreparedSend
 from .hub import ChannelCapReached, get_hub
 from .origins import origin_allowed, scope_origin
 
@@ -290,13 +291,8 @@ class PushGatewayConsumer:
                 return self.too_slow()
             self.backlog.append(message)
             return
-        writer = self.writer
-        if writer is not None:
-            if writer.pending() > MAX_PENDING_BYTES:
-                return self.too_slow()
-            wire = getattr(message, "wire", None) if tuning.frames else None
-            if wire is not None and writer.write(wire):
-                return
+        if self.written(message):
+            return
         try:
             waiting = start_send_coroutine(self.send(message))
         except (OSError, RuntimeError):
@@ -308,6 +304,28 @@ class PushGatewayConsumer:
         if waiting is not None:  # the server waits for the client: later frames queue
             self.backlog, self.backlog_bytes = deque(), 0
             asyncio.ensure_future(self.drain(waiting))
+
+    def push_many(self, batch: PreparedBatch) -> None:
+        """Send the messages of `batch` without waiting, in order: in one write where push
+        would write a frame straight to the transport, else one push each."""
+        if self.closing:
+            return
+        if self.backlog is None and self.written(batch):
+            return
+        for message in batch:
+            self.push(message)
+
+    def written(self, message: PreparedSend | PreparedBatch | dict) -> bool:
+        """Whether `message` is taken care of by the socket's FrameWriter: its bytes written
+        to the transport, or the socket closed for not reading them."""
+        writer = self.writer
+        if writer is None:
+            return False
+        if writer.pending() > MAX_PENDING_BYTES:
+            self.too_slow()
+            return True
+        wire = getattr(message, "wire", None) if tuning.frames else None
+        return wire is not None and writer.write(wire)
 
     async def drain(self, sending) -> None:
         try:

@@ -3,7 +3,8 @@
 Server frames are never masked (RFC 6455, 5.1), so the bytes of one text frame serve every
 socket that did not negotiate an extension. The hub hands each socket a PreparedSend: an
 ordinary ASGI ``websocket.send`` message (any server can take it) that also carries those
-bytes, built on first use. The consumer writes them through pushgateway.adapters'
+bytes, built on first use; or, for several frames at once, a PreparedBatch of them whose
+bytes go out in one write. The consumer writes them through pushgateway.adapters'
 FrameWriter where the server is known, and sends the message through ASGI otherwise.
 """
 
@@ -46,6 +47,32 @@ class PreparedSend(dict):
         return self._wire
 
 
+class PreparedBatch:
+    """Several PreparedSends for the same sockets, in order (iterate it), and ``wire``:
+    their frames' bytes together, built once (None when one of them has none)."""
+
+    __slots__ = ("_wire", "messages")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.messages = [PreparedSend(text) for text in texts]
+        self._wire: bytes | None | bool = False
+
+    def __iter__(self):
+        return iter(self.messages)
+
+    @property
+    def wire(self) -> bytes | None:
+        if self._wire is False:
+            wires = [message.wire for message in self.messages]
+            self._wire = None if None in wires else b"".join(wires)
+        return self._wire
+
+
 def prepared_send(text: str) -> PreparedSend:
     """The message the hub hands every socket on a channel for one frame."""
     return PreparedSend(text)
+
+
+def prepared_batch(texts: list[str]) -> PreparedBatch:
+    """What the hub hands every socket on a channel for several frames at once."""
+    return PreparedBatch(texts)

@@ -26,7 +26,7 @@ from pushgateway.backends import get_backend
 from pushgateway.layer import EVENT_TYPE, group_name
 from pushgateway.protocol import Position, has_news, is_private, resync_frame
 
-from .frames import prepared_send
+from .frames import prepared_batch, prepared_send
 
 logger = logging.getLogger("pushgateway.hub")
 
@@ -50,6 +50,10 @@ VERIFY_SECONDS = 15.0
 # Channels' in-memory and core Redis layers forget group members added more than
 # group_expiry (default 24 h) ago; the hub renews its memberships well before that.
 RENEW_SECONDS = 3600
+# A burst of frames on one channel (a bulk save, a backlog read off Redis at once) reaches
+# each socket in one write: frames received in one turn of the event loop are written at
+# its end, at most this many together.
+MAX_BATCH = 64
 
 
 class ChannelCapReached(Exception):
@@ -59,6 +63,9 @@ class ChannelCapReached(Exception):
 class Socket(Protocol):
     def push(self, message: dict) -> None:
         """Send an ASGI message without waiting (see PushGatewayConsumer.push)."""
+
+    def push_many(self, batch: Iterable[dict]) -> None:
+        """Send several, in order, without waiting (see PushGatewayConsumer.push_many)."""
 
     def recheck_tokens(self) -> None:
         """End private subscriptions whose tokens no longer verify (optional)."""
@@ -119,6 +126,8 @@ class Hub:
         self._to_verify: dict[str, float] = {}  # channel -> when to check it, in that order
         self._rechecker: asyncio.Task | None = None
         self._tasks: dict[str, asyncio.Task] = {}
+        self._unwritten: dict[str, list[str]] = {}  # channel -> frames for this turn's end
+        self._writing: asyncio.Handle | None = None
         self._background: set[asyncio.Task] = set()
         self._rounds = 0  # heartbeat rounds sent through every group
         self._rejoined_at = 0  # the round after which the hub last joined all again
@@ -345,7 +354,7 @@ class Hub:
         for channel, position in stored.items():
             if channel in self.joined and has_news(self.known.get(channel), position):
                 self.known[channel] = position
-                await self.deliver(channel, resync_frame(channel, position))
+                self.deliver(channel, resync_frame(channel, position))
                 resynced += 1
         if resynced:
             logger.info("pushgateway hub: resync sent on %d channel(s)", resynced)
@@ -393,7 +402,7 @@ class Hub:
                 channel = event["channel"]
                 if channel in self.joined and "seq" in event:
                     self._advance(channel, Position(event["epoch"], event["seq"]))
-                await self.deliver(channel, event["frame"])
+                self.deliver(channel, event["frame"])
                 if self.metrics and "t" in event:
                     self.metrics.lag.observe(time.time() - event["t"])
             elif kind == HEARTBEAT_TYPE:
@@ -529,19 +538,38 @@ class Hub:
                 await asyncio.sleep(0)  # an HMAC each: let the sockets' frames through
         return len(sockets)
 
-    async def deliver(self, channel: str, frame: str) -> int:
-        """Write `frame` to every local socket on `channel`; returns how many. One message
-        for all of them, and no socket is waited for."""
+    def deliver(self, channel: str, frame: str) -> None:
+        """Write `frame` to every local socket on `channel` at the end of this turn of the
+        event loop, with the frames that follow it on the channel in the same turn: a burst
+        costs a socket one write, not one per frame. No socket is waited for."""
+        frames = self._unwritten.get(channel)
+        if frames is None:
+            frames = self._unwritten[channel] = []
+            if self._writing is None:
+                self._writing = asyncio.get_running_loop().call_soon(self._write_unwritten)
+        frames.append(frame)
+        if len(frames) >= MAX_BATCH:
+            self._write(channel, self._unwritten.pop(channel))
+
+    def _write_unwritten(self) -> None:
+        self._writing = None
+        unwritten, self._unwritten = self._unwritten, {}
+        for channel, frames in unwritten.items():
+            self._write(channel, frames)
+
+    def _write(self, channel: str, frames: list[str]) -> None:
+        """`frames` to every socket on `channel` now: one message for all of them, its
+        bytes built once (channels_app.frames)."""
         sockets = tuple(self.sockets.get(channel, ()))
-        message = prepared_send(frame)  # its frame bytes built once, for all of them
+        one = len(frames) == 1
+        message = prepared_send(frames[0]) if one else prepared_batch(frames)
         for socket in sockets:
             try:
-                socket.push(message)
+                socket.push(message) if one else socket.push_many(message)
             except Exception:
                 logger.exception("pushgateway hub: send to one socket failed")
         if self.metrics:
-            self.metrics.frames.inc(len(sockets))
-        return len(sockets)
+            self.metrics.frames.inc(len(sockets) * len(frames))
 
 
 def _retrieve(future: asyncio.Future) -> None:

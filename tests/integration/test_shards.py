@@ -22,6 +22,10 @@ class Socket:
     def push(self, message: dict) -> None:
         self.frames.append(json.loads(message["text"]))
 
+    def push_many(self, batch) -> None:
+        for message in batch:
+            self.push(message)
+
 
 async def until(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
 from channels_app.consumer import PushGatewayConsumer
-from channels_app.frames import PreparedSend, prepared_send, text_frame
+from channels_app.frames import PreparedSend, prepared_batch, prepared_send, text_frame
 from pushgateway.constants import MAX_PENDING_BYTES
 
 
@@ -53,6 +53,14 @@ def test_a_prepared_send_is_an_asgi_message_whose_frame_is_built_once():
 
 def test_text_no_frame_can_carry_is_left_to_the_servers_send():
     assert PreparedSend("\ud800").wire is None
+    assert prepared_batch(["fine", "\ud800"]).wire is None
+
+
+def test_a_batch_is_its_frames_bytes_one_after_the_other_built_once():
+    batch = prepared_batch(["one", "two"])
+    assert list(batch) == [prepared_send("one"), prepared_send("two")]
+    assert batch.wire == text_frame(b"one") + text_frame(b"two")
+    assert batch.wire is batch.wire
 
 
 class Writer:
@@ -122,6 +130,29 @@ async def test_a_frame_never_overtakes_frames_queued_behind_a_send_that_waits():
     assert writer.frames == [text_frame(b"first"), text_frame(b"fourth")]
 
 
+async def test_a_batch_is_one_write_to_the_transport_or_its_frames_in_order_through_send():
+    ready = asyncio.Event()
+    sent = []
+
+    async def send(message):  # uvicorn's, while the client does not read
+        await ready.wait()
+        sent.append(message["text"])
+
+    writer = Writer()
+    socket = consumer(send, writer)
+    socket.push_many(prepared_batch(["a", "b"]))
+    assert writer.frames == [text_frame(b"a") + text_frame(b"b")]
+    writer.accepts = False  # the server must frame them itself
+    socket.push_many(prepared_batch(["c", "d"]))  # c through `send`, which waits; d behind
+    writer.accepts = True
+    socket.push_many(prepared_batch(["e", "f"]))  # behind them too, not to the transport
+    assert len(writer.frames) == 1
+    ready.set()
+    while socket.backlog is not None:
+        await asyncio.sleep(0)
+    assert sent == ["c", "d", "e", "f"]
+
+
 async def test_bytes_the_transport_holds_count_toward_the_slow_reader_cap():
     closes = []
 
@@ -135,6 +166,7 @@ async def test_bytes_the_transport_holds_count_toward_the_slow_reader_cap():
     await asyncio.sleep(0)
     assert writer.frames == [] and closes == [{"type": "websocket.close", "code": 4013}]
     socket.push(prepared_send("after"))  # a closing socket is skipped
+    socket.push_many(prepared_batch(["and", "more"]))
     assert writer.frames == []
 
 

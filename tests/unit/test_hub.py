@@ -45,9 +45,15 @@ class FlakyLayer:
 class Socket:
     def __init__(self) -> None:
         self.frames = []
+        self.batches = []  # how many frames each push_many carried
 
     def push(self, message):
         self.frames.append(message["text"])
+
+    def push_many(self, batch):
+        self.batches.append(len(batch.messages))
+        for message in batch:
+            self.push(message)
 
 
 @pytest.fixture
@@ -72,6 +78,25 @@ async def watched(hub: Hub, *channels: str) -> list[Socket]:
         assert await hub.position(channel) is not None
     await asyncio.sleep(0.2)
     return sockets
+
+
+async def test_a_burst_reaches_each_socket_in_one_write_per_max_batch_frames_in_order():
+    """Frames delivered in one turn of the event loop (a bulk save, a backlog read off Redis
+    at once) go to each socket together at the turn's end, at most MAX_BATCH at a time,
+    in order; a frame alone in its turn is a write of its own."""
+    hub = Hub(InMemoryChannelLayer(), MemoryPositions().aread)
+    one, other = await watched(hub, "burst", "burst")
+    frames = [f'{{"n":{n}}}' for n in range(hub_module.MAX_BATCH + 6)]
+    for frame in frames:
+        hub.deliver("burst", frame)
+    assert one.batches == [hub_module.MAX_BATCH]  # the first MAX_BATCH at once
+    await asyncio.sleep(0)  # the turn ends
+    for socket in (one, other):
+        assert socket.frames == frames
+        assert socket.batches == [hub_module.MAX_BATCH, 6]
+    hub.deliver("burst", "alone")
+    await asyncio.sleep(0)
+    assert one.frames[-1] == "alone" and one.batches == [hub_module.MAX_BATCH, 6]
 
 
 async def test_a_layer_that_loses_messages_is_noticed_and_healing_resyncs_moved_channels(fast):

@@ -287,7 +287,11 @@ class Hub:
     def latest(self, channel: str, position: Position | None) -> Position | None:
         """What to confirm a subscription with now that `position()` gave `position`: the
         hub's own, when it moved on since (a hint or resync it delivered meanwhile went out
-        on the socket first, and the confirmation must not say less)."""
+        on the socket first, and the confirmation must not say less). Frames held for the
+        end of this turn go out now, so none the confirmation counts comes after it."""
+        frames = self._unwritten.pop(channel, None)
+        if frames:
+            self._write(channel, frames)
         return self.known.get(channel, position)
 
     async def _read_batch(self) -> None:

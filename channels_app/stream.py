@@ -31,6 +31,7 @@ from pushgateway.tokens import check_token
 from .admission import get_admission
 from .consumer import PushGatewayConsumer
 from .drain import get_drain
+from .frames import PreparedBatch
 from .hub import get_hub
 from .origins import origin_allowed, scope_origin
 
@@ -46,16 +47,20 @@ KEEPALIVE = {"type": "http.response.body", "body": SSE_KEEPALIVE.encode(), "more
 _last: tuple[dict, dict] | None = None  # the hub's last message and its SSE event
 
 
-def as_event(message: dict) -> dict:
-    """The ASGI message that carries a socket's `websocket.send` message on a stream. The
-    hub hands every connection on a channel the same message: it is encoded once."""
+def as_event(message: dict | PreparedBatch) -> dict:
+    """The ASGI message that carries a socket's `websocket.send` message, or a batch of
+    them, on a stream. The hub hands every connection on a channel the same message or
+    batch: it is encoded once."""
     global _last
-    if message["type"] != "websocket.send":
-        return message
     if _last is not None and _last[0] is message:
         return _last[1]
-    event = {"type": "http.response.body", "body": sse_event(message["text"]).encode()}
-    event["more_body"] = True
+    if isinstance(message, PreparedBatch):
+        body = "".join(sse_event(each["text"]) for each in message)
+    elif message["type"] == "websocket.send":
+        body = sse_event(message["text"])
+    else:
+        return message
+    event = {"type": "http.response.body", "body": body.encode(), "more_body": True}
     _last = (message, event)
     return event
 
@@ -171,6 +176,9 @@ class StreamConsumer(PushGatewayConsumer):
 
     def push(self, message: dict) -> None:
         super().push(as_event(message))
+
+    def push_many(self, batch: PreparedBatch) -> None:
+        super().push(as_event(batch))  # one chunk of events
 
     async def close(self, code: int) -> None:
         """End the stream with a `close` event that carries `code`, as a socket's close."""

@@ -99,6 +99,19 @@ async def test_a_burst_reaches_each_socket_in_one_write_per_max_batch_frames_in_
     assert one.frames[-1] == "alone" and one.batches == [hub_module.MAX_BATCH, 6]
 
 
+async def test_a_frame_held_for_the_turns_end_goes_out_before_a_confirmation_counting_it():
+    """A page subscribing to a joined channel in the turn a hint arrived gets the hint
+    before its `subscribed` (whose position counts it), not after: a hint not newer than
+    the confirmation would make the page refetch for nothing."""
+    hub = Hub(InMemoryChannelLayer(), MemoryPositions().aread)
+    await watched(hub, "joined")
+    hub.deliver("joined", "hint")
+    late = Socket()
+    await hub.subscribe("joined", late)  # joined already: no wait
+    hub.latest("joined", None)  # what the consumer confirms with, then sends `subscribed`
+    assert late.frames == ["hint"]
+
+
 async def test_a_layer_that_loses_messages_is_noticed_and_healing_resyncs_moved_channels(fast):
     store = MemoryPositions()
     layer = FlakyLayer()

@@ -67,6 +67,18 @@ async def test_a_stream_is_a_connection_of_the_hub_until_the_client_goes_away():
     assert "unit-stream" not in get_hub().sockets  # left with the connection
 
 
+async def test_a_burst_goes_down_a_stream_as_one_chunk_of_its_events_in_order():
+    stream, _ = await open_stream([subscribe("unit-burst")])
+    assert (await next_frame(stream))["type"] == "subscribed"
+    for n in range(3):  # in one turn of the event loop, as a backlog read off Redis
+        get_hub().deliver("unit-burst", json.dumps({"n": n}))
+    chunk = await next_event(stream)
+    events = [json.loads(line[6:]) for line in chunk.splitlines() if line.startswith("data: ")]
+    assert events == [{"n": 0}, {"n": 1}, {"n": 2}]
+    await stream.send_input({"type": "http.disconnect"})
+    await stream.wait(2)
+
+
 async def test_a_quiet_stream_sends_keep_alive_comments(monkeypatch):
     monkeypatch.setattr(stream_module, "STREAM_KEEPALIVE_SECONDS", 0.05)
     stream, _ = await open_stream([subscribe("unit-quiet")])

@@ -93,6 +93,18 @@ def consumer(send, writer) -> PushGatewayConsumer:
     return socket
 
 
+def stalled_send():
+    """uvicorn's `send` while the client does not read: it waits until `ready` is set; and
+    the texts it sent, in order."""
+    ready, sent = asyncio.Event(), []
+
+    async def send(message):
+        await ready.wait()
+        sent.append(message["text"])
+
+    return send, sent, ready
+
+
 async def test_frames_go_to_the_transport_and_replies_through_send():
     sent = []
 
@@ -107,13 +119,7 @@ async def test_frames_go_to_the_transport_and_replies_through_send():
 
 
 async def test_a_frame_never_overtakes_frames_queued_behind_a_send_that_waits():
-    ready = asyncio.Event()
-    sent = []
-
-    async def send(message):  # uvicorn's, while the client does not read
-        await ready.wait()
-        sent.append(message["text"])
-
+    send, sent, ready = stalled_send()
     writer = Writer()
     socket = consumer(send, writer)
     socket.push(prepared_send("first"))  # written at once
@@ -131,13 +137,7 @@ async def test_a_frame_never_overtakes_frames_queued_behind_a_send_that_waits():
 
 
 async def test_a_batch_is_one_write_to_the_transport_or_its_frames_in_order_through_send():
-    ready = asyncio.Event()
-    sent = []
-
-    async def send(message):  # uvicorn's, while the client does not read
-        await ready.wait()
-        sent.append(message["text"])
-
+    send, sent, ready = stalled_send()
     writer = Writer()
     socket = consumer(send, writer)
     socket.push_many(prepared_batch(["a", "b"]))

@@ -44,6 +44,12 @@ STREAM_HEADERS = [
 ]
 KEEPALIVE = {"type": "http.response.body", "body": SSE_KEEPALIVE.encode(), "more_body": True}
 
+# The browser module sends a stream's frames at once (a few KiB at most): a body not in
+# after this long is refused (408), so a client cannot hold a connection and its coroutine
+# by trickling bytes, or none, before admission counts it. (daphne reads the whole body
+# before the application runs; uvicorn, hypercorn and granian hand it over as it comes.)
+BODY_SECONDS = 10.0
+
 _last: tuple[dict, dict] | None = None  # the hub's last message and its SSE event
 
 
@@ -116,7 +122,12 @@ class StreamConsumer(PushGatewayConsumer):
         with a refusal (a clear 4xx or 503, never a 500) and return None."""
         if scope["method"] != "POST":
             return await self.refuse(405, "open a stream with a POST", [(b"allow", b"POST")])
-        body = await read_body(receive)
+        try:
+            body = await asyncio.wait_for(read_body(receive), BODY_SECONDS)
+        except TimeoutError:
+            return await self.refuse(
+                408, f"the request body took too long (over {BODY_SECONDS:g} s)"
+            )
         if body is None:
             return None
         frames = stream_frames(body)

@@ -79,6 +79,21 @@ async def test_a_burst_goes_down_a_stream_as_one_chunk_of_its_events_in_order():
     await stream.wait(2)
 
 
+async def test_a_stream_request_whose_body_never_ends_is_refused_and_others_go_on(monkeypatch):
+    monkeypatch.setattr(stream_module, "BODY_SECONDS", 0.2)
+    scope = {"type": "http", "method": "POST", "path": STREAM_PATH, "headers": [ORIGIN]}
+    trickle = ApplicationCommunicator(application, {**scope, "query_string": b""})
+    await trickle.send_input({"type": "http.request", "body": b'{"frames": [', "more_body": True})
+    start = await trickle.receive_output(2)  # and nothing more is ever sent
+    assert start["status"] == 408
+    assert "too long" in (await trickle.receive_output(2))["body"].decode()
+    stream, start = await open_stream([subscribe("unit-after-trickle")])
+    assert start["status"] == 200
+    assert (await next_frame(stream))["type"] == "subscribed"
+    await stream.send_input({"type": "http.disconnect"})
+    await stream.wait(2)
+
+
 async def test_a_quiet_stream_sends_keep_alive_comments(monkeypatch):
     monkeypatch.setattr(stream_module, "STREAM_KEEPALIVE_SECONDS", 0.05)
     stream, _ = await open_stream([subscribe("unit-quiet")])

@@ -645,8 +645,10 @@ def fmt_step(s: dict) -> str:
 
 
 def ratio(value: float, base: float | None) -> str:
-    if base is None or not base or math.isnan(base) or math.isnan(value):
+    if base is None or math.isnan(base) or math.isnan(value):
         return ""
+    if abs(base) < 0.05:  # shown as 0.0 or 0: a ratio to it would only mislead
+        return "-"
     return f"{value / base:.2f}x"
 
 

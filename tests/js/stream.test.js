@@ -304,6 +304,13 @@ test("the event parser takes events split anywhere, CRLF lines, comments and mul
   assert.deepEqual(events, [["message", '{"a":1}'], ["close", "x\ny"]]);
 });
 
+test("the event parser takes several events from one chunk, in order", () => {
+  const events = [];
+  const feed = createEventParser((name, data) => events.push([name, data]));
+  feed('data: {"n":0}\n\ndata: {"n":1}\n\ndata: {"n":2}\n\n');
+  assert.deepEqual(events, [0, 1, 2].map((n) => ["message", `{"n":${n}}`]));
+});
+
 test("a stream that is refused or not a stream is a failed attempt, with a warning-free backoff", async () => {
   const {pg} = streamingClient({transport: "stream", backoffMax: 1000});
   const calls = [];

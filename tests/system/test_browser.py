@@ -2,6 +2,8 @@
 the two pages are served by two processes on PostgreSQL."""
 
 import json
+import os
+import signal
 import time
 import uuid
 
@@ -204,6 +206,24 @@ def test_a_private_channel_polls_with_its_token_in_the_body_and_renews_it_from_t
     page.close()
 
 
+def raw_socket(page, site_url: str, channel: str) -> str:
+    """A plain WebSocket in `page` subscribed to `channel`, every frame it gets parsed into
+    `window.got`; returns the extensions it negotiated, once subscribed."""
+    return page.evaluate(
+        """([url, channel]) => new Promise((resolve) => {
+            window.got = [];
+            const ws = new WebSocket(url);
+            ws.onopen = () => ws.send(JSON.stringify({type: "subscribe", channel}));
+            ws.onmessage = (event) => {
+                const frame = JSON.parse(event.data);
+                window.got.push(frame);
+                if (frame.type === "subscribed") resolve(ws.extensions);
+            };
+        })""",
+        [site_url.replace("http", "ws", 1) + "/ws/pushgateway/", channel],
+    )
+
+
 # Sizes around the frame header's length forms: 7-bit and 16-bit (a hint's data is at most
 # MAX_DATA_BYTES; 64-bit lengths are checked by tests/integration/test_server_adapters.py).
 PADS = [0, 60, 130, 4000, 3]
@@ -220,19 +240,7 @@ def test_hints_reach_chromium_as_valid_messages_with_and_without_permessage_defl
     site = start_daphne(redis.url, server=server)
     page = browser.new_page()
     page.goto(site.url + "/")
-    extensions = page.evaluate(
-        """(url) => new Promise((resolve) => {
-            window.got = [];
-            const ws = new WebSocket(url);
-            ws.onopen = () => ws.send(JSON.stringify({type: "subscribe", channel: "deflate"}));
-            ws.onmessage = (event) => {
-                const frame = JSON.parse(event.data);
-                window.got.push(frame);
-                if (frame.type === "subscribed") resolve(ws.extensions);
-            };
-        })""",
-        site.url.replace("http", "ws", 1) + "/ws/pushgateway/",
-    )
+    extensions = raw_socket(page, site.url, "deflate")
     if server is Uvicorn:
         assert extensions.startswith("permessage-deflate")
     else:
@@ -245,4 +253,38 @@ def test_hints_reach_chromium_as_valid_messages_with_and_without_permessage_defl
     assert [(h["type"], h["data"]["n"], len(h["data"]["pad"])) for h in hints] == [
         ("message", n, pad) for n, pad in enumerate(PADS)
     ]
+    page.close()
+
+
+@pytest.mark.parametrize("server", [Daphne, Uvicorn], ids=["daphne", "uvicorn"])
+def test_a_burst_read_off_redis_at_once_reaches_chromium_whole_and_in_order(
+    browser, redis, start_daphne, server
+):
+    """The server stopped while 100 hints are published: when it runs again it reads them off
+    Redis at once and its hub writes them to the socket together (several frames per write
+    under daphne; through uvicorn's `send`, compressed, one by one). The page gets each hint
+    whole, in order. (The pause may also make the hub check positions and send `resync`,
+    which the browser module holds back while the hints are on their way.)"""
+    site = start_daphne(redis.url, server=server)
+    page = browser.new_page()
+    page.goto(site.url + "/")
+    channel = f"burst-{uuid.uuid4().hex[:8]}"
+    raw_socket(page, site.url, channel)
+    page.wait_for_timeout(1000)  # past the check after the join
+    pid = site.process.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        publish = (
+            f"import pushgateway\nfor n in range(100): pushgateway.publish({channel!r}, {{'n': n}})"
+        )
+        assert run_python(publish, redis.url).returncode == 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    page.wait_for_function("window.got.filter((f) => f.type === 'message').length >= 100")
+    frames = page.evaluate("window.got.slice(1)")
+    hints = [f for f in frames if f["type"] == "message"]
+    assert [(h["data"]["n"], h["position"]["seq"]) for h in hints] == [
+        (n, n + 1) for n in range(100)
+    ]
+    assert {f["type"] for f in frames} <= {"message", "resync"}
     page.close()

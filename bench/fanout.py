@@ -325,27 +325,42 @@ def main() -> None:
             (publish_hub if kind == "publish-hub" else publish_baseline)(channels, rate, count)
         return
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", choices=[s.name for s in SCENARIOS])
-    parser.add_argument("--seconds", type=float, default=10.0, help="publishing time per run")
-    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser = scenario_parser(__doc__, SCENARIOS)
     parser.add_argument(
         "--targets", nargs="*", choices=list(TARGETS), help="besides the baseline (default: all)"
     )
     options = parser.parse_args()
 
+    def rows(scenario: Scenario, env: dict, log_dir: Path) -> dict[str, dict]:
+        chosen = [n for n in TARGETS if not options.targets or n in (BASELINE, *options.targets)]
+        return {
+            n: summarize(run_target(scenario, n, env, options.seconds, log_dir)) for n in chosen
+        }
+
+    run_scenarios("bench.fanout", SCENARIOS, options, rows)
+
+
+def scenario_parser(doc: str, scenarios: list[Scenario]) -> argparse.ArgumentParser:
+    """The options of a benchmark of `scenarios` (this one's, bench.streams'): --only,
+    --seconds, --json."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--only", nargs="*", choices=[s.name for s in scenarios])
+    parser.add_argument("--seconds", type=float, default=10.0, help="publishing time per run")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    return parser
+
+
+def run_scenarios(module: str, scenarios: list[Scenario], options, rows) -> None:
+    """Each of `scenarios` that `options.only` keeps (all by default), its rows
+    (`rows(scenario, env, log_dir)`, one per target) printed as a table; with `--json`,
+    all of them written there too."""
     everything = {}
-    with bench_environment("bench.fanout") as (log_dir, _, env):
-        for scenario in SCENARIOS:
+    with bench_environment(module) as (log_dir, _, env):
+        for scenario in scenarios:
             if options.only and scenario.name not in options.only:
                 continue
-            rows = {}
-            for name in TARGETS:
-                if options.targets and name != BASELINE and name not in options.targets:
-                    continue
-                rows[name] = summarize(run_target(scenario, name, env, options.seconds, log_dir))
-            print_table(scenario, rows)
-            everything[scenario.name] = rows
+            everything[scenario.name] = rows(scenario, env, log_dir)
+            print_table(scenario, everything[scenario.name])
     if options.json:
         options.json.write_text(json.dumps(everything, indent=1))
 

@@ -14,7 +14,6 @@ subscribed connection.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -23,12 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import bench_environment  # noqa: E402
 from bench.fanout import (  # noqa: E402
     Scenario,
-    print_table,
     run_clients,
+    run_scenarios,
     run_target,
+    scenario_parser,
     summarize,
 )
 from pushgateway.constants import STREAM_PATH  # noqa: E402
@@ -99,27 +98,17 @@ def main() -> None:
         port, first, count, channels = map(int, sys.argv[2:])
         asyncio.run(run_clients(port, first, count, channels, open_stream))
         return
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", nargs="*", choices=[s.name for s in SCENARIOS])
-    parser.add_argument("--seconds", type=float, default=10.0, help="publishing time per run")
-    parser.add_argument("--json", type=Path, help="also write the numbers here")
-    options = parser.parse_args()
+    options = scenario_parser(__doc__, SCENARIOS).parse_args()
 
-    everything = {}
-    with bench_environment("bench.streams") as (log_dir, _, env):
-        for scenario in SCENARIOS:
-            if options.only and scenario.name not in options.only:
-                continue
-            rows = {}
-            for name, module in CLIENTS.items():
-                result = run_target(
-                    scenario, "hub on daphne", env, options.seconds, log_dir, clients=module
-                )
-                rows[name] = summarize(result)
-            print_table(scenario, rows)
-            everything[scenario.name] = rows
-    if options.json:
-        options.json.write_text(json.dumps(everything, indent=1))
+    def rows(scenario: Scenario, env: dict, log_dir: Path) -> dict[str, dict]:
+        return {
+            name: summarize(
+                run_target(scenario, "hub on daphne", env, options.seconds, log_dir, clients=module)
+            )
+            for name, module in CLIENTS.items()
+        }
+
+    run_scenarios("bench.streams", SCENARIOS, options, rows)
 
 
 if __name__ == "__main__":
